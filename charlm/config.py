@@ -1,0 +1,135 @@
+"""Every tunable of charlm in one place: frozen dataclasses with flat fields.
+
+The CLI, the Prefect flows and the tests all build these; defaults here are the
+documented defaults everywhere else (the CLI and flow parameters read them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+Cell = Literal["gru", "lstm", "rnn"]
+CELLS: tuple[str, ...] = ("gru", "lstm", "rnn")
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the network: embedding -> `depth` recurrent layers -> softmax."""
+
+    cell: Cell = "lstm"
+    hidden: int = 512  # the article's inter_time_step_size; tuned default for 2-core CPUs
+    depth: int = 2
+    embedding: int = 64  # 0 means one-hot input (identity embedding), as in the article
+    dropout: float = 0.1  # between stacked layers and before the softmax; 0 disables
+    # "keras" GRUs use reset_after=True (cuDNN-eligible); "article" applies the
+    # relevance gate before the matmul, as the article does (used by import-article).
+    gru_variant: Literal["keras", "article"] = "keras"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        if self.hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
+        if self.embedding < 0:
+            raise ValueError(f"embedding must be >= 0, got {self.embedding}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.gru_variant not in ("keras", "article"):
+            raise ValueError(f"gru_variant must be 'keras' or 'article', got {self.gru_variant!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to fit a model: optimisation, budget, batching."""
+
+    batch_size: int = 128
+    epochs: int = 30
+    max_minutes: float = 30.0  # hard wall-clock budget; training stops cleanly when reached
+    learning_rate: float = 3e-3
+    min_learning_rate: float = 1e-4  # end of the cosine decay over the time budget
+    clip_norm: float = 1.0  # global gradient-norm clipping
+    patience: int = 3  # epochs without validation improvement before early stopping
+    max_length: int = 256  # longer headlines are truncated for training (ingestion caps them)
+    validation_limit: int = 5000  # validation headlines scored each epoch (all if 0)
+    checkpoint_minutes: float = 2.0  # mid-epoch checkpoint interval when a directory is given
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "epochs", "max_length", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
+        if self.learning_rate <= 0 or self.min_learning_rate <= 0:
+            raise ValueError(f"learning rates must be > 0, got {self.learning_rate}")
+        if self.checkpoint_minutes <= 0:
+            raise ValueError(f"checkpoint_minutes must be > 0, got {self.checkpoint_minutes}")
+        if self.clip_norm <= 0:
+            raise ValueError(f"clip_norm must be > 0, got {self.clip_norm}")
+        if self.validation_limit < 0:
+            raise ValueError(f"validation_limit must be >= 0, got {self.validation_limit}")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How to draw headlines from a model."""
+
+    top_p: float = 0.9  # the article's "threshold": nucleus sampling
+    temperature: float = 1.0
+    top_k: int = 0  # 0 disables
+    greedy: bool = False
+    max_length: int = 200  # the article's loop could run forever; rows stop here
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How raw CSV rows become clean headlines."""
+
+    max_length: int = 256  # cleaned headlines longer than this are quarantined
+    lowercase: bool = False
+    validation_percent: int = 5  # hash split: the rest after test+validation is train
+    test_percent: int = 5
+
+    def __post_init__(self) -> None:
+        if self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+        if not (0 <= self.validation_percent and 0 <= self.test_percent
+                and self.validation_percent + self.test_percent < 100):
+            raise ValueError(
+                f"validation_percent + test_percent must be < 100, got "
+                f"{self.validation_percent} + {self.test_percent}"
+            )
+
+
+C = TypeVar("C")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain JSON-able dict of a config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+    """Build a config from a dict, rejecting unknown keys by name."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    return cls(**data)

@@ -1,0 +1,162 @@
+"""The stacked recurrent character model: build, save and load.
+
+`build_model(config)` returns a functional Keras model mapping input ids
+(batch, time) to next-character logits (batch, time, 118). Every recurrent layer
+is built with `return_state=True` so that sampling can run the very same layers
+one step at a time (see `step`), and with the defaults that keep them
+cuDNN-eligible on a GPU (tanh/sigmoid, no recurrent dropout, no unroll).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from charlm.config import ModelConfig, from_dict, to_dict
+from charlm.vocab import ALPHABET, INPUT_SIZE, START, VOCAB_SIZE
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+VOCABULARY_FILE = "vocabulary.json"
+FORMAT = 1
+
+
+def gpu_available() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_precision(precision: str) -> str:
+    """Keras dtype policy for `precision` ('auto' = mixed_float16 on a GPU, float32 on CPU)."""
+    if precision == "auto":
+        return "mixed_float16" if gpu_available() else "float32"
+    if precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
+        raise ValueError(
+            f"precision must be auto, float32, mixed_float16 or mixed_bfloat16, got {precision!r}"
+        )
+    return precision
+
+
+def _recurrent_layer(config: ModelConfig, index: int, dtype: str) -> keras.layers.Layer:
+    common: dict[str, Any] = dict(
+        units=config.hidden,
+        return_sequences=True,
+        return_state=True,
+        name=f"{config.cell}_{index}",
+        dtype=dtype,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed + 1 + index),
+        recurrent_initializer=keras.initializers.Orthogonal(seed=config.seed + 101 + index),
+    )
+    if config.cell == "lstm":
+        return keras.layers.LSTM(**common)
+    if config.cell == "gru":
+        return keras.layers.GRU(reset_after=config.gru_variant == "keras", **common)
+    return keras.layers.SimpleRNN(**common)
+
+
+def build_model(config: ModelConfig, precision: str = "auto") -> keras.Model:
+    """Embedding -> `depth` stacked recurrent layers -> logits over the 118 symbols."""
+    dtype = resolve_precision(precision)
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")  # (B, T)
+    if config.embedding == 0:
+        # The article's one-hot input: a frozen identity table, START maps to zeros.
+        table = np.concatenate([np.eye(VOCAB_SIZE), np.zeros((1, VOCAB_SIZE))]).astype("float32")
+        embed = keras.layers.Embedding(
+            INPUT_SIZE, VOCAB_SIZE, trainable=False, name="embedding", dtype=dtype,
+            embeddings_initializer=keras.initializers.Constant(table),
+        )
+    else:
+        embed = keras.layers.Embedding(
+            INPUT_SIZE, config.embedding, name="embedding", dtype=dtype,
+            embeddings_initializer=keras.initializers.RandomUniform(-0.05, 0.05, seed=config.seed),
+        )
+    x = embed(tokens)  # (B, T, E)
+    for i in range(config.depth):
+        x = _recurrent_layer(config, i, dtype)(x)[0]  # (B, T, H)
+        if config.dropout:
+            x = keras.layers.Dropout(config.dropout, seed=config.seed + 201 + i,
+                                     name=f"dropout_{i}")(x)
+    logits = keras.layers.Dense(
+        VOCAB_SIZE, name="logits", dtype="float32",  # softmax statistics stay float32
+        kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed + 301),
+    )(x)  # (B, T, V)
+    return keras.Model(tokens, logits, name=f"charlm_{config.cell}_{config.hidden}x{config.depth}")
+
+
+def recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
+    assert layers, "model has no recurrent layer"
+    return layers
+
+
+def initial_states(model: keras.Model, batch: int | tf.Tensor) -> list[tf.Tensor]:
+    """Zero states for every recurrent layer, flattened: [h0, (c0,) h1, ...], each (B, H)."""
+    states = []
+    for layer in recurrent_layers(model):
+        n = 2 if isinstance(layer, keras.layers.LSTM) else 1
+        states.extend(tf.zeros((batch, layer.units), dtype=layer.compute_dtype) for _ in range(n))
+    return states
+
+
+def step(model: keras.Model, tokens: tf.Tensor, states: list[tf.Tensor]
+         ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """One time step through the layers' cells: tokens (B,), flat states -> logits (B, V), states."""
+    x = model.get_layer("embedding")(tokens)  # (B, E)
+    new_states: list[tf.Tensor] = []
+    i = 0
+    for layer in recurrent_layers(model):
+        n = 2 if isinstance(layer, keras.layers.LSTM) else 1
+        x, layer_states = layer.cell(x, states[i:i + n], training=False)  # (B, H)
+        new_states.extend(layer_states if isinstance(layer_states, (list, tuple))
+                          else [layer_states])
+        i += n
+    logits = model.get_layer("logits")(x)  # (B, V)
+    return tf.cast(logits, tf.float32), new_states
+
+
+def start_tokens(batch: int) -> np.ndarray:
+    return np.full((batch,), START, dtype=np.int32)
+
+
+def save_model(model: keras.Model, config: ModelConfig, directory: Path,
+               extra: dict[str, Any] | None = None) -> None:
+    """Write a self-describing model directory: config, vocabulary, weights (no code)."""
+    directory = Path(directory)
+    payload = {"format": FORMAT, "model": to_dict(config), **(extra or {})}
+    (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    (directory / VOCABULARY_FILE).write_text(
+        json.dumps({"alphabet": ALPHABET, "end": "\n", "start_id": START}) + "\n")
+    model.save_weights(directory / WEIGHTS_FILE)
+
+
+def read_config(directory: Path) -> tuple[ModelConfig, dict[str, Any]]:
+    """The ModelConfig of a saved model directory and the rest of its config file."""
+    path = Path(directory) / CONFIG_FILE
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{directory} is not a charlm model directory: no {CONFIG_FILE}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if payload.get("format") != FORMAT:
+        raise ValueError(f"{path} has model format {payload.get('format')!r}, expected {FORMAT}")
+    vocab = json.loads((Path(directory) / VOCABULARY_FILE).read_text())
+    if vocab.get("alphabet") != ALPHABET:
+        raise ValueError(f"{directory} was saved with a different alphabet")
+    return from_dict(ModelConfig, payload.pop("model")), payload
+
+
+def load_model(directory: Path, precision: str = "auto") -> tuple[keras.Model, ModelConfig]:
+    """Rebuild the architecture from config.json and load weights; executes nothing from disk."""
+    config, _ = read_config(directory)
+    model = build_model(config, precision=precision)
+    model.load_weights(Path(directory) / WEIGHTS_FILE)
+    return model, config
+
+
+def count_parameters(model: keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))

@@ -1,0 +1,123 @@
+"""Batched headline generation in one compiled loop.
+
+Every row starts from the START input, is fed its forced prefix (if any) and
+then samples until its own end marker or `max_length` new characters. Sampling
+is the article's "threshold" rule (top-p / nucleus: keep the most likely
+characters until their cumulative probability exceeds p, renormalise, draw),
+plus temperature, top-k and greedy. Draws use stateless RNG keyed by
+(seed, chunk, step), so the same model, config and request give the same text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from charlm.config import SampleConfig
+from charlm.model import initial_states, step
+from charlm.vocab import EOS, START, decode, encode
+
+CHUNK = 1024  # rows per compiled call; bounds memory for very large jobs
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Generated rows: texts (prefix included) and whether each hit max_length."""
+
+    texts: list[str]
+    truncated: list[bool]  # True when a row reached max_length without an end marker
+
+
+def filter_logits(logits: tf.Tensor, config: SampleConfig) -> tf.Tensor:
+    """Apply temperature, top-k and top-p to logits (B, V); removed symbols become -inf."""
+    logits = logits / config.temperature
+    neg_inf = tf.fill(tf.shape(logits), tf.constant(-np.inf, logits.dtype))
+    if config.top_k:
+        kth = tf.math.top_k(logits, k=min(config.top_k, logits.shape[-1])).values[:, -1:]
+        logits = tf.where(logits < kth, neg_inf, logits)
+    if config.top_p < 1.0:
+        probs = tf.nn.softmax(logits)  # (B, V)
+        ordered = tf.sort(probs, direction="DESCENDING")
+        before = tf.math.cumsum(ordered, axis=-1, exclusive=True)
+        # A symbol is kept while the mass of the more likely ones is still <= top_p.
+        kept = tf.where(before <= config.top_p, ordered, tf.ones_like(ordered))
+        smallest = tf.reduce_min(kept, axis=-1, keepdims=True)  # (B, 1)
+        logits = tf.where(probs < smallest, neg_inf, logits)
+    return logits
+
+
+def make_sampler(model: keras.Model, config: SampleConfig):
+    """Compiled (forced (B, P), forced_len (B,), chunk) -> tokens (B, S) after START."""
+
+    @tf.function(reduce_retracing=True)
+    def run(forced: tf.Tensor, forced_len: tf.Tensor, chunk: tf.Tensor) -> tf.Tensor:
+        batch = tf.shape(forced)[0]
+        width = tf.shape(forced)[1]
+        total = tf.reduce_max(forced_len) + config.max_length
+        states = initial_states(model, batch)
+        token = tf.fill([batch], tf.constant(START, tf.int32))
+        finished = tf.zeros([batch], tf.bool)
+        out = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
+        t = tf.constant(0)
+        while t < total and not tf.reduce_all(finished):
+            logits, states = step(model, token, states)  # (B, V)
+            if config.greedy:
+                drawn = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            else:
+                seed = tf.stack([tf.constant(config.seed, tf.int64),
+                                 tf.cast(chunk, tf.int64) * (1 << 20) + tf.cast(t, tf.int64)])
+                drawn = tf.random.stateless_categorical(
+                    filter_logits(logits, config), 1, seed, dtype=tf.int32)[:, 0]
+            in_prefix = t < forced_len
+            prefix_token = forced[:, tf.minimum(t, width - 1)]
+            nxt = tf.where(in_prefix, prefix_token, drawn)
+            nxt = tf.where(finished, tf.constant(EOS, tf.int32), nxt)
+            out = out.write(t, nxt)
+            new_count = t + 1 - forced_len
+            finished = finished | (~in_prefix & tf.equal(nxt, EOS)) | (
+                new_count >= config.max_length)
+            token = nxt
+            t += 1
+        return tf.transpose(out.stack())  # (B, S)
+
+    return run
+
+
+def generate(model: keras.Model, n: int, config: SampleConfig,
+             prefixes: Sequence[str] | None = None) -> Generation:
+    """n headlines; row i starts with prefixes[i % len(prefixes)] when prefixes are given."""
+    if n < 1:
+        raise ValueError(f"number of headlines must be >= 1, got {n}")
+    prefixes = list(prefixes) if prefixes else [""]
+    encoded = [encode(p) for p in prefixes]
+    run = make_sampler(model, config)
+    texts: list[str] = []
+    truncated: list[bool] = []
+    for chunk, first in enumerate(range(0, n, CHUNK)):
+        rows = [encoded[i % len(encoded)] for i in range(first, min(n, first + CHUNK))]
+        width = max(1, max(len(r) for r in rows))
+        forced = np.full((len(rows), width), EOS, dtype=np.int32)
+        for i, r in enumerate(rows):
+            forced[i, :len(r)] = r
+        lengths = np.array([len(r) for r in rows], dtype=np.int32)
+        tokens = run(tf.constant(forced), tf.constant(lengths), tf.constant(chunk)).numpy()
+        for row, plen in zip(tokens, lengths):
+            text = decode(row)
+            texts.append(text)
+            truncated.append(len(text) - plen >= config.max_length)
+    return Generation(texts, truncated)
+
+
+def complete(model: keras.Model, prefixes: Sequence[str], config: SampleConfig) -> list[str]:
+    """The article's predict_next for a batch: the continuation of each prefix (prefix excluded).
+
+    Unlike the article, the model first sees the START input, then the whole prefix.
+    """
+    if not prefixes:
+        raise ValueError("complete needs at least one prefix")
+    result = generate(model, len(prefixes), config, prefixes)
+    return [text[len(p):] for text, p in zip(result.texts, prefixes)]

@@ -1,0 +1,53 @@
+"""Versioned, immutable artifact store for charlm: the only code that knows paths on disk.
+
+Every artifact (a dataset, a trained model, an evaluation, a batch of generated headlines) is a
+*version* of one of the KINDS. A version is a directory of files plus a ``manifest.json`` that
+records each file's sha256 and size, the versions it was made from (``parents``), the
+parameters, seed and code version that made it, and a free-form ``summary``. Versions are never
+modified after publishing; *aliases* ("latest", "champion", ...) are the only mutable names.
+
+On-disk layout (root: ``default_root()``, i.e. ``$CHARLM_STORAGE`` or ``./charlm-store``)::
+
+    <root>/<kind>/<id>/...                  a published version: the caller's files
+    <root>/<kind>/<id>/manifest.json        written last; its presence marks a complete version
+    <root>/<kind>/.aliases/<name>           text file holding one version id
+    <root>/<kind>/.lock                     lock file for alias updates, commits and gc
+    <root>/<kind>/.staging/<id>.<pid>/      a version being written by process <pid>
+    <root>/<kind>/.staging/<id>.<pid>.lock  held by that process while the directory exists
+    <root>/<kind>/.staging/<id>.<pid>.gc/   a version gc is deleting
+
+Version ids look like ``20261128-123456-123456-a1b2c3`` (UTC time of creation to the
+microsecond, then random hex): they sort by creation time and never collide across processes.
+Alias names use ``[a-z0-9_-]`` and must not look like an id, so a reference is never ambiguous:
+``Store.resolve`` accepts an id, an alias, or a unique prefix of an id.
+
+Publishing protocol (``Store.publish``): the caller writes into an empty staging directory on
+the same filesystem; on success every file is hashed and fsynced, made read-only, the manifest
+is written and fsynced, and the directory is renamed into place in one atomic step, after which
+the aliases are updated. A process killed at any moment therefore leaves either nothing visible
+or a complete version; its staging leftovers are removed by the next publish
+(``Store.clean_staging``), which only touches directories whose owner process is gone.
+
+This package must not import prefect or tensorflow: it is shared by every other layer.
+"""
+
+from storage.errors import CorruptVersionError, StorageError
+from storage.ids import KINDS, check_alias_name, check_kind, is_version_id, new_version_id
+from storage.provenance import code_version, default_root
+from storage.store import MANIFEST, Problem, Staging, Store
+
+__all__ = [
+    "KINDS",
+    "MANIFEST",
+    "CorruptVersionError",
+    "Problem",
+    "Staging",
+    "Store",
+    "StorageError",
+    "check_alias_name",
+    "check_kind",
+    "code_version",
+    "default_root",
+    "is_version_id",
+    "new_version_id",
+]

@@ -1,0 +1,79 @@
+"""Small filesystem helpers for durable, atomic writes.
+
+The store's crash safety rests on three things done here: file contents are fsynced before
+they are renamed into view, directories are fsynced after entries are added or renamed, and
+small files (manifests, aliases) are replaced with ``os.replace`` so readers see either the old
+or the new content, never a torn one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def hash_and_sync(path: Path) -> tuple[str, int]:
+    """Return (sha256 hex, size) of a file and fsync it, reading it only once."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+        os.fsync(handle.fileno())
+    return digest.hexdigest(), size
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (creations, renames, deletions) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file and fsync it (the directory is the caller's business)."""
+    with open(path, "xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``: readers see the old or new content, whole."""
+    # The temporary name starts with a dot so directory listings that skip hidden entries never
+    # mistake it for the real file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        write_file(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def tree_mtime(path: Path) -> float:
+    """The newest modification time of a directory or anything below it (0 if it vanished)."""
+    newest = 0.0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [".", *dirnames, *filenames]:
+            try:
+                newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+            except FileNotFoundError:
+                pass
+    return newest

@@ -1,0 +1,67 @@
+"""Where the store lives by default and which code produced an artifact.
+
+Every manifest records ``code_version`` so that a model or evaluation can be traced back to the
+commit that produced it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+ENV_VAR = "CHARLM_STORAGE"
+DEFAULT_DIRNAME = "charlm-store"
+
+
+def default_root() -> Path:
+    """The store root: ``$CHARLM_STORAGE`` if set and non-empty, else ``./charlm-store``.
+
+    The fallback is relative to the current working directory, so running the CLI from the
+    project checkout keeps artifacts next to the code (``/charlm-store/`` is git-ignored).
+    """
+    value = os.environ.get(ENV_VAR, "").strip()
+    return Path(value).expanduser() if value else Path(DEFAULT_DIRNAME)
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """``git:<short sha>`` (plus ``-dirty`` with uncommitted changes to tracked files) of the
+    repository holding this package, or ``charlm <package version>`` when git cannot tell.
+
+    Computed once per process: the code that runs is the code that was imported at start, so a
+    later edit of the checkout must not change what this process stamps on its artifacts.
+    """
+    return _git_version(Path(__file__).resolve().parent) or _package_version()
+
+
+def _git_version(directory: Path) -> str | None:
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(directory), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    try:
+        sha = git("rev-parse", "--short", "HEAD")
+        # Untracked files do not count: scratch files and other people's work in progress say
+        # nothing about the code that was committed and imported.
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not sha:
+        return None
+    return f"git:{sha}{'-dirty' if dirty else ''}"
+
+
+def _package_version() -> str:
+    try:
+        return f"charlm {metadata.version('charlm')}"
+    except metadata.PackageNotFoundError:
+        return "charlm unknown"

@@ -1,0 +1,68 @@
+"""The training stage: dataset version in, model version out (resuming a crashed run)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from charlm.config import ModelConfig, TrainConfig, to_dict
+from charlm.data import Corpus
+from charlm.model import build_model, count_parameters, resolve_precision, save_model
+from charlm.train import Callback, fit
+from storage.datasets import read_texts
+from tasks.common import LogEpochs, fingerprint, open_store, run_logger
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    model_id: str
+    dataset_id: str
+    validation_bpc: float
+    epochs: int
+    stopped: str
+    seconds: float
+
+
+@task(name="train-model", cache_policy=NO_CACHE)
+def train_model(storage: str | None, dataset: str = "latest",
+                model_config: ModelConfig = ModelConfig(),
+                train_config: TrainConfig = TrainConfig(),
+                precision: str = "auto",
+                callbacks: Sequence[Callback] = ()) -> TrainOutcome:
+    """Train a model on `dataset` (id or alias) and publish it as a model version."""
+    log = run_logger()
+    store = open_store(storage)
+    dataset_id = store.resolve("datasets", dataset)
+    dataset_dir = store.path("datasets", dataset_id)  # verifies checksums first
+    train = Corpus.from_texts(read_texts(dataset_dir, "train"))
+    validation = Corpus.from_texts(read_texts(dataset_dir, "validation"))
+    dtype = resolve_precision(precision)
+    run_key = fingerprint(dataset_id, to_dict(model_config), to_dict(train_config), dtype)
+    checkpoints = store.work_dir(f"train-{run_key}")
+    log.info("dataset %s: %d train / %d validation headlines; %s %dx%d, checkpoints in %s",
+             dataset_id, len(train), len(validation), model_config.cell, model_config.hidden,
+             model_config.depth, checkpoints)
+    model = build_model(model_config, precision=dtype)
+    result = fit(model, train, validation, train_config,
+                 callbacks=[LogEpochs(log), *callbacks],
+                 checkpoint_dir=checkpoints, fingerprint=run_key)
+    params = {"model": to_dict(model_config), "train": to_dict(train_config), "precision": dtype}
+    with store.publish("models", parents={"datasets": [dataset_id]}, params=params,
+                       seed=model_config.seed) as staging:
+        save_model(model, model_config, staging.path,
+                   extra={"train": to_dict(train_config), "dataset": dataset_id,
+                          "precision": dtype, "result": result.to_dict()})
+        staging.summary.update(
+            validation_bpc=result.best_validation_bpc, best_epoch=result.best_epoch,
+            epochs=len(result.history), stopped=result.stopped, seconds=result.seconds,
+            steps=result.steps, characters=result.characters,
+            parameters=count_parameters(model), history=result.history)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    log.info("published model %s (validation %.4f bits/char, %s after %d epochs)",
+             staging.id, result.best_validation_bpc, result.stopped, len(result.history))
+    return TrainOutcome(staging.id, dataset_id, result.best_validation_bpc,
+                        len(result.history), result.stopped, result.seconds)

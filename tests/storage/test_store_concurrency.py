@@ -1,0 +1,115 @@
+"""Concurrent publishers and the cleanup of staging directories left by dead processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from storage import Store
+
+REPO = Path(__file__).resolve().parents[2]
+ROUNDS = 15
+
+
+def publish_many(root: str, worker: int, rounds: int, start) -> list[str]:
+    store = Store(root)
+    start.wait()  # both processes begin together to maximise overlap
+    ids = []
+    for i in range(rounds):
+        with store.publish("models", params={"worker": worker, "i": i}) as staging:
+            for name in ("a.bin", "b.bin"):
+                (staging.path / name).write_bytes(f"{worker}-{i}-{name}".encode() * 100)
+        ids.append(staging.id)
+    return ids
+
+
+def test_two_processes_publishing_concurrently(tmp_path):
+    root = str(tmp_path / "store")
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        start = manager.Barrier(2)
+        with context.Pool(2) as pool:
+            results = [
+                pool.apply_async(publish_many, (root, worker, ROUNDS, start)) for worker in (0, 1)
+            ]
+            ids = [result.get(timeout=120) for result in results]
+    store = Store(root)
+    all_ids = ids[0] + ids[1]
+    assert len(set(all_ids)) == 2 * ROUNDS
+    assert sorted(m["id"] for m in store.versions("models")) == sorted(all_ids)
+    for worker, worker_ids in enumerate(ids):
+        for i, version_id in enumerate(worker_ids):
+            assert store.manifest("models", version_id)["params"] == {"worker": worker, "i": i}
+            path = store.path("models", version_id)  # verifies checksums
+            assert (path / "a.bin").read_bytes() == f"{worker}-{i}-a.bin".encode() * 100
+    assert store.resolve("models", "latest") in {ids[0][-1], ids[1][-1]}
+    assert store.verify() == []
+    assert os.listdir(Path(root) / "models" / ".staging") == []
+
+
+HOLD_OPEN = """
+import sys, time
+from storage import Store
+store = Store(sys.argv[1])
+with store.publish("models") as staging:
+    (staging.path / "half.bin").write_bytes(b"x" * 1000)
+    print(staging.path, flush=True)
+    time.sleep(60)
+"""
+
+
+def start_publisher(root: Path) -> tuple[subprocess.Popen, Path]:
+    """A child process that is inside publish() with a half-written staging directory."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OPEN, str(root)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    staging = Path(child.stdout.readline().strip())
+    assert staging.is_dir(), staging
+    return child, staging
+
+
+def test_clean_staging_spares_live_publisher_and_removes_dead_ones(store):
+    child, staging = start_publisher(store.root)
+    try:
+        assert store.clean_staging() == 0
+        # A publish in this process must not disturb the other process's work either.
+        with store.publish("models") as mine:
+            (mine.path / "w").write_bytes(b"w")
+        assert staging.is_dir() and (staging / "half.bin").is_file()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+    assert staging.is_dir()  # killed: nothing cleaned it up...
+    assert store.clean_staging() == 1  # ...until now
+    assert not staging.exists()
+    assert os.listdir(store.root / "models" / ".staging") == []
+    assert [m["id"] for m in store.versions("models")] == [mine.id]
+    assert store.verify() == []
+
+
+def test_clean_staging_without_lock_file_uses_pid_and_age(store, publish):
+    publish("models")
+    staging_root = store.root / "models" / ".staging"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_dir = staging_root / f"20000101-000000-000000-abcdef.{dead.stdout.strip()}"
+    live_dir = staging_root / f"20000101-000000-000001-abcdef.{os.getppid()}"
+    old_dir = staging_root / f"20000101-000000-000002-abcdef.{os.getppid()}"
+    for directory in (dead_dir, live_dir, old_dir):
+        directory.mkdir()
+        (directory / "f").write_text("x")
+    long_ago = time.time() - 2 * 3600
+    os.utime(old_dir / "f", (long_ago, long_ago))
+    os.utime(old_dir, (long_ago, long_ago))
+    assert store.clean_staging() == 2
+    assert sorted(os.listdir(staging_root)) == [live_dir.name]

@@ -1,0 +1,269 @@
+"""Publishing, resolving, aliases, manifests, lineage and the errors users see."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+import storage.fsutil
+import storage.store
+from storage import MANIFEST, CorruptVersionError, StorageError, Store, code_version
+
+
+def test_store_does_no_io_until_used(tmp_path):
+    store = Store(tmp_path / "never")
+    assert store.root == tmp_path / "never"
+    assert store.versions("models") == []
+    assert store.aliases("models") == {}
+    assert store.verify() == []
+    assert store.gc(keep=0, apply=True) == []
+    assert not (tmp_path / "never").exists()
+
+
+def test_publish_creates_version_with_files_and_manifest(store):
+    with store.publish("datasets", params={"lines": 10}, seed=7) as staging:
+        assert staging.path.is_dir() and list(staging.path.iterdir()) == []
+        assert staging.kind == "datasets"
+        (staging.path / "train.txt").write_text("hello\n")
+        (staging.path / "sub").mkdir()
+        (staging.path / "sub" / "vocab.json").write_bytes(b"{}")
+        staging.summary["lines"] = np.int64(10)  # numpy scalars are common in summaries
+        staging.summary["loss"] = np.float32(0.5)
+        # Nothing is visible before the block ends.
+        assert store.versions("datasets") == []
+        assert staging.path.parent.name == ".staging"
+
+    version_dir = store.path("datasets", staging.id)
+    assert version_dir == store.root / "datasets" / staging.id
+    assert (version_dir / "train.txt").read_text() == "hello\n"
+    manifest = json.loads((version_dir / MANIFEST).read_text())
+    assert manifest == store.manifest("datasets", "latest")
+    assert manifest["kind"] == "datasets"
+    assert manifest["id"] == staging.id
+    assert manifest["format"] == 1
+    assert manifest["params"] == {"lines": 10}
+    assert manifest["seed"] == 7
+    assert manifest["parents"] == {}
+    assert manifest["summary"] == {"lines": 10, "loss": 0.5}
+    assert manifest["code_version"] == code_version()
+    assert manifest["files"] == {
+        "sub/vocab.json": {
+            "sha256": "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            "size": 2,
+        },
+        "train.txt": {
+            "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
+            "size": 6,
+        },
+    }
+    created = datetime.fromisoformat(manifest["created_at"])
+    assert created.utcoffset().total_seconds() == 0
+    assert created.strftime("%Y%m%d-%H%M%S-%f") == staging.id[:22]
+    # Staging is gone, and published files are read-only.
+    assert list((store.root / "datasets" / ".staging").iterdir()) == []
+    assert not os.stat(version_dir / "train.txt").st_mode & 0o222
+
+
+def test_versions_are_oldest_first_and_latest_moves(store, publish):
+    ids = [publish("models", {"w": bytes([i])}) for i in range(4)]
+    assert [m["id"] for m in store.versions("models")] == ids
+    assert store.resolve("models", "latest") == ids[-1]
+    assert store.aliases("models") == {"latest": ids[-1]}
+    assert store.versions("datasets") == []
+
+
+def test_resolve_accepts_id_alias_and_unique_prefix(store, publish):
+    first = publish("models")
+    second = publish("models", aliases=("latest", "champion"))
+    assert store.resolve("models", first) == first
+    assert store.resolve("models", "champion") == second
+    assert store.resolve("models", second[:-3]) == second  # unique prefix
+    with pytest.raises(StorageError, match="ambiguous"):
+        store.resolve("models", first[:4])
+
+
+def test_unknown_ref_error_names_it_and_lists_what_exists(store, publish):
+    existing = publish("models", aliases=("latest", "champion"))
+    with pytest.raises(StorageError) as info:
+        store.resolve("models", "nonexistent")
+    message = str(info.value)
+    assert "'nonexistent'" in message and existing in message and "champion" in message
+    with pytest.raises(StorageError, match="'20000101-000000-000000-abcdef'"):
+        store.resolve("models", "20000101-000000-000000-abcdef")
+    with pytest.raises(StorageError, match="no evaluations versions"):
+        store.resolve("evaluations", "latest")
+    for bad in ("../models", "Latest", "", "a/b"):
+        with pytest.raises(StorageError, match="models"):
+            store.path("models", bad)
+
+
+def test_bad_kind_errors_name_the_kind(store):
+    for call in (
+        lambda: store.resolve("model", "latest"),
+        lambda: store.versions("model"),
+        lambda: store.aliases("model"),
+        lambda: store.verify("model"),
+        lambda: store.set_alias("model", "x", "y"),
+        lambda: store.publish("model").__enter__(),
+        lambda: store.publish("models", parents={"model": ["x"]}).__enter__(),
+    ):
+        with pytest.raises(StorageError, match="'model'"):
+            call()
+    assert not store.root.exists()
+
+
+def test_set_alias_and_bad_alias_names(store, publish):
+    first = publish("models")
+    second = publish("models")
+    store.set_alias("models", "champion", first)
+    assert store.aliases("models") == {"champion": first, "latest": second}
+    assert store.resolve("models", "champion") == first
+    store.set_alias("models", "champion", second)
+    assert store.resolve("models", "champion") == second
+    with pytest.raises(StorageError, match="'Champion!'"):
+        store.set_alias("models", "Champion!", first)
+    with pytest.raises(StorageError, match="'2026'"):
+        store.set_alias("models", "2026", first)
+    with pytest.raises(StorageError, match="'20000101-000000-000000-abcdef'"):
+        store.set_alias("models", "champion", "20000101-000000-000000-abcdef")
+    with pytest.raises(StorageError, match="'latest'"):
+        store.set_alias("models", "champion", "latest")  # takes an id, not a ref
+    with pytest.raises(StorageError, match="'BAD'"):
+        with store.publish("models", aliases=("latest", "BAD")):
+            pytest.fail("publish must validate aliases before yielding")
+    assert store.aliases("models") == {"champion": second, "latest": second}
+
+
+def test_publish_without_aliases_leaves_latest_alone(store, publish):
+    first = publish("models")
+    second = publish("models", aliases=())
+    assert store.resolve("models", "latest") == first
+    assert store.resolve("models", second) == second
+
+
+def test_lineage_is_recorded_with_resolved_ids(store, publish):
+    data = publish("datasets")
+    model = publish("models", parents={"datasets": ["latest"]})
+    evaluation = publish("evaluations", parents={"models": [model], "datasets": [data]})
+    assert store.manifest("models", model)["parents"] == {"datasets": [data]}
+    assert store.manifest("evaluations", evaluation)["parents"] == {
+        "models": [model],
+        "datasets": [data],
+    }
+
+
+def test_missing_parent_is_refused(store, publish):
+    publish("datasets")
+    with pytest.raises(StorageError, match="datasets 'champion'"):
+        with store.publish("models", parents={"datasets": ["champion"]}):
+            pytest.fail("must not yield")
+    with pytest.raises(StorageError, match="list of ids"):
+        with store.publish("models", parents={"datasets": "latest"}):
+            pytest.fail("must not yield")
+    assert store.versions("models") == []
+
+
+def test_exception_inside_publish_leaves_nothing_and_keeps_aliases(store, publish):
+    before = publish("models")
+    with pytest.raises(RuntimeError, match="training diverged"):
+        with store.publish("models", aliases=("latest", "champion")) as staging:
+            (staging.path / "weights.bin").write_bytes(b"x" * 1000)
+            raise RuntimeError("training diverged")
+    assert not staging.path.exists()
+    assert [m["id"] for m in store.versions("models")] == [before]
+    assert store.aliases("models") == {"latest": before}
+    assert os.listdir(store.root / "models" / ".staging") == []
+    assert store.verify() == []
+
+
+def test_caller_cannot_overwrite_manifest_or_store_symlinks(store, tmp_path):
+    with pytest.raises(StorageError, match="reserved"):
+        with store.publish("models") as staging:
+            (staging.path / MANIFEST).write_text("{}")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("x")
+    with pytest.raises(StorageError, match="'link'"):
+        with store.publish("models") as staging:
+            (staging.path / "link").symlink_to(outside)
+    assert store.versions("models") == []
+    assert os.listdir(store.root / "models" / ".staging") == []
+
+
+def test_unserializable_params_and_summary_are_user_errors(store):
+    with pytest.raises(StorageError, match="params"):
+        with store.publish("models", params={"f": object()}):
+            pytest.fail("must not yield")
+    with pytest.raises(StorageError, match="summary"):
+        with store.publish("models") as staging:
+            staging.summary["f"] = object()
+    with pytest.raises(StorageError, match="seed"):
+        with store.publish("models", seed="7"):
+            pytest.fail("must not yield")
+    assert store.versions("models") == []
+
+
+def test_disk_full_while_copying_files_into_staging(store, publish, monkeypatch):
+    before = publish("models")
+
+    def full_disk_copy(src, dst, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    source = store.root.parent / "big.bin"
+    source.write_bytes(b"0" * 100)
+    monkeypatch.setattr(shutil, "copyfile", full_disk_copy)
+    with pytest.raises(StorageError, match="disk full while publishing models") as info:
+        with store.publish("models", aliases=("latest", "champion")) as staging:
+            (staging.path / "partial.bin").write_bytes(b"0" * 10)
+            shutil.copyfile(source, staging.path / "big.bin")
+    assert isinstance(info.value.__cause__, OSError)
+    assert not staging.path.exists()
+    assert store.aliases("models") == {"latest": before}
+    assert [m["id"] for m in store.versions("models")] == [before]
+
+
+def test_disk_full_while_writing_manifest(store, publish, monkeypatch):
+    before = publish("models")
+
+    def full_disk_write(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(storage.store, "write_file", full_disk_write)
+    with pytest.raises(StorageError, match="disk full while publishing models"):
+        with store.publish("models") as staging:
+            (staging.path / "weights.bin").write_bytes(b"w")
+    assert not staging.path.exists()
+    assert store.aliases("models") == {"latest": before}
+    assert [m["id"] for m in store.versions("models")] == [before]
+    assert os.listdir(store.root / "models" / ".staging") == []
+
+
+def test_disk_full_while_writing_alias_during_set_alias(store, publish, monkeypatch):
+    first = publish("models")
+    second = publish("models")
+
+    def full_disk_write(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(storage.fsutil, "write_file", full_disk_write)
+    with pytest.raises(StorageError, match="disk full while setting models alias 'latest'"):
+        store.set_alias("models", "latest", first)
+    # The alias is replaced atomically: the failed update left the old value and no temp file.
+    assert store.aliases("models") == {"latest": second}
+    assert os.listdir(store.root / "models" / ".aliases") == ["latest"]
+
+
+def test_corrupt_manifest_is_reported_by_manifest_and_versions(store, publish):
+    version = publish("models")
+    manifest_path = store.root / "models" / version / MANIFEST
+    os.chmod(manifest_path, 0o644)
+    manifest_path.write_text("{not json")
+    with pytest.raises(CorruptVersionError, match=f"models.*{version}.*{MANIFEST}"):
+        store.manifest("models", version)
+    with pytest.raises(CorruptVersionError):
+        store.versions("models")
