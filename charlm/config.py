@@ -66,8 +66,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
-        if self.learning_rate <= 0 or self.min_learning_rate <= 0:
-            raise ValueError(f"learning rates must be > 0, got {self.learning_rate}")
+        for name in ("learning_rate", "min_learning_rate"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.checkpoint_minutes <= 0:
             raise ValueError(f"checkpoint_minutes must be > 0, got {self.checkpoint_minutes}")
         if self.clip_norm <= 0:

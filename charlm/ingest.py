@@ -57,6 +57,8 @@ __all__ = [
     "clean_text",
     "merge",
     "merge_counts",
+    "reason_counts",
+    "split_counts",
     "split_of",
     "transliterator",
 ]
@@ -124,13 +126,14 @@ def clean_text(s: str, lowercase: bool = False) -> str:
 
 
 def bucket_of(text: str) -> int:
-    """Stable bucket 0..99 of a cleaned text: first 8 bytes of blake2b, little-endian, mod 100.
+    """Stable bucket 0..99 of a cleaned text: 8-byte blake2b of its UTF-8, big-endian, mod 100.
 
     blake2b (not polars' `hash`, which may change between versions) keeps the
     assignment identical across processes, machines and library versions.
+    The same rule as benchmarks/common.py, so baselines score the same test rows.
     """
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % 100
+    return int.from_bytes(digest, "big") % 100
 
 
 def _split_name(bucket: int, config: IngestConfig) -> str:
@@ -166,7 +169,7 @@ def _split_batch(config: IngestConfig):
         blake2b = hashlib.blake2b
         buckets = np.fromiter(
             (
-                int.from_bytes(blake2b(t.encode("utf-8"), digest_size=8).digest(), "little")
+                int.from_bytes(blake2b(t.encode("utf-8"), digest_size=8).digest(), "big")
                 % 100
                 for t in s.to_list()
             ),
@@ -231,7 +234,10 @@ def clean(raw: pl.LazyFrame, config: IngestConfig) -> tuple[pl.LazyFrame, pl.Laz
         pl.col("reason").cast(pl.String),
         pl.coalesce(
             pl.col("raw").cast(pl.String),
-            pl.concat_str(["publish_date", "headline_text"], separator=",", ignore_nulls=True),
+            pl.concat_str(
+                pl.col("publish_date").fill_null(""), pl.col("headline_text").fill_null(""),
+                separator=",",
+            ),
         ).alias("raw"),
     ).with_columns(
         reason=pl.coalesce(
@@ -241,7 +247,7 @@ def clean(raw: pl.LazyFrame, config: IngestConfig) -> tuple[pl.LazyFrame, pl.Laz
             .when(headline.str.len_bytes() > config.max_length).then(pl.lit(TOO_LONG))
             .otherwise(None),
         )
-    )
+    ).cache()  # good and bad rows share one pass (UDFs included) when collected together
     good = staged.filter(pl.col("reason").is_null()).select(
         "publish_date",
         "headline",
@@ -279,26 +285,27 @@ def merge(previous: pl.LazyFrame | None, new: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat([previous, new]).unique(subset=list(KEY), keep="first", maintain_order=True)
 
 
-def merge_counts(previous: pl.LazyFrame | None, new: pl.LazyFrame) -> pl.LazyFrame:
+def merge_counts(
+    previous: pl.LazyFrame | None, new: pl.LazyFrame, merged: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
     """One row: `new_rows` (rows `merge` adds) and `duplicates` (rows of `new` it drops).
 
     `new_rows + duplicates == len(new)`; duplicates are rows already in `previous`
-    or repeated within `new`. Lazy, so it shares one `collect_all` with the merge.
+    or repeated within `new`. Lazy, so it shares one `collect_all` with the merge;
+    pass the (`.cache()`d) result of `merge(previous, new)` as `merged` to reuse it.
     """
-    merged = merge(previous, new).select(pl.len().alias("merged"))
+    if merged is None:
+        merged = merge(previous, new)
     before = (
         previous.select(pl.len().alias("before"))
         if previous is not None
         else pl.LazyFrame({"before": [0]}, schema={"before": pl.UInt32})
     )
-    incoming = new.select(pl.len().alias("incoming"))
-    return pl.concat([merged, before, incoming], how="horizontal").select(
-        new_rows=(pl.col("merged").cast(pl.Int64) - pl.col("before").cast(pl.Int64)),
-        duplicates=(
-            pl.col("incoming").cast(pl.Int64)
-            - (pl.col("merged").cast(pl.Int64) - pl.col("before").cast(pl.Int64))
-        ),
-    )
+    added = pl.col("merged").cast(pl.Int64) - pl.col("before").cast(pl.Int64)
+    return pl.concat(
+        [merged.select(pl.len().alias("merged")), before, new.select(pl.len().alias("incoming"))],
+        how="horizontal",
+    ).select(new_rows=added, duplicates=pl.col("incoming").cast(pl.Int64) - added)
 
 
 def split_counts(headlines: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:

@@ -95,17 +95,21 @@ def _save_checkpoint(directory: Path, model: keras.Model, optimizer, state: dict
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(directory: Path, model: keras.Model, optimizer) -> dict | None:
+def _load_checkpoint(directory: Path, model: keras.Model, optimizer,
+                     fingerprint: str) -> dict | None:
     for name in ("checkpoint", "checkpoint.old"):
         path = directory / name
         if (path / STATE_FILE).exists():
+            state = json.loads((path / STATE_FILE).read_text())
+            if state.get("fingerprint") != fingerprint:
+                return None  # another run's checkpoint: leave model and optimizer untouched
             model.load_weights(path / "model.weights.h5")
             with np.load(path / "optimizer.npz") as slots:
                 values = [slots[f"arr_{i}"] for i in range(len(slots.files))]
             assert len(values) == len(optimizer.variables), "optimizer layout changed"
             for var, value in zip(optimizer.variables, values):
                 var.assign(value)
-            return json.loads((path / STATE_FILE).read_text())
+            return state
     return None
 
 
@@ -150,7 +154,7 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        state = _load_checkpoint(checkpoint_dir, model, optimizer)
+        state = _load_checkpoint(checkpoint_dir, model, optimizer, fingerprint)
         if state is not None and state.get("fingerprint") != fingerprint:
             state = None  # a checkpoint of another run: start over
     if state is not None:

@@ -340,7 +340,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Callable[[], None]]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off stderr
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ chatter (cuInit, oneDNN) is noise here
     logging.basicConfig(stream=sys.stderr, format="%(message)s")
     logging.getLogger("charlm").setLevel(logging.INFO)
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])

@@ -15,6 +15,8 @@ On-disk layout (root: ``default_root()``, i.e. ``$CHARLM_STORAGE`` or ``./charlm
     <root>/<kind>/.staging/<id>.<pid>/      a version being written by process <pid>
     <root>/<kind>/.staging/<id>.<pid>.lock  held by that process while the directory exists
     <root>/<kind>/.staging/<id>.<pid>.gc/   a version gc is deleting
+    <root>/inbox/                           new CSVs for the ingest flow; processed/ keeps done ones
+    <root>/.work/<name>/                    scratch space of resumable jobs (Store.work_dir)
 
 Version ids look like ``20261128-123456-123456-a1b2c3`` (UTC time of creation to the
 microsecond, then random hex): they sort by creation time and never collide across processes.

@@ -68,8 +68,12 @@ def replace_file(path: Path, data: bytes) -> None:
 
 
 def tree_mtime(path: Path) -> float:
-    """The newest modification time of a directory or anything below it (0 if it vanished)."""
-    newest = 0.0
+    """The newest modification time of a file, or of a directory and anything below it (0 if
+    it vanished)."""
+    try:
+        newest = os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return 0.0
     for dirpath, dirnames, filenames in os.walk(path):
         for name in [".", *dirnames, *filenames]:
             try:

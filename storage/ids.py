@@ -20,8 +20,9 @@ _ID_RE = re.compile(r"\d{8}-\d{6}-\d{6}-[0-9a-f]{6}")
 _ID_TIME_FORMAT = "%Y%m%d-%H%M%S-%f"
 _ALIAS_RE = re.compile(r"[a-z0-9_-]{1,64}")
 # Anything made only of digits, hex letters and dashes that starts with a digit could be (a
-# prefix of) a version id; such names are reserved so that a ref is never ambiguous.
-_ID_LIKE_RE = re.compile(r"[0-9][0-9a-f-]*")
+# prefix of) a version id, and anything starting with a date looks like one to a reader; such
+# names are reserved so that a ref is never ambiguous.
+_ID_LIKE_RE = re.compile(r"[0-9][0-9a-f-]*|[0-9]{8}.*")
 
 _last_time: datetime | None = None
 _last_time_lock = threading.Lock()
@@ -69,8 +70,8 @@ def check_alias_name(name: object) -> str:
         )
     if looks_like_id_prefix(name):
         raise StorageError(
-            f"bad alias name {name!r}: it looks like a version id (names made of digits, "
-            "a-f and '-' that start with a digit are reserved for ids)"
+            f"bad alias name {name!r}: it looks like a version id (names that start with a "
+            "date, or with a digit and use only 0-9, a-f and '-', are reserved for ids)"
         )
     return name
 

@@ -3,8 +3,9 @@
 Format: a header row naming at least `publish_date` (YYYYMMDD) and `headline_text`,
 matched by name (surrounding spaces ignored, extra columns ignored); RFC 4180
 quoting (a field starting with `"` runs to the next lone `"`, `""` is a literal
-quote, and may hold commas and newlines); LF or CRLF line ends; UTF-8 with or
-without a byte-order mark. Blank lines are skipped and not counted as rows.
+quote, and may hold commas and newlines); LF or CRLF line ends (like polars, one
+trailing CR of any unquoted field is dropped); UTF-8 with or without a byte-order
+mark. Blank lines are skipped and not counted as rows.
 
 Whole-file problems raise `IngestError`, a one-line message naming the file:
 missing path, a directory, an empty (0-byte) file, no header, a UTF-16 file, an
@@ -96,7 +97,9 @@ def parse_headlines(data: bytes, source: str, where: str | None = None) -> pl.Da
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise IngestError(f"{where}: file is UTF-16 encoded; save it as UTF-8")
     if data.startswith(_BOM):
-        data = data[len(_BOM):]
+        data = data[len(_BOM) :]
+    if not data.strip(b"\r\n"):
+        raise IngestError(f"{where}: no header row (the file holds only blank lines)")
     if b"\n" not in data and b"\r" in data:
         raise IngestError(f"{where}: uses CR-only (old Mac) line ends; use LF or CRLF")
     frame = _parse_fast(data, where)
@@ -215,7 +218,7 @@ def _parse_fast(data: bytes, where: str) -> pl.DataFrame | None:
     if nonblank.size == 0:
         raise IngestError(f"{where}: no header row (the file holds only blank lines)")
     head = nonblank[0]
-    ncols, di, hi = _header_indexes(data[starts[head]:ends[head]], where)
+    ncols, di, hi = _header_indexes(data[starts[head] : ends[head]], where)
 
     records = nonblank[1:]
     if records.size == 0:
@@ -229,7 +232,7 @@ def _parse_fast(data: bytes, where: str) -> pl.DataFrame | None:
     undecodable = np.zeros(records.size, dtype=bool)
     for i in np.unique(record_of[record_of >= 0]):
         r = records[i]
-        undecodable[i] = not _decodes(data[starts[r]:ends[r]])
+        undecodable[i] = not _decodes(data[starts[r] : ends[r]])
     ragged = fields != ncols
     bad = undecodable | has_nul | ragged
 
@@ -237,19 +240,28 @@ def _parse_fast(data: bytes, where: str) -> pl.DataFrame | None:
     frame = _polars_read(data, starts, stops, good_idx, ncols, di, hi)
     if frame is None or frame.height != good_idx.size:
         return None  # polars saw another structure: let the tolerant path decide
-    frame = frame.with_columns(row=pl.Series(np.flatnonzero(~bad) + 1, dtype=pl.Int64))
+    frame = frame.with_columns(
+        row=pl.Series(np.flatnonzero(~bad) + 1, dtype=pl.Int64),
+        reason=pl.lit(None, dtype=pl.String),
+        raw=pl.lit(None, dtype=pl.String),
+    ).select(_empty_rows().columns)
     if not bad.any():
-        return frame.select(_empty_rows().columns)
+        return frame
     bad_at = np.flatnonzero(bad)
     reasons = np.where(undecodable, UNDECODABLE, np.where(has_nul, NUL_BYTES, RAGGED))[bad_at]
-    raws = [_raw_text(data[starts[records[i]]:ends[records[i]]]) for i in bad_at]
+    raws = [_raw_text(data[starts[records[i]] : ends[records[i]]]) for i in bad_at]
     bad_rows = _bad_rows((bad_at + 1).tolist(), reasons.tolist(), raws)
-    return pl.concat([frame.select(bad_rows.columns), bad_rows]).sort("row")
+    return pl.concat([frame, bad_rows]).sort("row")
 
 
 def _polars_read(
-    data: bytes, starts: np.ndarray, stops: np.ndarray, good: np.ndarray,
-    ncols: int, di: int, hi: int,
+    data: bytes,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    good: np.ndarray,
+    ncols: int,
+    di: int,
+    hi: int,
 ) -> pl.DataFrame | None:
     names = [f"c{i}" for i in range(ncols)]
     if good.size == 0:
@@ -259,14 +271,19 @@ def _polars_read(
     breaks = np.flatnonzero(np.diff(good) != 1)
     run_first = np.concatenate(([good[0]], good[breaks + 1]))
     run_last = np.concatenate((good[breaks], [good[-1]]))
-    pieces = [data[starts[a]:stops[b] + 1] for a, b in zip(run_first, run_last, strict=True)]
+    pieces = [data[starts[a] : stops[b] + 1] for a, b in zip(run_first, run_last, strict=True)]
     buffer = b"".join(pieces)
     if not buffer.endswith(b"\n"):
         buffer += b"\n"
     try:
         frame = pl.read_csv(
-            buffer, has_header=False, new_columns=names, infer_schema=False,
-            empty_string_is_null=False, quote_char='"', raise_if_empty=False,
+            buffer,
+            has_header=False,
+            new_columns=names,
+            infer_schema=False,
+            empty_string_is_null=False,
+            quote_char='"',
+            raise_if_empty=False,
         )
     except pl.exceptions.PolarsError:
         return None
@@ -297,8 +314,10 @@ def _records(data: bytes) -> Iterator[tuple[int, int, list[bytes] | None]]:
                 close = _closing_quote(data, pos + 1)
                 after = close + 1
                 if close < 0 or not (
-                    after == n or data[after] in (_COMMA, _LF)
-                    or data.startswith(b"\r\n", after) or (after == n - 1 and data[after] == _CR)
+                    after == n
+                    or data[after] in (_COMMA, _LF)
+                    or data.startswith(b"\r\n", after)
+                    or (after == n - 1 and data[after] == _CR)
                 ):
                     line_end = data.find(b"\n", start)
                     line_end = n if line_end < 0 else line_end
@@ -306,14 +325,14 @@ def _records(data: bytes) -> Iterator[tuple[int, int, list[bytes] | None]]:
                     yield start, end, None
                     pos = line_end + 1
                     break
-                fields.append(data[pos + 1:close].replace(b'""', b'"'))
+                fields.append(data[pos + 1 : close].replace(b'""', b'"'))
                 pos = after
-                if data[pos:pos + 1] == b"\r":
+                if data[pos : pos + 1] == b"\r":
                     pos += 1  # the CR of a CRLF (checked above)
             else:
                 stop = _UNQUOTED.match(data, pos).end()  # type: ignore[union-attr]
                 value = data[pos:stop]
-                if (stop == n or data[stop] == _LF) and value.endswith(b"\r"):
+                if value.endswith(b"\r"):  # polars drops one trailing CR of any unquoted field
                     value = value[:-1]
                 fields.append(value)
                 pos = stop
@@ -330,7 +349,7 @@ def _closing_quote(data: bytes, i: int) -> int:
     """Index of the quote closing a field whose text starts at i, or -1."""
     while True:
         j = data.find(b'"', i)
-        if j < 0 or data[j + 1:j + 2] != b'"':
+        if j < 0 or data[j + 1 : j + 2] != b'"':
             return j
         i = j + 2  # a doubled quote is text
 
@@ -373,7 +392,12 @@ def _parse_tolerant(data: bytes, where: str) -> pl.DataFrame:
             texts.append(None)
             raws.append(_raw_text(content))
     return pl.DataFrame(
-        {"row": rows, "publish_date": dates, "headline_text": texts,
-         "reason": reasons, "raw": raws},
+        {
+            "row": rows,
+            "publish_date": dates,
+            "headline_text": texts,
+            "reason": reasons,
+            "raw": raws,
+        },
         schema={k: v for k, v in RAW_SCHEMA.items() if k != "source"},
     )

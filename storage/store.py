@@ -16,8 +16,10 @@ process ids, which get reused.
 from __future__ import annotations
 
 import errno
+import heapq
 import json
 import os
+import re
 import shutil
 import stat
 import threading
@@ -57,6 +59,7 @@ FORMAT = 1
 STAGING_DIR = ".staging"
 ALIASES_DIR = ".aliases"
 LOCK_FILE = ".lock"
+WORK_DIR = ".work"
 CLAIM_SUFFIX = ".lock"
 # A staging directory without an ownership lock file (which only a crash at an unlucky moment
 # or a foreign tool leaves behind) is removed once nothing in it changed for this long.
@@ -66,6 +69,7 @@ LOCK_TIMEOUT_S = 300.0
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 _HEX = set("0123456789abcdef")
+_WORK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 @dataclass(frozen=True)
@@ -336,8 +340,10 @@ class Store:
             raise StorageError(
                 f"cannot set {kind} alias {name!r}: {version_id!r} is not a version id"
             )
+        if not (self._kind_dir(kind) / version_id).is_dir():
+            raise StorageError(self._not_found(kind, version_id))
         with self._locked(kind):
-            if not (self._kind_dir(kind) / version_id).is_dir():
+            if not (self._kind_dir(kind) / version_id).is_dir():  # gc may have been faster
                 raise StorageError(self._not_found(kind, version_id))
             try:
                 self._write_alias(kind, name, version_id)
@@ -453,7 +459,8 @@ class Store:
     # ----------------------------------------------------------------------------- cleanup
 
     def gc(self, keep: int = 5, apply: bool = False) -> list[tuple[str, str]]:
-        """The (kind, id) pairs that are (``apply``) or would be (dry run) removed.
+        """The (kind, id) pairs that are (``apply``) or would be (dry run) removed, in the
+        order they are removed (children before parents).
 
         Kept: every version an alias points to, the newest ``keep`` of each kind, and the
         parents (transitively, across kinds) of everything kept.
@@ -511,12 +518,44 @@ class Store:
                     if (parent_kind, parent_id) not in kept and parent_id in ids[parent_kind]:
                         kept.add((parent_kind, parent_id))
                         pending.append((parent_kind, parent_id))
-        return [
-            (kind, version_id)
-            for kind in KINDS
-            for version_id in ids[kind]
-            if (kind, version_id) not in kept
-        ]
+        doomed = [(k, i) for k in KINDS for i in ids[k] if (k, i) not in kept]
+        return self._children_first(doomed)
+
+    def _children_first(self, doomed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Order ``doomed`` so that every version comes before its parents.
+
+        gc may be killed half-way; deleting children first means that whatever it leaves
+        behind never has a visible version whose parent is gone.
+        """
+        # Newest first among versions that are ready (no remaining child), by rank in id order.
+        rank = {node: -n for n, node in enumerate(sorted(doomed, key=lambda node: node[1]))}
+        doomed_set = set(doomed)
+        parents_of: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        children_left = dict.fromkeys(doomed, 0)
+        for node in doomed:
+            try:
+                parents = self._read_manifest(*node)["parents"]
+            except CorruptVersionError:
+                parents = {}  # its lineage is unknown; it is deleted anyway
+            parents_of[node] = [
+                (k, i) for k, ids in parents.items() for i in ids if (k, i) in doomed_set
+            ]
+            for parent in parents_of[node]:
+                children_left[parent] += 1
+        ready = [(rank[node], node) for node in doomed if children_left[node] == 0]
+        heapq.heapify(ready)
+        order: list[tuple[str, str]] = []
+        while ready:
+            _, node = heapq.heappop(ready)
+            order.append(node)
+            for parent in parents_of[node]:
+                children_left[parent] -= 1
+                if children_left[parent] == 0:
+                    heapq.heappush(ready, (rank[parent], parent))
+        # Only a hand-made cycle in the lineage leaves nodes behind; delete those newest first.
+        order += sorted(doomed_set - set(order), key=lambda node: rank[node])
+        assert len(order) == len(doomed)
+        return order
 
     def clean_staging(self) -> int:
         """Remove staging directories left behind by killed processes; return how many.
@@ -581,6 +620,40 @@ class Store:
                 full = aliases_dir / name
                 if _pid_dead(parts[-3]) or _stale(full):
                     full.unlink(missing_ok=True)
+
+    # --------------------------------------------------------------------------- work dirs
+
+    @property
+    def inbox(self) -> Path:
+        """``<root>/inbox``: where new headline CSVs are dropped for the ingest flow.
+
+        Not created here; processed files are moved to ``inbox/processed/<dataset id>/``.
+        """
+        return self.root / "inbox"
+
+    def work_dir(self, name: str) -> Path:
+        """A persistent scratch directory ``<root>/.work/<name>``, created if missing.
+
+        For resumable jobs (training checkpoints, generation shards): unlike staging, it
+        survives the process so a rerun with the same ``name`` can pick up where a killed one
+        stopped. It is not versioned, verified or touched by ``gc``/``clean_staging``; call
+        ``remove_work_dir`` once the job's result is published.
+        """
+        path = self.root / WORK_DIR / _check_work_name(name)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def remove_work_dir(self, work_dir: str | Path) -> None:
+        """Delete a directory made by ``work_dir`` (given as its name or its path)."""
+        work_root = self.root / WORK_DIR
+        candidate = Path(work_dir)
+        if candidate.is_absolute() or len(candidate.parts) > 1:
+            if Path(os.path.abspath(candidate)).parent != work_root:
+                raise StorageError(f"{str(work_dir)!r} is not a work directory of {self}")
+            name = candidate.name
+        else:
+            name = str(work_dir)
+        shutil.rmtree(work_root / _check_work_name(name), ignore_errors=True)
 
     # ------------------------------------------------------------------------------ helpers
 
@@ -678,6 +751,14 @@ def _check_alias_list(aliases: Sequence[str]) -> list[str]:
         if name not in names:
             names.append(name)
     return names
+
+
+def _check_work_name(name: object) -> str:
+    if not isinstance(name, str) or _WORK_NAME_RE.fullmatch(name) is None or ".." in name:
+        raise StorageError(
+            f"bad work directory name {name!r}: use letters, digits, '.', '_' and '-'"
+        )
+    return name
 
 
 def _json_default(value: Any) -> Any:

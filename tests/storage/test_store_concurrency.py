@@ -13,7 +13,7 @@ from pathlib import Path
 from storage import Store
 
 REPO = Path(__file__).resolve().parents[2]
-ROUNDS = 15
+ROUNDS = 40
 
 
 def publish_many(root: str, worker: int, rounds: int, start) -> list[str]:
@@ -47,6 +47,9 @@ def test_two_processes_publishing_concurrently(tmp_path):
             assert store.manifest("models", version_id)["params"] == {"worker": worker, "i": i}
             path = store.path("models", version_id)  # verifies checksums
             assert (path / "a.bin").read_bytes() == f"{worker}-{i}-a.bin".encode() * 100
+    # The two publishers really overlapped: their versions interleave in creation order.
+    owners = [0 if m["id"] in ids[0] else 1 for m in store.versions("models")]
+    assert sum(owners[i] != owners[i + 1] for i in range(len(owners) - 1)) > 1
     assert store.resolve("models", "latest") in {ids[0][-1], ids[1][-1]}
     assert store.verify() == []
     assert os.listdir(Path(root) / "models" / ".staging") == []
@@ -100,8 +103,12 @@ def test_clean_staging_spares_live_publisher_and_removes_dead_ones(store):
 def test_clean_staging_without_lock_file_uses_pid_and_age(store, publish):
     publish("models")
     staging_root = store.root / "models" / ".staging"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead_dir = staging_root / f"20000101-000000-000000-abcdef.{dead.stdout.strip()}"
     live_dir = staging_root / f"20000101-000000-000001-abcdef.{os.getppid()}"
     old_dir = staging_root / f"20000101-000000-000002-abcdef.{os.getppid()}"
@@ -113,3 +120,21 @@ def test_clean_staging_without_lock_file_uses_pid_and_age(store, publish):
     os.utime(old_dir, (long_ago, long_ago))
     assert store.clean_staging() == 2
     assert sorted(os.listdir(staging_root)) == [live_dir.name]
+
+
+def test_clean_staging_removes_only_dead_alias_temp_files(store, publish):
+    publish("models")
+    aliases_dir = store.root / "models" / ".aliases"
+    live = aliases_dir / f".latest.{os.getpid()}.0123abcd.tmp"
+    dead_pid = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dead = aliases_dir / f".latest.{dead_pid}.0123abcd.tmp"
+    live.write_text("x")
+    dead.write_text("x")
+    store.clean_staging()
+    assert live.exists() and not dead.exists()
+    assert store.aliases("models") == {"latest": store.resolve("models", "latest")}

@@ -74,3 +74,32 @@ def test_gc_keep_zero_removes_everything_unaliased(store, publish):
 def test_gc_rejects_bad_keep(store):
     with pytest.raises(StorageError, match="-1"):
         store.gc(keep=-1)
+
+
+def test_gc_interrupted_half_way_leaves_consistent_store(store, publish, monkeypatch):
+    data = publish("datasets", aliases=())
+    model = publish("models", parents={"datasets": [data]}, aliases=())
+    publish("datasets", aliases=())
+    publish("models", aliases=())
+    # Deletion order is children before parents, so an interruption never orphans a version.
+    assert store.gc(keep=1) == [("models", model), ("datasets", data)]
+
+    real_rename = os.rename
+    calls = []
+
+    def rename_then_crash(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed between the two removals
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.gc(keep=1, apply=True)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert store.verify() == []
+    assert model not in ids(store, "models") and data in ids(store, "datasets")
+    # The half-deleted model waits in staging, unclaimed, for the next cleanup.
+    assert store.clean_staging() == 1
+    assert store.gc(keep=1, apply=True) == [("datasets", data)]
+    assert store.verify() == []

@@ -40,7 +40,20 @@ def test_good_alias_names(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["", "Latest", "a b", "../x", "a/b", ".hidden", "x" * 65, "2026", "20261128-1234", "1abc"]
+    "name",
+    [
+        "",
+        "Latest",
+        "a b",
+        "../x",
+        "a/b",
+        ".hidden",
+        "x" * 65,
+        "2026",
+        "20261128-1234",
+        "1abc",
+        "20261128-123456-123456-a1b2cz",
+    ],
 )
 def test_bad_alias_names_are_named_in_the_error(name):
     with pytest.raises(StorageError, match=re.escape(repr(name))):

@@ -267,3 +267,23 @@ def test_corrupt_manifest_is_reported_by_manifest_and_versions(store, publish):
         store.manifest("models", version)
     with pytest.raises(CorruptVersionError):
         store.versions("models")
+
+
+def test_work_dirs_persist_until_removed(store, publish):
+    work = store.work_dir("train-0123abcd")
+    assert work == store.root / ".work" / "train-0123abcd" and work.is_dir()
+    (work / "ckpt").write_text("epoch 3")
+    assert store.work_dir("train-0123abcd") == work  # a rerun finds its checkpoints
+    publish("models")
+    store.clean_staging()
+    store.gc(keep=0, apply=True)
+    assert store.verify() == []
+    assert (work / "ckpt").read_text() == "epoch 3"
+    store.remove_work_dir(work)
+    assert not work.exists()
+    store.remove_work_dir("train-0123abcd")  # already gone: fine
+    for bad in ("../escape", "a/b", "", ".hidden"):
+        with pytest.raises(StorageError, match="bad work directory name"):
+            store.work_dir(bad)
+    with pytest.raises(StorageError, match="not a work directory"):
+        store.remove_work_dir(store.root / "models")

@@ -1,0 +1,106 @@
+"""The `ingest-headlines` flow: new CSVs (the store's inbox, or given paths) -> a dataset version.
+
+Run on a schedule by the `ingest-headlines/inbox` deployment. Drop CSV files into
+`<store>/inbox/` (write them under another name and rename to *.csv when complete: a scan
+takes every *.csv it sees). After a run, each inbox file is moved to
+`inbox/processed/<dataset id>/` (or `processed/unchanged/` when it held nothing new, or
+`processed/rejected/` when it could not be read at all). When a version was published the
+flow emits the `charlm.dataset.published` event, which triggers training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from charlm.config import IngestConfig
+from charlm.ingest import IngestError
+from tasks.common import open_store
+from tasks.events import emit_dataset_published
+from tasks.ingest import IngestOutcome, archive_inbox, ingest_csvs, scan_inbox
+
+FLOW_NAME = "ingest-headlines"
+DEFAULT_CLEANING = IngestConfig()  # frozen: safe as a shared default
+
+
+@dataclass
+class IngestRun:
+    """What one run did (the flow's return value)."""
+
+    dataset_id: str | None  # the latest dataset version after the run
+    published: list[str] = field(default_factory=list)  # versions this run published
+    files: list[str] = field(default_factory=list)  # CSVs read
+    new_rows: int = 0
+    archived: list[str] = field(default_factory=list)  # where inbox files were moved
+    rejected: dict[str, str] = field(default_factory=dict)  # file -> why it was unreadable
+    event_id: str | None = None
+
+
+def _in_inbox(path: str, inbox: Path) -> bool:
+    return Path(path).resolve().parent == inbox.resolve()
+
+
+@flow(name=FLOW_NAME, description="Ingest new headline CSVs into a new dataset version.")
+def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DEFAULT_CLEANING,
+                     storage: str | None = None) -> IngestRun:
+    """Ingest `paths`, or every CSV waiting in the store's inbox when `paths` is not given.
+
+    A dataset version is published only when some row is new. Files in the inbox are moved
+    aside afterwards (explicit paths elsewhere are left alone). A file that cannot be read
+    at all does not block the others: the run ingests the rest, moves it to
+    inbox/processed/rejected/ and then fails, naming it.
+    """
+    log = get_run_logger()
+    inbox = open_store(storage).inbox
+    files = list(paths) if paths else scan_inbox(storage)
+    if not files:
+        log.info("no CSV files in %s: nothing to ingest", inbox)
+        return IngestRun(dataset_id=None)
+
+    outcomes: list[tuple[list[str], IngestOutcome]] = []
+    rejected: dict[str, str] = {}
+    try:
+        outcomes.append((files, ingest_csvs(storage, files, cleaning)))
+    except IngestError as error:
+        if len(files) == 1:
+            rejected[files[0]] = str(error)
+        else:
+            # One unreadable file fails the whole batch; retry file by file to find it and
+            # still publish the rest (one version per good file, each on top of the last).
+            log.warning("batch ingestion failed (%s); ingesting the %d files one by one",
+                        error, len(files))
+            for path in files:
+                try:
+                    outcomes.append(([path], ingest_csvs(storage, [path], cleaning)))
+                except IngestError as file_error:
+                    rejected[path] = str(file_error)
+
+    run = IngestRun(dataset_id=None, files=files, rejected=rejected)
+    for group, outcome in outcomes:
+        run.dataset_id = outcome.dataset_id
+        run.new_rows += outcome.new_rows
+        if outcome.published and outcome.dataset_id:
+            run.published.append(outcome.dataset_id)
+        moved = [p for p in group if _in_inbox(p, inbox)]
+        if moved:
+            run.archived += archive_inbox(storage, moved,
+                                          outcome.dataset_id if outcome.published else None)
+    bad_inbox = [p for p in rejected if _in_inbox(p, inbox)]
+    if bad_inbox:
+        run.archived += archive_inbox(storage, bad_inbox, "rejected")
+
+    if run.published:
+        # One event for the newest version: training always starts from the latest dataset.
+        run.event_id = emit_dataset_published(
+            storage, run.published[-1],
+            {"new_rows": run.new_rows, "versions": run.published,
+             "sources": [Path(p).name for p in files if p not in rejected]})
+    else:
+        log.info("no new headlines in %d file(s); dataset %s unchanged", len(files),
+                 run.dataset_id or "(none)")
+    if rejected:
+        raise IngestError(f"{len(rejected)} file(s) could not be ingested: "
+                          + "; ".join(f"{Path(p).name}: {why}" for p, why in rejected.items()))
+    return run

@@ -1,0 +1,228 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charlm.config import TrainConfig
+from charlm.data import Corpus
+from charlm.evaluate import evaluate
+from charlm.train import STATE_FILE, Callback, TrainingError, fit, learning_rate
+
+REPO = Path(__file__).resolve().parents[2]
+STOPPED = {"epochs", "early_stopping", "time_budget"}
+
+
+@pytest.fixture(scope="module")
+def corpora():
+    from charlm.grammar import make_corpus
+
+    texts = [t for _, t in make_corpus(300, np.random.default_rng(7))]
+    return Corpus.from_texts(texts[:260]), Corpus.from_texts(texts[260:])
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.batches, self.epochs, self.ends, self.begin, self.checkpoints = [], [], [], [], []
+
+    def on_train_begin(self, info):
+        self.begin.append(info)
+
+    def on_batch_end(self, step, logs):
+        self.batches.append((step, logs))
+
+    def on_epoch_end(self, epoch, logs):
+        self.epochs.append((epoch, logs))
+
+    def on_checkpoint(self, directory, logs):
+        self.checkpoints.append(logs)
+
+    def on_train_end(self, result):
+        self.ends.append(result)
+
+
+def test_loss_decreases(tiny_model, corpora):
+    train, valid = corpora
+    model, _ = tiny_model(cell="gru", hidden=32, embedding=16, seed=1)
+    before = evaluate(model, valid)["bits_per_char"]
+    assert before > 6.0  # about log2(118) untrained
+    rec = Recorder()
+    config = TrainConfig(batch_size=16, epochs=4, learning_rate=0.03, min_learning_rate=0.01,
+                         patience=4, seed=1)
+    result = fit(model, train, valid, config, callbacks=[rec])
+    assert result.stopped == "epochs"
+    assert len(result.history) == 4
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert result.history[-1]["train_bpc"] < result.history[0]["train_bpc"] - 1.0
+    assert result.best_validation_bpc < before - 2.0
+    per_epoch = math.ceil(len(train) / 16)
+    assert result.steps == 4 * per_epoch == len(rec.batches)
+    assert result.characters == 4 * train.characters
+    assert rec.begin[0]["batches_per_epoch"] == per_epoch and rec.ends == [result]
+    # the model ends with the best weights seen on validation
+    after = evaluate(model, valid)["bits_per_char"]
+    assert after == pytest.approx(result.best_validation_bpc, rel=1e-5)
+    assert result.history[result.best_epoch - 1]["validation_bpc"] == result.best_validation_bpc
+
+
+def test_early_stopping_when_validation_cannot_improve(tiny_model, corpora):
+    train, valid = corpora
+    model, _ = tiny_model(seed=2)
+    # updates of ~1e-30 cannot move float32 weights: validation stays exactly the same
+    config = TrainConfig(batch_size=64, epochs=5, learning_rate=1e-30, min_learning_rate=1e-30,
+                         patience=1, seed=2)
+    result = fit(model, train, valid, config)
+    assert result.stopped == "early_stopping"
+    assert len(result.history) == 2 and result.best_epoch == 1
+    assert result.history[0]["validation_bpc"] == result.history[1]["validation_bpc"]
+
+
+def test_time_budget(tiny_model, corpora):
+    train, valid = corpora
+    model, _ = tiny_model(seed=3)
+    config = TrainConfig(batch_size=16, epochs=50, max_minutes=1e-4, seed=3)
+    result = fit(model, train, valid, config)
+    assert result.stopped == "time_budget"
+    assert result.steps == 1
+    assert len(result.history) == 1 and result.history[0]["complete"] is False
+    assert result.stopped in STOPPED
+
+
+def test_nan_weights_raise_training_error(tmp_path, tiny_model, corpora):
+    train, valid = corpora
+    model, _ = tiny_model(seed=4)
+    model.set_weights([np.full(w.shape, np.nan, w.dtype) for w in model.get_weights()])
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(TrainingError) as info:
+        fit(model, train, valid, TrainConfig(batch_size=64, epochs=1), checkpoint_dir=ckpt)
+    message = str(info.value)
+    assert "nan" in message.lower() and "checkpoint" in message and str(ckpt) in message
+    assert not (ckpt / "checkpoint" / STATE_FILE).exists()  # nothing bad was saved
+    with pytest.raises(TrainingError, match="checkpoint"):
+        fit(model, train, valid, TrainConfig(batch_size=64, epochs=1))
+
+
+def test_rejects_empty_corpora(tiny_model, corpora):
+    train, valid = corpora
+    model, _ = tiny_model()
+    empty = Corpus.from_texts([])
+    with pytest.raises(ValueError):
+        fit(model, empty, valid, TrainConfig())
+    with pytest.raises(ValueError):
+        fit(model, train, empty, TrainConfig())
+
+
+def test_learning_rate_schedule():
+    config = TrainConfig(learning_rate=1e-2, min_learning_rate=1e-4)
+    assert learning_rate(config, 0.0, 0) == pytest.approx(1e-2 / 100)  # warm-up
+    assert learning_rate(config, 0.0, 10_000) == pytest.approx(1e-2)
+    assert learning_rate(config, 1.0, 10_000) == pytest.approx(1e-4)
+    assert learning_rate(config, 2.0, 10_000) == pytest.approx(1e-4)
+    mid = learning_rate(config, 0.5, 10_000)
+    assert 1e-4 < mid < 1e-2
+
+
+def test_checkpoint_of_another_run_starts_over(tmp_path, tiny_model, corpora):
+    train, valid = corpora
+    config = TrainConfig(batch_size=32, epochs=1, learning_rate=0.1, seed=5)
+    ckpt = tmp_path / "ckpt"
+    model, _ = tiny_model(seed=6)
+    first = fit(model, train, valid, config, checkpoint_dir=ckpt, fingerprint="run-a")
+    per_epoch = math.ceil(len(train) / 32)
+    state = json.loads((ckpt / "checkpoint" / STATE_FILE).read_text())
+    assert (state["epoch"], state["batch"], state["fingerprint"]) == (1, 0, "run-a")
+
+    # same fingerprint: nothing left to do, resumed at the end of epoch 1
+    model, _ = tiny_model(seed=6)
+    again = fit(model, train, valid, config, checkpoint_dir=ckpt, fingerprint="run-a")
+    assert again.resumed_from == {"epoch": 1, "batch": 0, "step": per_epoch}
+    assert again.steps == per_epoch and again.history == first.history
+
+    # another fingerprint: a fresh run from the given model, the same as the first run
+    # (not from run-a's trained weights and optimizer slots)
+    model, _ = tiny_model(seed=6)
+    other = fit(model, train, valid, config, checkpoint_dir=ckpt, fingerprint="run-b")
+    assert other.resumed_from is None
+    assert other.steps == per_epoch
+    assert other.history[0]["validation_bpc"] == pytest.approx(
+        first.history[0]["validation_bpc"], rel=1e-4)
+    state = json.loads((ckpt / "checkpoint" / STATE_FILE).read_text())
+    assert state["fingerprint"] == "run-b"
+
+
+RESUME_CONFIG = dict(batch_size=8, epochs=40, max_minutes=10.0, learning_rate=0.01,
+                     checkpoint_minutes=0.005, patience=100, seed=8)
+
+TRAINER = """
+import sys
+import numpy as np
+from charlm.config import ModelConfig, TrainConfig
+from charlm.data import Corpus
+from charlm.grammar import make_corpus
+from charlm.model import build_model
+from charlm.train import fit
+
+texts = [t for _, t in make_corpus(700, np.random.default_rng(8))]
+train, valid = Corpus.from_texts(texts[:640]), Corpus.from_texts(texts[640:])
+model = build_model(ModelConfig(cell="gru", hidden=16, depth=1, embedding=8, dropout=0.0,
+                                seed=8), precision="float32")
+fit(model, train, valid, TrainConfig(**{config}), checkpoint_dir=sys.argv[1],
+    fingerprint="resume-test")
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_kill(tmp_path, tiny_model):
+    from charlm.grammar import make_corpus
+
+    ckpt = tmp_path / "ckpt"
+    script = tmp_path / "trainer.py"
+    script.write_text(textwrap.dedent(TRAINER.format(config=repr(RESUME_CONFIG))))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (ckpt / "checkpoint" / STATE_FILE).exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.05)
+        time.sleep(0.3)  # let it go on training and checkpointing for a moment
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+
+    # the checkpoint fit() will read: "checkpoint", or "checkpoint.old" when killed mid-swap
+    folder = next(ckpt / name for name in ("checkpoint", "checkpoint.old")
+                  if (ckpt / name / STATE_FILE).exists())
+    state = json.loads((folder / STATE_FILE).read_text())
+    assert state["fingerprint"] == "resume-test"
+    epoch, batch, steps = state["epoch"], state["batch"], state["result"]["steps"]
+    per_epoch = math.ceil(640 / RESUME_CONFIG["batch_size"])
+    assert steps == epoch * per_epoch + batch and steps > 0
+
+    texts = [t for _, t in make_corpus(700, np.random.default_rng(8))]
+    train, valid = Corpus.from_texts(texts[:640]), Corpus.from_texts(texts[640:])
+    model, _ = tiny_model(cell="gru", hidden=16, depth=1, embedding=8, seed=8)
+    config = TrainConfig(**{**RESUME_CONFIG, "epochs": epoch + 1})
+    rec = Recorder()
+    result = fit(model, train, valid, config, callbacks=[rec], checkpoint_dir=ckpt,
+                 fingerprint="resume-test")
+    assert result.resumed_from == {"epoch": epoch, "batch": batch, "step": steps}
+    assert rec.begin[0]["resumed_from"] == result.resumed_from
+    # it continues from the checkpoint's batch: exactly the rest of that epoch is trained
+    assert result.steps == steps + (per_epoch - batch)
+    assert result.steps == (epoch + 1) * per_epoch
+    assert rec.batches[0][0] == steps + 1 and rec.batches[0][1]["batch"] == batch + 1
+    assert [h["epoch"] for h in result.history] == list(range(1, epoch + 2))
+    assert result.seconds >= state["result"]["seconds"]
+    assert result.stopped == "epochs"

@@ -1,0 +1,151 @@
+"""Fixtures for the flow tests: a throwaway Prefect API and a store with a trained champion.
+
+Flows run in-process against `prefect_test_harness` (a temporary SQLite server), started once
+per session. Prefect's home and result storage go to a temporary folder: set in the
+environment before anything imports prefect, and again as temporary settings in case another
+test module imported prefect first.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:  # `pytest` alone does not put the project root on sys.path
+    sys.path.insert(0, _ROOT)
+
+_PREFECT_TMP = Path(tempfile.mkdtemp(prefix="charlm-flow-tests-"))
+atexit.register(shutil.rmtree, _PREFECT_TMP, True)
+os.environ["PREFECT_HOME"] = str(_PREFECT_TMP / "home")
+os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_PREFECT_TMP / "results")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from charlm.config import ModelConfig, TrainConfig  # noqa: E402
+
+# Tiny everything: the machine running the tests has 2 shared cores.
+TINY_NETWORK = ModelConfig(cell="gru", hidden=16, depth=1, embedding=8, dropout=0.0)
+TINY_TRAINING = TrainConfig(epochs=1, max_minutes=0.2, batch_size=32)
+CORPUS_ROWS = 300
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """A temporary Prefect server for the whole session (flows report runs and artifacts)."""
+    from prefect.settings import (
+        PREFECT_HOME,
+        PREFECT_LOCAL_STORAGE_PATH,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    with temporary_settings(updates={PREFECT_HOME: _PREFECT_TMP / "home",
+                                     PREFECT_LOCAL_STORAGE_PATH: _PREFECT_TMP / "results"}):
+        with prefect_test_harness(server_startup_timeout=180):
+            yield
+
+
+@pytest.fixture
+def tiny() -> tuple[ModelConfig, TrainConfig]:
+    """(network, training) configs small enough to train in seconds."""
+    return TINY_NETWORK, TINY_TRAINING
+
+
+@pytest.fixture
+def read_artifact():
+    """read_artifact(key): the newest version of an artifact on the test server, or None."""
+    return _read_artifact
+
+
+@pytest.fixture
+def read_events():
+    """read_events(name): events of that name stored by the test server."""
+    return _read_events
+
+
+@pytest.fixture
+def flow_run_logs():
+    """flow_run_logs(flow_run_id): the messages a flow run logged to the test server."""
+    return _flow_run_logs
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A store with one dataset and a champion trained on it by the train flow."""
+
+    storage: str
+    dataset_id: str
+    first_run: object  # flows.train.TrainRun of the run that made the champion
+
+
+@pytest.fixture(scope="session")
+def trained(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    import numpy as np
+    import polars as pl
+
+    from charlm.grammar import make_corpus
+    from flows.train import train_headlines
+    from tasks.ingest import ingest_csvs
+
+    root = tmp_path_factory.mktemp("trained")
+    storage, csv = str(root / "store"), root / "headlines.csv"
+    rows = make_corpus(CORPUS_ROWS, np.random.default_rng(0))
+    pl.DataFrame(rows, schema=["publish_date", "headline_text"], orient="row").write_csv(csv)
+    dataset_id = ingest_csvs.fn(storage, [str(csv)]).dataset_id
+    run = train_headlines(network=TINY_NETWORK, training=TINY_TRAINING, samples=3,
+                          storage=storage)
+    return Trained(storage, dataset_id, run)
+
+
+def _read_artifact(key: str):
+    """The newest version of the artifact `key` on the test server (None if there is none)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC, limit=1)
+    return found[0] if found else None
+
+
+def _read_events(name: str, timeout: float = 20.0) -> list[dict]:
+    """Events called `name` stored by the test server (waits for the asynchronous pipeline)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all()
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            response = client.request("POST", "/events/filter", json={
+                "filter": {"event": {"name": [name]}}, "limit": 50})
+        events = response.json()["events"]
+        if events or time.monotonic() > deadline:
+            return events
+        time.sleep(0.5)
+
+
+def _flow_run_logs(flow_run_id) -> list[str]:
+    """Messages the flow run (and its task runs) logged to the test server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all()
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
+            any_=[flow_run_id])), limit=200)
+    return [log.message for log in logs]

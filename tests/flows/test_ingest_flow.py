@@ -1,0 +1,82 @@
+"""The ingest-headlines flow: inbox scan, publish, archive, `charlm.dataset.published`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from charlm.grammar import make_corpus
+from flows.ingest import ingest_headlines
+from storage import Store
+from tasks.events import DATASET_PUBLISHED
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def write_csv(path: Path, rows: int, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    corpus = make_corpus(rows, np.random.default_rng(seed))
+    pl.DataFrame(corpus, schema=["publish_date", "headline_text"], orient="row").write_csv(path)
+    return path
+
+
+def inbox_csvs(storage: str) -> list[str]:
+    return sorted(p.name for p in Store(storage).inbox.glob("*.csv"))
+
+
+def test_inbox_is_ingested_archived_and_announced(tmp_path, read_events):
+    storage = str(tmp_path / "store")
+    inbox = Store(storage).inbox
+    write_csv(inbox / "a.csv", 50, 1)
+    write_csv(inbox / "b.csv", 50, 2)
+
+    run = ingest_headlines(storage=storage)
+    [dataset] = run.published
+    assert Store(storage).resolve("datasets", "latest") == dataset == run.dataset_id
+    assert run.new_rows > 0
+    assert inbox_csvs(storage) == []
+    assert sorted(p.name for p in (inbox / "processed" / dataset).iterdir()) == ["a.csv",
+                                                                                  "b.csv"]
+    assert run.event_id is not None
+    [event] = [e for e in read_events(DATASET_PUBLISHED) if e["id"] == run.event_id]
+    assert event["resource"]["prefect.resource.id"] == f"charlm.dataset.{dataset}"
+    assert event["payload"]["dataset_id"] == dataset
+    assert event["payload"]["sources"] == ["a.csv", "b.csv"]
+
+    # The same headlines again: nothing new, nothing published, no event, inbox still emptied.
+    write_csv(inbox / "a.csv", 50, 1)
+    again = ingest_headlines(storage=storage)
+    assert again.published == [] and again.event_id is None
+    assert again.dataset_id == dataset
+    assert inbox_csvs(storage) == []
+    assert (inbox / "processed" / "unchanged" / "a.csv").exists()
+
+
+def test_empty_inbox_is_a_quiet_no_op(tmp_path):
+    run = ingest_headlines(storage=str(tmp_path / "store"))
+    assert run.dataset_id is None and run.files == [] and run.published == []
+
+
+def test_explicit_paths_are_not_moved(tmp_path):
+    storage = str(tmp_path / "store")
+    csv = write_csv(tmp_path / "elsewhere" / "c.csv", 40, 3)
+    run = ingest_headlines(paths=[str(csv)], storage=storage)
+    assert len(run.published) == 1 and run.archived == []
+    assert csv.exists()
+
+
+def test_unreadable_file_is_set_aside_and_fails_the_run(tmp_path):
+    storage = str(tmp_path / "store")
+    inbox = Store(storage).inbox
+    write_csv(inbox / "good.csv", 40, 4)
+    (inbox / "bad.csv").write_text("no,headline,columns\n1,2,3\n")
+
+    state = ingest_headlines(storage=storage, return_state=True)
+    assert state.is_failed()
+    assert "bad.csv" in state.message
+    assert len(Store(storage).versions("datasets")) == 1  # the good file was still published
+    assert inbox_csvs(storage) == []
+    assert (inbox / "processed" / "rejected" / "bad.csv").exists()

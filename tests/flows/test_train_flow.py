@@ -1,0 +1,85 @@
+"""The train-headlines flow: first model promoted, no new data -> nothing, force, no regression."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from prefect import task
+
+import flows.train
+from flows.train import train_headlines
+from storage import Store
+from tasks.evaluate import evaluate_model
+from tasks.report import PROGRESS_KEY, REPORT_KEY
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def models(storage: str) -> list[str]:
+    return [m["id"] for m in Store(storage).versions("models")]
+
+
+def test_first_run_trains_promotes_and_reports(trained, read_artifact):
+    run = trained.first_run
+    store = Store(trained.storage)
+    assert run.action == "promoted"
+    assert run.champion_id == run.challenger_id == store.resolve("models", "champion")
+    manifest = store.manifest("models", run.challenger_id)
+    assert manifest["parents"]["datasets"] == [trained.dataset_id]
+    assert run.champion_bpc is None and run.challenger_bpc > 0
+    # the sample headlines are a generation version of the challenger
+    generation = store.manifest("generations", run.generation_id)
+    assert generation["parents"]["models"] == [run.challenger_id]
+    assert generation["summary"]["headlines"] == 3
+    progress = read_artifact(PROGRESS_KEY)
+    assert progress is not None and progress.data == 100.0
+
+
+def test_rerun_without_new_headlines_does_nothing(trained, tiny, read_artifact, flow_run_logs):
+    before = models(trained.storage)
+    state = train_headlines(network=tiny[0], training=tiny[1],
+                            storage=trained.storage, return_state=True)
+    assert state.is_completed()
+    run = state.result()
+    assert run.action == "skipped" and run.challenger_id is None
+    assert models(trained.storage) == before
+    logs = flow_run_logs(state.state_details.flow_run_id)
+    assert any(m.startswith("no new headlines") for m in logs), logs
+    assert "No new headlines" in read_artifact(REPORT_KEY).data
+
+
+def test_force_trains_again(trained, tiny, read_artifact):
+    before = models(trained.storage)
+    run = train_headlines(network=tiny[0], training=tiny[1], force=True, samples=0,
+                          storage=trained.storage)
+    assert run.action in ("promoted", "kept")
+    assert run.challenger_id not in before and models(trained.storage) == [
+        *before, run.challenger_id]
+    assert run.champion_bpc is not None  # compared with the champion on the same test split
+    assert run.generation_id is None
+    report = read_artifact(REPORT_KEY).data
+    assert "| | challenger | champion |" in report and run.challenger_id in report
+
+
+def test_worse_challenger_is_not_promoted(trained, tiny, read_artifact, monkeypatch):
+    store = Store(trained.storage)
+    champion = store.resolve("models", "champion")
+
+    @task(name="evaluate-model")
+    def champion_always_better(storage, model, dataset, split):
+        # The champion scores (fakely) far better than any tiny model can.
+        outcome = evaluate_model.fn(storage, model, dataset, split)
+        if outcome.model_id == champion:
+            outcome = dataclasses.replace(outcome, metrics={**outcome.metrics,
+                                                            "bits_per_char": 0.01})
+        return outcome
+
+    monkeypatch.setattr(flows.train, "evaluate_model", champion_always_better)
+    run = train_headlines(network=tiny[0], training=tiny[1], force=True, samples=0,
+                          storage=trained.storage)
+    assert run.action == "kept"
+    assert run.champion_bpc == 0.01 and run.challenger_bpc > 0.01
+    assert store.resolve("models", "champion") == champion == run.champion_id
+    assert run.challenger_id in models(trained.storage)
+    assert "champion stays" in read_artifact(REPORT_KEY).data
