@@ -102,11 +102,11 @@ def to_keras(article: ArticleModel, precision: str = "float32") -> tuple[keras.M
     model = build_model(config, precision=precision)
     w, h = article.weights, article.hidden
     for level, layer in enumerate(recurrent_layers(model)):
-        def split(name: str) -> tuple[np.ndarray, np.ndarray]:
+        def split(name: str, level: int = level) -> tuple[np.ndarray, np.ndarray]:
             m = w[f"{name}_{level}"]
             return m[h:], m[:h]  # (input rows, state rows)
 
-        def bias(name: str) -> np.ndarray:
+        def bias(name: str, level: int = level) -> np.ndarray:
             return w[f"{name}_{level}"][0]
 
         if article.cell == "lstm":

@@ -104,7 +104,7 @@ def initial_states(model: keras.Model, batch: int | tf.Tensor) -> list[tf.Tensor
 
 def step(model: keras.Model, tokens: tf.Tensor, states: list[tf.Tensor]
          ) -> tuple[tf.Tensor, list[tf.Tensor]]:
-    """One time step through the layers' cells: tokens (B,), flat states -> logits (B, V), states."""
+    """One time step through the layers' cells: tokens (B,), flat states -> logits (B, V)."""
     x = model.get_layer("embedding")(tokens)  # (B, E)
     new_states: list[tf.Tensor] = []
     i = 0

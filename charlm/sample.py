@@ -19,9 +19,14 @@ import tensorflow as tf
 
 from charlm.config import SampleConfig
 from charlm.model import initial_states, step
-from charlm.vocab import EOS, START, decode, encode
+from charlm.vocab import EOS, FIRST_CODE, START, VOCAB_SIZE, decode, encode
 
 CHUNK = 1024  # rows per compiled call; bounds memory for very large jobs
+
+# Symbols a headline may hold: the end marker and printable ASCII 32..126. Ingestion
+# removes every other control character, so only an under-trained model would draw
+# them, and they would break the one-headline-per-line files.
+SAMPLEABLE = np.array([i == EOS or 32 <= i + FIRST_CODE <= 126 for i in range(VOCAB_SIZE)])
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,13 @@ class Generation:
 
 
 def filter_logits(logits: tf.Tensor, config: SampleConfig) -> tf.Tensor:
-    """Apply temperature, top-k and top-p to logits (B, V); removed symbols become -inf."""
+    """Apply temperature, top-k and top-p to logits (B, V); removed symbols become -inf.
+
+    Control characters are always removed (see SAMPLEABLE).
+    """
     logits = logits / config.temperature
     neg_inf = tf.fill(tf.shape(logits), tf.constant(-np.inf, logits.dtype))
+    logits = tf.where(tf.constant(SAMPLEABLE)[None, :], logits, neg_inf)
     if config.top_k:
         kth = tf.math.top_k(logits, k=min(config.top_k, logits.shape[-1])).values[:, -1:]
         logits = tf.where(logits < kth, neg_inf, logits)
@@ -66,7 +75,9 @@ def make_sampler(model: keras.Model, config: SampleConfig):
         while t < total and not tf.reduce_all(finished):
             logits, states = step(model, token, states)  # (B, V)
             if config.greedy:
-                drawn = tf.argmax(logits, axis=-1, output_type=tf.int32)
+                allowed = tf.where(tf.constant(SAMPLEABLE)[None, :], logits,
+                                   tf.fill(tf.shape(logits), tf.constant(-np.inf)))
+                drawn = tf.argmax(allowed, axis=-1, output_type=tf.int32)
             else:
                 seed = tf.stack([tf.constant(config.seed, tf.int64),
                                  tf.cast(chunk, tf.int64) * (1 << 20) + tf.cast(t, tf.int64)])

@@ -178,8 +178,8 @@ def cmd_train(args: argparse.Namespace) -> Callable[[], None]:
     model_config, train_config = train_configs(args)
 
     def run() -> None:
-        from tasks.train import train_model
         from tasks.promote import promote_if_unset
+        from tasks.train import train_model
 
         callbacks = [ProgressBar().callback] if sys.stderr.isatty() else []
         outcome = train_model.fn(args.storage, args.dataset, model_config, train_config,
@@ -340,18 +340,20 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Callable[[], None]]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ chatter (cuInit, oneDNN) is noise here
+    # TensorFlow's C++ log lines (cuInit failures on CPU machines, oneDNN notes) are noise here.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(stream=sys.stderr, format="%(message)s")
     logging.getLogger("charlm").setLevel(logging.INFO)
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         args = build_parser().parse_args(argv)
-        run = COMMANDS[args.command](args)  # validates arguments into configs
     except UsageError as e:
         err(str(e))
         return 2
+    try:
+        run = COMMANDS[args.command](args)  # validates arguments into configs
     except ValueError as e:
-        err(f"charlm {sys.argv[1] if argv is None else argv[0]}: {e}")
+        err(f"charlm {args.command}: {e}")
         return 2
     try:
         run()

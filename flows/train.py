@@ -12,7 +12,9 @@ training and the `train-headlines-report` markdown artifact (metrics table, deci
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -22,7 +24,7 @@ from charlm.config import ModelConfig, SampleConfig, TrainConfig
 from tasks.champion import champion_status, should_promote
 from tasks.common import open_store
 from tasks.evaluate import evaluate_model
-from tasks.generate import generate_shard, job_dir, publish_generation
+from tasks.generate import METADATA_FILE, generate_shard, job_dir, publish_generation
 from tasks.promote import promote, promote_if_unset
 from tasks.report import (
     TrainingProgress,
@@ -96,8 +98,10 @@ def train_headlines(dataset: str = "latest", network: ModelConfig = DEFAULT_NETW
         generated = publish_generation(storage, trained.model_id, [shard], config, [])
         open_store(storage).remove_work_dir(job)
         generation_id = generated.generation_id
-        with open(generated.path) as f:
-            headlines = [line.rstrip("\n") for line in f]
+        # The JSONL, not the text file: a headline may hold \r or \x0c, which line-based
+        # readers take for line breaks.
+        with open(Path(generated.path).with_name(METADATA_FILE)) as f:
+            headlines = [json.loads(line)["text"] for line in f]
 
     report = train_report_markdown(
         status.dataset_id, model_row(storage, trained.model_id, challenger.metrics),

@@ -59,6 +59,7 @@ RAW_SCHEMA: dict[str, pl.DataType] = {
 _LF, _CR, _QUOTE, _COMMA, _NUL = 10, 13, 34, 44, 0
 _BOM = b"\xef\xbb\xbf"
 _UNQUOTED = re.compile(rb"[^,\n]*")
+_NOT_BLANK = re.compile(rb"[^\r\n]")
 
 
 def scan_headlines(path: str | Path) -> pl.LazyFrame:
@@ -98,7 +99,7 @@ def parse_headlines(data: bytes, source: str, where: str | None = None) -> pl.Da
         raise IngestError(f"{where}: file is UTF-16 encoded; save it as UTF-8")
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
-    if not data.strip(b"\r\n"):
+    if not _NOT_BLANK.search(data):
         raise IngestError(f"{where}: no header row (the file holds only blank lines)")
     if b"\n" not in data and b"\r" in data:
         raise IngestError(f"{where}: uses CR-only (old Mac) line ends; use LF or CRLF")

@@ -54,7 +54,7 @@ def ingest_csvs(storage: str | None, paths: list[str],
         message = (f"{names}: 0 new rows ({plan.duplicates} duplicates, {quarantined} "
                    f"quarantined); dataset {previous or '(none)'} unchanged")
         run_logger().info(message)
-        return IngestOutcome(previous, False, 0, plan.duplicates, quarantined, plan.headlines.height,
+        return IngestOutcome(previous, False, 0, plan.duplicates, quarantined, plan.rows,
                              message)
     sources = [{"path": str(Path(p).resolve()), "sha256": sha256_file(Path(p))} for p in paths]
     with store.publish("datasets", parents={"datasets": [previous]} if previous else {},
@@ -65,10 +65,10 @@ def ingest_csvs(storage: str | None, paths: list[str],
                                transliterator=transliterator())
     message = (f"{names}: {plan.new_rows} new rows, {plan.duplicates} duplicates dropped, "
                f"{quarantined} quarantined; published dataset {staging.id} "
-               f"({plan.headlines.height} headlines)")
+               f"({plan.rows} headlines)")
     run_logger().info(message)
     return IngestOutcome(staging.id, True, plan.new_rows, plan.duplicates, quarantined,
-                         plan.headlines.height, message)
+                         plan.rows, message)
 
 
 @task(name="write-demo-corpus", cache_policy=NO_CACHE)

@@ -69,8 +69,8 @@ def test_batch_rows_same_seed_same_batches():
     b = batch_rows(corpus, 16, np.random.default_rng(9))
     c = batch_rows(corpus, 16, np.random.default_rng(10))
     assert len(a) == len(b)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
 
 
 def test_bucketing_keeps_padding_low():
@@ -98,7 +98,7 @@ def test_to_dataset_yields_pad_batch():
     rows = batch_rows(corpus, 2, np.random.default_rng(0))
     got = list(to_dataset(corpus, rows, 256))
     assert len(got) == len(rows)
-    for (i, t, w), r in zip(got, rows):
+    for (i, t, w), r in zip(got, rows, strict=True):
         ei, et, ew = pad_batch(corpus, r, 256)
         np.testing.assert_array_equal(i.numpy(), ei)
         np.testing.assert_array_equal(t.numpy(), et)

@@ -123,7 +123,7 @@ def test_rows_stop_at_end_marker_or_max_length(eos_model):
                  tf.constant(0)).numpy()
     assert tokens.shape[1] <= max_length
     assert sum(result.truncated) > 5 and sum(not t for t in result.truncated) > 5
-    for row, text, truncated in zip(tokens, result.texts, result.truncated):
+    for row, text, truncated in zip(tokens, result.texts, result.truncated, strict=True):
         assert "\n" not in text and len(text) <= max_length
         ends = np.flatnonzero(row == EOS)
         if truncated:
@@ -139,7 +139,7 @@ def test_rows_stop_at_end_marker_or_max_length(eos_model):
 def test_truncated_flag_counts_new_characters_only(eos_model):
     config = SampleConfig(max_length=6, seed=4)
     result = generate(eos_model, 40, config, prefixes=["council backs plan"])
-    for text, truncated in zip(result.texts, result.truncated):
+    for text, truncated in zip(result.texts, result.truncated, strict=True):
         assert text.startswith("council backs plan")
         new = len(text) - len("council backs plan")
         assert new <= 6
@@ -166,7 +166,7 @@ def test_complete_conditions_on_start_and_whole_prefix(greedy_model):
     assert len(set(got)) > 1  # the prefixes matter
     # generate keeps the prefix in the text
     texts = generate(greedy_model, 5, config, prefixes).texts
-    assert texts == [p + w for p, w in zip(prefixes, want)]
+    assert texts == [p + w for p, w in zip(prefixes, want, strict=True)]
 
 
 def test_complete_and_generate_reject_bad_requests(eos_model):

@@ -1,0 +1,256 @@
+"""The `charlm` command line: every command's success path and a bad-argument case for each.
+
+Commands run in-process through `main(argv)` (a TensorFlow import per subprocess would
+cost seconds each); one test runs the installed console script for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from charlm.grammar import make_corpus
+from charlm.vocab import ALPHABET
+from flows.cli import main
+
+TINY = ["--cell", "gru", "--hidden", "8", "--depth", "1", "--embedding", "4",
+        "--epochs", "1", "--max-minutes", "0.2", "--batch-size", "32"]
+
+
+def run(capsys, store: Path, *argv: str) -> tuple[int, str, str]:
+    code = main(["--storage", str(store), *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def write_csv(path: Path, n: int, seed: int) -> Path:
+    rows = make_corpus(n, np.random.default_rng(seed))
+    pl.DataFrame(rows, schema=["publish_date", "headline_text"], orient="row").write_csv(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, str]:
+    """A store with one dataset and one tiny model, shared by the read-only tests."""
+    root = tmp_path_factory.mktemp("cli")
+    store = root / "store"
+    csv = write_csv(root / "headlines.csv", 600, seed=1)
+    assert main(["--storage", str(store), "ingest", str(csv)]) == 0
+    assert main(["--storage", str(store), "train", *TINY]) == 0
+    return {"store": str(store), "root": str(root)}
+
+
+def assert_usage_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err
+
+
+def assert_runtime_error(code: int, err: str, *needles: str) -> None:
+    assert code == 1
+    lines = [line for line in err.strip().splitlines() if line.startswith("charlm: error")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_ingest_prints_dataset_id_and_reports_no_new_rows_on_repeat(capsys, tmp_path):
+    csv = write_csv(tmp_path / "a.csv", 200, seed=2)
+    code, out, err = run(capsys, tmp_path / "s", "ingest", str(csv))
+    assert code == 0
+    dataset = last_line(out)
+    assert (tmp_path / "s" / "datasets" / dataset / "manifest.json").exists()
+    code, out, err = run(capsys, tmp_path / "s", "ingest", str(csv))
+    assert code == 0 and last_line(out) == dataset
+    assert "0 new rows" in err
+
+
+def test_ingest_bad_arguments(capsys, tmp_path):
+    code, _, err = run(capsys, tmp_path, "ingest")
+    assert_usage_error(code, err, "csv")
+    code, _, err = run(capsys, tmp_path, "ingest", "x.csv", "--max-length", "0")
+    assert_usage_error(code, err, "--max-length", "0")
+    code, _, err = run(capsys, tmp_path, "ingest", str(tmp_path / "missing.csv"))
+    assert_runtime_error(code, err, "missing.csv")
+
+
+def test_train_prints_model_id_and_first_model_becomes_champion(trained, capsys):
+    code, out, _ = run(capsys, Path(trained["store"]), "versions", "models")
+    assert code == 0
+    assert "champion" in out and "latest" in out
+
+
+def test_train_bad_arguments(capsys, tmp_path, trained):
+    code, _, err = run(capsys, tmp_path, "train", "--hidden", "0")
+    assert_usage_error(code, err, "hidden", "0")
+    code, _, err = run(capsys, tmp_path, "train", "--cell", "transformer")
+    assert_usage_error(code, err, "transformer")
+    code, _, err = run(capsys, tmp_path, "train", "--max-minutes", "-1")
+    assert_usage_error(code, err, "max_minutes")
+    code, _, err = run(capsys, Path(trained["store"]), "train", "--dataset", "nosuchdataset",
+                       *TINY)
+    assert_runtime_error(code, err, "nosuchdataset")
+
+
+def test_evaluate_prints_metrics_json(trained, capsys):
+    code, out, _ = run(capsys, Path(trained["store"]), "evaluate", "champion", "--split", "test")
+    assert code == 0
+    metrics = json.loads(out)
+    assert 0 < metrics["bits_per_char"] < 8
+    assert metrics["perplexity"] == pytest.approx(2 ** metrics["bits_per_char"])
+    assert metrics["split"] == "test"
+
+
+def test_evaluate_bad_arguments(trained, capsys):
+    store = Path(trained["store"])
+    code, _, err = run(capsys, store, "evaluate", "latest", "--split", "holdout")
+    assert_usage_error(code, err, "holdout")
+    code, _, err = run(capsys, store, "evaluate", "nosuchmodel")
+    assert_runtime_error(code, err, "nosuchmodel")
+
+
+def test_generate_writes_n_headlines_and_is_reproducible(trained, capsys):
+    store = Path(trained["store"])
+    code, out, _ = run(capsys, store, "generate", "latest", "-n", "7", "--seed", "3",
+                       "--max-length", "30")
+    assert code == 0
+    first = Path(last_line(out)).read_text().splitlines()
+    assert len(first) == 7
+    code, out, _ = run(capsys, store, "generate", "latest", "-n", "7", "--seed", "3",
+                       "--max-length", "30")
+    assert Path(last_line(out)).read_text().splitlines() == first
+    code, out, _ = run(capsys, store, "generate", "latest", "-n", "2", "--prefix", "police ",
+                       "--max-length", "10")
+    assert all(line.startswith("police ") for line in Path(last_line(out)).read_text()
+               .splitlines())
+
+
+def test_generate_bad_arguments(trained, capsys):
+    store = Path(trained["store"])
+    code, _, err = run(capsys, store, "generate", "latest", "-n", "0")
+    assert_usage_error(code, err, "-n", "0")
+    code, _, err = run(capsys, store, "generate", "latest", "--top-p", "1.5")
+    assert_usage_error(code, err, "top_p", "1.5")
+    code, _, err = run(capsys, store, "generate", "latest", "--prefix", "caf\u00e9")
+    assert_runtime_error(code, err, "\u00e9")
+
+
+def test_versions_lists_every_kind(trained, capsys):
+    code, out, _ = run(capsys, Path(trained["store"]), "versions")
+    assert code == 0
+    kinds = {line.split()[0] for line in out.strip().splitlines()}
+    assert {"datasets", "models"} <= kinds
+    code, _, err = run(capsys, Path(trained["store"]), "versions", "widgets")
+    assert_usage_error(code, err, "widgets")
+
+
+def test_verify_passes_then_reports_a_corrupted_file(capsys, tmp_path):
+    store = tmp_path / "s"
+    csv = write_csv(tmp_path / "a.csv", 100, seed=4)
+    assert main(["--storage", str(store), "ingest", str(csv)]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, store, "verify")
+    assert code == 0 and last_line(out) == "ok"
+    parquet = next((store / "datasets").glob("*/headlines.parquet"))
+    os.chmod(parquet, 0o644)
+    parquet.write_bytes(parquet.read_bytes()[:-10])
+    code, out, err = run(capsys, store, "verify")
+    assert_runtime_error(code, err, "problem")
+    assert "headlines.parquet" in out
+    code, _, err = run(capsys, store, "verify", "--everything")
+    assert_usage_error(code, err, "--everything")
+
+
+def test_gc_is_a_dry_run_unless_applied(capsys, tmp_path):
+    store = tmp_path / "s"
+    for seed in range(3):
+        csv = write_csv(tmp_path / f"{seed}.csv", 50, seed=10 + seed)
+        assert main(["--storage", str(store), "ingest", str(csv)]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, store, "gc", "--keep", "1")
+    assert code == 0
+    assert len(list((store / "datasets").glob("2*"))) == 3  # dry run: nothing removed
+    code, _, err = run(capsys, store, "gc", "--keep", "0")
+    assert_usage_error(code, err, "--keep")
+
+
+def write_article(directory: Path, cell: str, hidden: int, depth: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    (directory / "weights").mkdir(parents=True)
+    (directory / "vocabulary.txt").write_bytes("[separator]".join(ALPHABET).encode())
+    (directory / "inter_time_step_size.txt").write_text(str(hidden))
+    (directory / "unit_type.txt").write_text(cell)
+    (directory / "depth.txt").write_text(str(depth))
+    names = ("wr", "br", "wu", "bu", "wa", "ba") if cell == "gru" else \
+        ("wu", "bu", "wf", "bf", "wo", "bo", "wc", "bc")
+    for level in range(depth):
+        rows = hidden + (len(ALPHABET) if level == 0 else hidden)
+        for name in names:
+            shape = (rows, hidden) if name[0] == "w" else (1, hidden)
+            np.save(directory / "weights" / f"{name}_{level}.npy", rng.normal(0, 0.3, shape))
+    np.save(directory / "weights" / "wy.npy", rng.normal(0, 0.3, (hidden, len(ALPHABET))))
+    np.save(directory / "weights" / "by.npy", rng.normal(0, 0.3, (1, len(ALPHABET))))
+
+
+def test_import_article_publishes_a_usable_model(capsys, tmp_path):
+    write_article(tmp_path / "article", "lstm", 8, 2, seed=5)
+    store = tmp_path / "s"
+    code, out, _ = run(capsys, store, "import-article", str(tmp_path / "article"))
+    assert code == 0
+    model_id = last_line(out)
+    code, out, _ = run(capsys, store, "generate", model_id, "-n", "2", "--max-length", "5")
+    assert code == 0 and len(Path(last_line(out)).read_text().splitlines()) == 2
+
+
+def test_import_article_bad_arguments(capsys, tmp_path):
+    code, _, err = run(capsys, tmp_path, "import-article")
+    assert_usage_error(code, err, "directory")
+    code, _, err = run(capsys, tmp_path, "import-article", str(tmp_path / "nope"))
+    assert_runtime_error(code, err, "nope")
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline(capsys, tmp_path):
+    code, out, err = run(capsys, tmp_path / "s", "demo", "--headlines", "400",
+                         "--max-minutes", "0.1", "-n", "3")
+    assert code == 0
+    assert len(Path(last_line(out)).read_text().splitlines()) == 3
+    assert "bits/char" in err
+    for kind in ("datasets", "models", "evaluations", "generations"):
+        assert any((tmp_path / "s" / kind).glob("2*/manifest.json")), kind
+    code, _, err = run(capsys, tmp_path / "s", "demo", "--headlines", "0")
+    assert_usage_error(code, err, "--headlines")
+
+
+def test_usage_errors_without_a_command(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert main(["fly"]) == 2
+    assert "fly" in capsys.readouterr().err
+
+
+def test_console_script_reports_errors_in_one_line(tmp_path):
+    exe = Path(sys.executable).parent / "charlm"
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "flows.cli"]
+    proc = subprocess.run([*command, "--storage", str(tmp_path), "evaluate", "nosuchmodel"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1].startswith("charlm: error:")
+    assert "Traceback" not in proc.stderr
