@@ -77,6 +77,9 @@ def build_parser() -> Parser:
     p.add_argument("model", help="model id or alias (latest, champion)")
     p.add_argument("--dataset", default="latest", help="dataset id or alias (default latest)")
     p.add_argument("--split", default="test", choices=(*SPLITS, "all"))
+    p.add_argument("--samples", type=int, default=1000,
+                   help="headlines generated to measure novelty etc. (0 skips; default "
+                        "%(default)s)")
 
     p = sub.add_parser("generate", help="generate headlines into a generation version")
     p.add_argument("model", help="model id or alias (latest, champion)")
@@ -89,6 +92,8 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=DEFAULT_SAMPLE.seed)
     p.add_argument("--prefix", action="append", default=[],
                    help="start headlines with this text (repeatable; rows cycle through them)")
+    p.add_argument("--novel-only", action="store_true",
+                   help="drop verbatim copies of training headlines (and draw replacements)")
 
     p = sub.add_parser("versions", help="list stored versions")
     p.add_argument("kind", nargs="?", choices=KINDS, help="one kind (default: all)")
@@ -119,6 +124,13 @@ def out(text: str) -> None:
 
 def err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+class StderrHandler(logging.Handler):
+    """Log records as plain lines on whatever sys.stderr is at the time of the call."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
 
 
 class ProgressBar:
@@ -165,8 +177,7 @@ def cmd_ingest(args: argparse.Namespace) -> Callable[[], None]:
     def run() -> None:
         from tasks.ingest import ingest_csvs
 
-        outcome = ingest_csvs.fn(args.storage, args.csv, config)
-        err(outcome.message)
+        outcome = ingest_csvs.fn(args.storage, args.csv, config)  # logs its summary
         if outcome.dataset_id is None:
             raise RuntimeError("no dataset version exists and the files held no usable rows")
         out(outcome.dataset_id)
@@ -192,11 +203,15 @@ def cmd_train(args: argparse.Namespace) -> Callable[[], None]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Callable[[], None]:
+    if args.samples < 0:
+        raise ValueError(f"--samples must be >= 0, got {args.samples}")
+
     def run() -> None:
         from tasks.evaluate import evaluate_model
 
-        outcome = evaluate_model.fn(args.storage, args.model, args.dataset, args.split)
-        err(f"published evaluation {outcome.evaluation_id}")
+        outcome = evaluate_model.fn(args.storage, args.model, args.dataset, args.split,
+                                    args.samples)
+        err(f"published evaluation {outcome.evaluation_id}; report: {outcome.report}")
         out(json.dumps(outcome.metrics, indent=2))
 
     return run
@@ -208,9 +223,12 @@ def cmd_generate(args: argparse.Namespace) -> Callable[[], None]:
     def run() -> None:
         from tasks.generate import generate_headlines
 
-        outcome = generate_headlines(args.storage, args.model, args.n, config, args.prefix)
+        outcome = generate_headlines(args.storage, args.model, args.n, config, args.prefix,
+                                     args.novel_only)
         err(f"published generation {outcome.generation_id}: {outcome.headlines} headlines "
-            f"({outcome.truncated} hit max length)")
+            f"({outcome.truncated} hit max length"
+            + (f", {outcome.dropped_copies} training copies dropped" if args.novel_only else "")
+            + ")")
         out(outcome.path)
 
     return run
@@ -304,7 +322,6 @@ def cmd_demo(args: argparse.Namespace) -> Callable[[], None]:
         csv = write_demo_corpus.fn(args.storage, args.headlines, args.seed)
         err(f"[1/4] wrote the embedded demo corpus: {csv}")
         ingested = ingest_csvs.fn(args.storage, [csv], IngestConfig())
-        err(f"[1/4] {ingested.message}")
         err(f"[2/4] training {model_config.cell} {model_config.hidden}x{model_config.depth} "
             f"for up to {args.max_minutes} min")
         callbacks = [ProgressBar().callback] if sys.stderr.isatty() else []
@@ -312,10 +329,12 @@ def cmd_demo(args: argparse.Namespace) -> Callable[[], None]:
                                  "auto", callbacks)
         promote_if_unset.fn(args.storage, trained.model_id)
         evaluation = evaluate_model.fn(args.storage, trained.model_id, ingested.dataset_id,
-                                       "test")
+                                       "test", 1000)
         m = evaluation.metrics
         err(f"[3/4] test: {m['bits_per_char']:.4f} bits/char, perplexity "
-            f"{m['perplexity']:.3f} over {m['characters']} characters")
+            f"{m['perplexity']:.3f} over {m['characters']} characters; of 1000 samples "
+            f"{m['novelty']:.0%} are novel, {m['word_validity']:.0%} of words are known; "
+            f"report: {evaluation.report}")
         generated = generate_headlines(args.storage, trained.model_id, args.n, sample)
         err(f"[4/4] {generated.headlines} generated headlines (top-p {sample.top_p}):")
         with open(generated.path) as f:
@@ -342,8 +361,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Callable[[], None]]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     # TensorFlow's C++ log lines (cuInit failures on CPU machines, oneDNN notes) are noise here.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    logging.basicConfig(stream=sys.stderr, format="%(message)s")
-    logging.getLogger("charlm").setLevel(logging.INFO)
+    logger = logging.getLogger("charlm")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        logger.addHandler(StderrHandler())
+        logger.propagate = False
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         args = build_parser().parse_args(argv)

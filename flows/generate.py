@@ -65,7 +65,16 @@ def generate_headlines(model: str = "champion", n: PositiveInt = 20,
                        prefixes: list[str] | None = None,
                        shard_size: PositiveInt = DEFAULT_SHARD_SIZE,
                        storage: str | None = None) -> GenerateRun:
-    """Generate `n` headlines from `model` (id or alias); rows cycle through `prefixes`."""
+    """Generate `n` headlines from `model` into one generation version.
+
+    Args:
+        model: model version id or alias (champion, latest).
+        n: number of headlines.
+        sampling: top_p, temperature, top_k, greedy, max_length, seed (as `charlm generate`).
+        prefixes: start headline i with prefixes[i % len(prefixes)].
+        shard_size: headlines per shard task; shard k uses seed sampling.seed + k.
+        storage: artifact store root (default: $CHARLM_STORAGE or ./charlm-store).
+    """
     log = get_run_logger()
     store = open_store(storage)
     model_id = store.resolve("models", model)  # once: every shard uses the same version

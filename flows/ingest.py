@@ -51,6 +51,11 @@ def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DE
     aside afterwards (explicit paths elsewhere are left alone). A file that cannot be read
     at all does not block the others: the run ingests the rest, moves it to
     inbox/processed/rejected/ and then fails, naming it.
+
+    Args:
+        paths: CSV files (publish_date,headline_text) to ingest; default: the inbox.
+        cleaning: how rows are cleaned and split (defaults as `charlm ingest`).
+        storage: artifact store root (default: $CHARLM_STORAGE or ./charlm-store).
     """
     log = get_run_logger()
     inbox = open_store(storage).inbox

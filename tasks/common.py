@@ -1,4 +1,7 @@
-"""What every task needs: the store, a logger that reaches Prefect's UI, epoch logging."""
+"""What every task needs: the store and a logger that reaches Prefect's UI.
+
+Imports stay light (no TensorFlow) so stages like ingestion start fast.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from charlm.train import Callback
 from storage import Store, default_root
 
 
@@ -32,24 +34,3 @@ def fingerprint(*parts: Any) -> str:
     """Short stable hash of JSON-able parts (identifies a training run for resuming)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-class LogEpochs(Callback):
-    """One log line per epoch (Keras' progress bars never reach the Prefect UI)."""
-
-    def __init__(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
-        self.logger = logger
-
-    def on_train_begin(self, info: dict[str, Any]) -> None:
-        resumed = info.get("resumed_from")
-        self.logger.info(
-            "training on %d headlines (%d characters per epoch, %d batches)%s",
-            info["headlines"], info["characters_per_epoch"], info["batches_per_epoch"],
-            f"; resumed from epoch {resumed['epoch'] + 1} batch {resumed['batch']}"
-            if resumed else "")
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        self.logger.info(
-            "epoch %d: train %.4f bits/char, validation %.4f bits/char, %.1f s, lr %.2e",
-            epoch, logs["train_bpc"], logs["validation_bpc"], logs["seconds"],
-            logs["learning_rate"])

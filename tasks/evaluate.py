@@ -1,22 +1,35 @@
-"""The evaluation stage: a model on a dataset split in, an evaluation version out."""
+"""The evaluation stage: a model on a dataset split in, an evaluation version out.
+
+An evaluation holds metrics.json (exact bits per char and perplexity with a
+per-length breakdown, plus the quality of N generated headlines: novelty, word
+validity, distinct-n, duplicates, lengths, runaways), report.md and the model's
+learning-curve plot.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from charlm.config import SPLITS
+from charlm.config import SPLITS, SampleConfig, to_dict
 from charlm.data import Corpus
 from charlm.evaluate import evaluate
-from charlm.model import load_model
+from charlm.model import load_model, read_config
+from charlm.quality import TrainingIndex, sample_quality
+from charlm.report import markdown_report, plot_learning_curve
+from charlm.sample import generate
 from storage.datasets import read_texts
 from tasks.common import open_store, run_logger
 
 METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+PLOT_FILE = "learning_curve.png"
+QUALITY_SEED = 1234  # fixed so evaluations of different models draw comparably
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,7 @@ class EvaluationOutcome:
     dataset_id: str
     split: str
     metrics: dict[str, Any]
+    report: str  # path of report.md
 
 
 def check_split(split: str) -> str:
@@ -34,27 +48,60 @@ def check_split(split: str) -> str:
     return split
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN is not JSON: shares with nothing to count become null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 @task(name="evaluate-model", cache_policy=NO_CACHE)
 def evaluate_model(storage: str | None, model: str = "latest", dataset: str = "latest",
-                   split: str = "test") -> EvaluationOutcome:
-    """Exact bits per char / perplexity of `model` on `split` of `dataset`; published."""
+                   split: str = "test", samples: int = 1000) -> EvaluationOutcome:
+    """Exact likelihood of `model` on `split` of `dataset`, plus the quality of `samples`
+    generated headlines (top-p 0.9, fixed seed) against the dataset's training split."""
     check_split(split)
+    if samples < 0:
+        raise ValueError(f"samples must be >= 0, got {samples}")
     log = run_logger()
     store = open_store(storage)
     model_id = store.resolve("models", model)
     dataset_id = store.resolve("datasets", dataset)
-    texts = read_texts(store.path("datasets", dataset_id), None if split == "all" else split)
+    dataset_dir = store.path("datasets", dataset_id)
+    texts = read_texts(dataset_dir, None if split == "all" else split)
     if not texts:
         raise ValueError(f"dataset {dataset_id} has no {split!r} headlines to evaluate on")
-    net, _ = load_model(store.path("models", model_id))
-    metrics = evaluate(net, Corpus.from_texts(texts))
+    model_dir = store.path("models", model_id)
+    net, _ = load_model(model_dir)
+    history = read_config(model_dir)[1].get("result", {}).get("history", [])
+    metrics: dict[str, Any] = evaluate(net, Corpus.from_texts(texts))
     metrics.update(model=model_id, dataset=dataset_id, split=split)
+    quality: dict[str, Any] = {}
+    if samples:
+        sample_config = SampleConfig(seed=QUALITY_SEED)
+        generated = generate(net, samples, sample_config)
+        index = TrainingIndex.from_texts(read_texts(dataset_dir, "train"))
+        quality = sample_quality(generated.texts, index, generated.truncated,
+                                 sample_config.max_length)
+        quality["sample_config"] = to_dict(sample_config)
+        metrics.update(quality)
+    metrics = _json_safe(metrics)
     with store.publish("evaluations", parents={"models": [model_id], "datasets": [dataset_id]},
-                       params={"split": split}) as staging:
+                       params={"split": split, "samples": samples}) as staging:
         (staging.path / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-        staging.summary.update(bits_per_char=metrics["bits_per_char"],
-                               perplexity=metrics["perplexity"], split=split,
-                               model=model_id, dataset=dataset_id)
-    log.info("model %s on %s/%s: %.4f bits/char (evaluation %s)", model_id, dataset_id, split,
-             metrics["bits_per_char"], staging.id)
-    return EvaluationOutcome(staging.id, model_id, dataset_id, split, metrics)
+        plot = PLOT_FILE if history else None
+        if plot:
+            plot_learning_curve(history, staging.path / plot)
+        (staging.path / REPORT_FILE).write_text(
+            markdown_report(model_id, metrics, _json_safe(quality), history, plot))
+        staging.summary.update({k: metrics[k] for k in (
+            "bits_per_char", "perplexity", "split", "model", "dataset", "novelty",
+            "word_validity") if k in metrics})
+    report = store.path("evaluations", staging.id, verify=False) / REPORT_FILE
+    log.info("model %s on %s/%s: %.4f bits/char (evaluation %s, report %s)", model_id,
+             dataset_id, split, metrics["bits_per_char"], staging.id, report)
+    return EvaluationOutcome(staging.id, model_id, dataset_id, split, metrics, str(report))

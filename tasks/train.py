@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -12,9 +14,30 @@ from prefect.cache_policies import NO_CACHE
 from charlm.config import ModelConfig, TrainConfig, to_dict
 from charlm.data import Corpus
 from charlm.model import build_model, count_parameters, resolve_precision, save_model
-from charlm.train import Callback, fit
+from charlm.train import Callback, TensorBoardLog, fit
 from storage.datasets import read_texts
-from tasks.common import LogEpochs, fingerprint, open_store, run_logger
+from tasks.common import fingerprint, open_store, run_logger
+
+
+class LogEpochs(Callback):
+    """One log line per epoch (Keras' progress bars never reach the Prefect UI)."""
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
+        self.logger = logger
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        resumed = info.get("resumed_from")
+        self.logger.info(
+            "training on %d headlines (%d characters per epoch, %d batches)%s",
+            info["headlines"], info["characters_per_epoch"], info["batches_per_epoch"],
+            f"; resumed from epoch {resumed['epoch'] + 1} batch {resumed['batch']}"
+            if resumed else "")
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        self.logger.info(
+            "epoch %d: train %.4f bits/char, validation %.4f bits/char, %.1f s, lr %.2e",
+            epoch, logs["train_bpc"], logs["validation_bpc"], logs["seconds"],
+            logs["learning_rate"])
 
 
 @dataclass(frozen=True)
@@ -47,8 +70,9 @@ def train_model(storage: str | None, dataset: str = "latest",
              dataset_id, len(train), len(validation), model_config.cell, model_config.hidden,
              model_config.depth, checkpoints)
     model = build_model(model_config, precision=dtype)
+    logdir = checkpoints / "tensorboard"  # kept across a resume, published with the model
     result = fit(model, train, validation, train_config,
-                 callbacks=[LogEpochs(log), *callbacks],
+                 callbacks=[LogEpochs(log), TensorBoardLog(logdir), *callbacks],
                  checkpoint_dir=checkpoints, fingerprint=run_key)
     params = {"model": to_dict(model_config), "train": to_dict(train_config), "precision": dtype}
     with store.publish("models", parents={"datasets": [dataset_id]}, params=params,
@@ -56,6 +80,7 @@ def train_model(storage: str | None, dataset: str = "latest",
         save_model(model, model_config, staging.path,
                    extra={"train": to_dict(train_config), "dataset": dataset_id,
                           "precision": dtype, "result": result.to_dict()})
+        shutil.copytree(logdir, staging.path / "tensorboard")
         staging.summary.update(
             validation_bpc=result.best_validation_bpc, best_epoch=result.best_epoch,
             epochs=len(result.history), stopped=result.stopped, seconds=result.seconds,

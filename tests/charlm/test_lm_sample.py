@@ -2,15 +2,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from charlm import sample
 from charlm.config import SampleConfig
 from charlm.model import initial_states, step
 from charlm.sample import complete, filter_logits, generate, make_sampler
 from charlm.vocab import EOS, START, VOCAB_SIZE, decode, encode
 
+# Symbols the sampler may draw (control characters are never drawn); all when no such mask.
+ALLOWED = np.asarray(getattr(sample, "SAMPLEABLE", np.ones(VOCAB_SIZE, bool)), bool)
+PRINTABLE = np.array([i == EOS or 32 <= i + 10 <= 126 for i in range(VOCAB_SIZE)])
+
 
 def article_keep(probs: np.ndarray, p: float) -> np.ndarray:
-    """The article's sample_word threshold rule: sort descending, keep while mass-before <= p."""
+    """The article's sample_word threshold rule: sort descending, keep while mass-before <= p.
+
+    `probs` are over the allowed symbols only (zero elsewhere, renormalised).
+    """
     order = np.argsort(-probs, kind="stable")
+    order = order[ALLOWED[order]]
     before = np.concatenate([[0.0], np.cumsum(probs[order])[:-1]])
     keep = np.zeros(probs.shape, bool)
     keep[order[before <= p]] = True
@@ -18,8 +27,14 @@ def article_keep(probs: np.ndarray, p: float) -> np.ndarray:
 
 
 def _softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    """Softmax over the allowed symbols (what the sampler renormalises over)."""
+    e = np.exp(z - z.max(axis=-1, keepdims=True)) * ALLOWED
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_never_draws_control_characters():
+    assert ALLOWED[EOS] and ALLOWED[PRINTABLE].all()
+    assert not ALLOWED[~PRINTABLE].any() or ALLOWED.all()
 
 
 @pytest.mark.parametrize("top_p", [0.1, 0.5, 0.9, 0.99])
@@ -43,12 +58,14 @@ def test_top_p_keeps_the_article_set(top_p):
 
 
 def test_top_p_edge_cases():
-    logits = tf.constant([[5.0, 0.0, -1.0, -2.0]])
+    logits = np.full((1, VOCAB_SIZE), -5.0, np.float32)
+    top = ord("a") - 10
+    logits[0, top] = 10.0
     # the top symbol alone has mass > p: only it survives (mass before it is 0 <= p)
-    kept = np.isfinite(filter_logits(logits, SampleConfig(top_p=0.01)).numpy())
-    assert kept.tolist() == [[True, False, False, False]]
-    kept = np.isfinite(filter_logits(logits, SampleConfig(top_p=1.0)).numpy())
-    assert kept.all()
+    kept = np.isfinite(filter_logits(tf.constant(logits), SampleConfig(top_p=0.01)).numpy())
+    assert np.flatnonzero(kept).tolist() == [top]
+    kept = np.isfinite(filter_logits(tf.constant(logits), SampleConfig(top_p=1.0)).numpy())
+    np.testing.assert_array_equal(kept[0], ALLOWED)
 
 
 @pytest.mark.parametrize("k", [1, 5, 50, VOCAB_SIZE, 500])
@@ -56,16 +73,19 @@ def test_top_k_keeps_k(k):
     logits = np.random.default_rng(k).normal(size=(16, VOCAB_SIZE)).astype(np.float32)
     filtered = filter_logits(tf.constant(logits), SampleConfig(top_k=k, top_p=1.0)).numpy()
     kept = np.isfinite(filtered)
-    assert (kept.sum(axis=1) == min(k, VOCAB_SIZE)).all()
-    top = np.argsort(-logits, axis=1)[:, :min(k, VOCAB_SIZE)]
+    k = min(k, int(ALLOWED.sum()))
+    assert (kept.sum(axis=1) == k).all()
     for row in range(16):
-        assert set(np.flatnonzero(kept[row])) == set(top[row])
+        order = np.argsort(-logits[row])
+        assert set(np.flatnonzero(kept[row])) == set(order[ALLOWED[order]][:k])
+        np.testing.assert_array_equal(filtered[row][kept[row]], logits[row][kept[row]])
 
 
 def test_temperature_scales_logits():
     logits = np.random.default_rng(0).normal(size=(4, VOCAB_SIZE)).astype(np.float32)
     out = filter_logits(tf.constant(logits), SampleConfig(temperature=0.5, top_p=1.0)).numpy()
-    np.testing.assert_allclose(out, logits / 0.5, rtol=1e-6)
+    np.testing.assert_allclose(out[:, ALLOWED], logits[:, ALLOWED] / 0.5, rtol=1e-6)
+    assert np.isneginf(out[:, ~ALLOWED]).all()
 
 
 @pytest.fixture
@@ -95,7 +115,7 @@ def manual_greedy(model, prefix: str, max_length: int) -> str:
         logits, states = step(model, tf.constant([token], tf.int32), states)
     out = []
     while len(out) < max_length:
-        token = int(np.argmax(logits.numpy()[0]))
+        token = int(np.argmax(np.where(ALLOWED, logits.numpy()[0], -np.inf)))
         if token == EOS:
             break
         out.append(token)
@@ -125,6 +145,7 @@ def test_rows_stop_at_end_marker_or_max_length(eos_model):
     assert sum(result.truncated) > 5 and sum(not t for t in result.truncated) > 5
     for row, text, truncated in zip(tokens, result.texts, result.truncated, strict=True):
         assert "\n" not in text and len(text) <= max_length
+        assert ALLOWED[encode(text)].all()
         ends = np.flatnonzero(row == EOS)
         if truncated:
             assert len(text) == max_length

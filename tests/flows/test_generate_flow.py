@@ -27,6 +27,7 @@ def test_rotate_keeps_the_global_prefix_cycle():
 
 
 def test_task_runner_from_env(monkeypatch):
+    pytest.importorskip("prefect_dask")  # the optional `dask` extra
     monkeypatch.setenv("CHARLM_TASK_RUNNER", "dask")
     assert type(task_runner_from_env()).__name__ == "DaskTaskRunner"
     monkeypatch.setenv("CHARLM_TASK_RUNNER", "threads")
@@ -70,6 +71,7 @@ def test_sharded_job_publishes_one_version(trained, read_artifact):
 
 @pytest.mark.usefixtures("prefect_api")
 def test_shards_on_a_dask_cluster(trained):
+    pytest.importorskip("prefect_dask")
     on_dask = generate_headlines.with_options(
         task_runner=dask_runner(workers=1, processes=False))
     run = on_dask(model="champion", n=4, sampling=SampleConfig(max_length=30), shard_size=2,

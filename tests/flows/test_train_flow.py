@@ -20,6 +20,12 @@ def models(storage: str) -> list[str]:
     return [m["id"] for m in Store(storage).versions("models")]
 
 
+def test_no_dataset_yet_is_not_an_error(tmp_path, tiny):
+    state = train_headlines(network=tiny[0], training=tiny[1], storage=str(tmp_path / "s"),
+                            return_state=True)
+    assert state.is_completed() and state.result().action == "skipped"
+
+
 def test_first_run_trains_promotes_and_reports(trained, read_artifact):
     run = trained.first_run
     store = Store(trained.storage)
