@@ -144,7 +144,10 @@ def read_config(directory: Path) -> tuple[ModelConfig, dict[str, Any]]:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
     if payload.get("format") != FORMAT:
         raise ValueError(f"{path} has model format {payload.get('format')!r}, expected {FORMAT}")
-    vocab = json.loads((Path(directory) / VOCABULARY_FILE).read_text())
+    try:
+        vocab = json.loads((Path(directory) / VOCABULARY_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError) as e:
+        raise ValueError(f"{directory}/{VOCABULARY_FILE} is missing or invalid: {e}") from None
     if vocab.get("alphabet") != ALPHABET:
         raise ValueError(f"{directory} was saved with a different alphabet")
     return from_dict(ModelConfig, payload.pop("model")), payload
