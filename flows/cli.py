@@ -108,6 +108,19 @@ def build_parser() -> Parser:
     p = sub.add_parser("import-article", help="publish a model saved by the article's save()")
     p.add_argument("directory", help="folder with vocabulary.txt, unit_type.txt, weights/, ...")
 
+    p = sub.add_parser("compare", help="train rnn, gru and lstm on equal budgets and compare")
+    p.add_argument("--dataset", default="latest", help="dataset id or alias (default latest)")
+    p.add_argument("--cells", default="rnn,gru,lstm", help="comma-separated cell types")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--embedding", type=int, default=DEFAULT_MODEL.embedding)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_TRAIN.batch_size)
+    p.add_argument("--max-minutes", type=float, default=5.0,
+                   help="training budget per model (default %(default)s)")
+    p.add_argument("--samples", type=int, default=200,
+                   help="headlines generated per model for quality metrics")
+    p.add_argument("--seed", type=int, default=0)
+
     p = sub.add_parser("demo", help="ingest the embedded corpus, train, evaluate, generate")
     p.add_argument("--headlines", type=positive_int, default=12000,
                    help="size of the generated demo corpus (default %(default)s)")
@@ -302,6 +315,31 @@ def cmd_import_article(args: argparse.Namespace) -> Callable[[], None]:
     return run
 
 
+def cmd_compare(args: argparse.Namespace) -> Callable[[], None]:
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    bad = [c for c in cells if c not in CELLS]
+    if bad or not cells:
+        raise ValueError(f"--cells takes {', '.join(CELLS)}; got {args.cells!r}")
+    if args.samples < 0:
+        raise ValueError(f"--samples must be >= 0, got {args.samples}")
+    model_config = ModelConfig(hidden=args.hidden, depth=args.depth, embedding=args.embedding,
+                               seed=args.seed)
+    train_config = TrainConfig(batch_size=args.batch_size, epochs=1000,
+                               max_minutes=args.max_minutes, seed=args.seed,
+                               patience=1000)  # equal budgets: time, not early stopping
+
+    def run() -> None:
+        from tasks.compare import compare_architectures
+
+        outcome = compare_architectures(args.storage, args.dataset, cells, model_config,
+                                        train_config, args.samples)
+        err(open(outcome.table).read())
+        err(f"plot: {outcome.plot}")
+        out(outcome.table)
+
+    return run
+
+
 def cmd_demo(args: argparse.Namespace) -> Callable[[], None]:
     model_config = ModelConfig(cell="gru", hidden=128, depth=1, embedding=32, dropout=0.0,
                                seed=args.seed)
@@ -354,7 +392,7 @@ def cmd_demo(args: argparse.Namespace) -> Callable[[], None]:
 COMMANDS: dict[str, Callable[[argparse.Namespace], Callable[[], None]]] = {
     "ingest": cmd_ingest, "train": cmd_train, "evaluate": cmd_evaluate,
     "generate": cmd_generate, "versions": cmd_versions, "verify": cmd_verify, "gc": cmd_gc,
-    "import-article": cmd_import_article, "demo": cmd_demo,
+    "import-article": cmd_import_article, "compare": cmd_compare, "demo": cmd_demo,
 }
 
 

@@ -254,3 +254,25 @@ def test_console_script_reports_errors_in_one_line(tmp_path):
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines()[-1].startswith("charlm: error:")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_compare_trains_each_cell_and_publishes_a_table(trained, capsys):
+    store = Path(trained["store"])
+    code, out, _ = run(capsys, store, "compare", "--cells", "rnn,gru", "--hidden", "8",
+                       "--depth", "1", "--embedding", "4", "--batch-size", "32",
+                       "--max-minutes", "0.05", "--samples", "5")
+    assert code == 0
+    table = Path(last_line(out))
+    text = table.read_text()
+    assert "| rnn" in text and "| gru" in text
+    png = table.with_name("comparison.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = json.loads(table.with_name("comparison.json").read_text())
+    assert [r["cell"] for r in rows] == ["rnn", "gru"]
+    assert all(0 < r["test_bpc"] < 8 for r in rows)
+
+
+def test_compare_bad_arguments(capsys, tmp_path):
+    code, _, err = run(capsys, tmp_path, "compare", "--cells", "rnn,transformer")
+    assert_usage_error(code, err, "transformer")
