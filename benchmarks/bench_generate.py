@@ -34,23 +34,22 @@ Target (2-core CPU): charlm >= 300x the article's headlines/second.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the tables readable
+
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_train import (  # noqa: E402  (sets TF_CPP_MIN_LOG_LEVEL first)
-    MODES,
-    Verdict,
-    print_header,
-)
-
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+from benchmarks.bench_train import MODES, Verdict, print_header  # noqa: E402
 
 TARGET = 300.0
 MODE_DEFAULTS = {  # headlines, article samples, rounds, max_length, hidden, depth
