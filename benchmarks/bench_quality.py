@@ -1,0 +1,87 @@
+"""Quality benchmark: a charlm model against the Kneser-Ney n-gram on the same test split.
+
+Both are scored in bits per character (every character plus the end marker) on the
+test split of one dataset version; the n-gram is fitted on that version's train
+split with its order tuned on the validation split. Optionally trains the charlm
+model first through the same task the CLI runs (`charlm train`).
+
+    python benchmarks/bench_quality.py --storage STORE [--model champion]
+    python benchmarks/bench_quality.py --storage STORE \\
+        --csv ../shared/data/abcnews-2003-02-to-09.csv --train-minutes 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.ngram import KneserNeyLM, tune_order  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--storage", required=True, help="charlm store")
+    parser.add_argument("--model", default="champion", help="model id or alias")
+    parser.add_argument("--csv", help="ingest this CSV first (a new dataset version)")
+    parser.add_argument("--train-minutes", type=float, default=0.0,
+                        help="train a model with the default recipe for this long first")
+    parser.add_argument("--max-order", type=int, default=8)
+    args = parser.parse_args(argv)
+
+    from charlm.config import TrainConfig
+    from charlm.data import Corpus
+    from charlm.evaluate import evaluate
+    from charlm.model import load_model, read_config
+    from storage.datasets import read_texts
+    from tasks.common import open_store
+
+    store = open_store(args.storage)
+    model_ref = args.model
+    if args.csv:
+        from tasks.ingest import ingest_csvs
+
+        ingest_csvs.fn(args.storage, [args.csv])
+    if args.train_minutes:
+        from tasks.train import train_model
+
+        outcome = train_model.fn(args.storage, "latest",
+                                 train_config=TrainConfig(max_minutes=args.train_minutes,
+                                                          epochs=1000))
+        model_ref = outcome.model_id
+    model_id = store.resolve("models", model_ref)
+    model_dir = store.path("models", model_id)
+    dataset_id = read_config(model_dir)[1]["dataset"]
+    dataset_dir = store.path("datasets", dataset_id)
+    splits = {s: read_texts(dataset_dir, s) for s in ("train", "validation", "test")}
+
+    start = time.perf_counter()
+    ngram = KneserNeyLM(max_order=args.max_order).fit(splits["train"])
+    order, scores = tune_order(ngram, splits["validation"])
+    ngram_test = ngram.bits_per_char(splits["test"], order)
+    ngram_seconds = time.perf_counter() - start
+
+    model, config = load_model(model_dir)
+    charlm_test = evaluate(model, Corpus.from_texts(splits["test"]))["bits_per_char"]
+    summary = store.manifest("models", model_id)["summary"]
+
+    print(f"dataset {dataset_id}: {len(splits['train'])} train / {len(splits['validation'])} "
+          f"validation / {len(splits['test'])} test headlines")
+    print("n-gram validation bits/char by order: "
+          + ", ".join(f"{o}: {s:.3f}" for o, s in scores.items()))
+    print(f"{'model':<44} {'test bits/char':>14}")
+    print(f"{f'Kneser-Ney {order}-gram (fit {ngram_seconds:.0f} s)':<44} {ngram_test:>14.4f}")
+    trained = f"{summary.get('seconds', 0) / 60:.1f} min" if "seconds" in summary else "?"
+    label = f"charlm {config.cell} {config.hidden}x{config.depth} ({trained})"
+    print(f"{label:<44} {charlm_test:>14.4f}")
+    verdict = "BEATS" if charlm_test < ngram_test else "DOES NOT BEAT"
+    print(f"charlm {verdict} the n-gram: {charlm_test:.4f} vs {ngram_test:.4f} "
+          f"(difference {charlm_test - ngram_test:+.4f} bits/char)")
+
+
+if __name__ == "__main__":
+    main()
