@@ -12,8 +12,10 @@ process per implementation and size:
 
 Each child reports (Linux /proc and getrusage; KiB converted to MiB):
   ready       current RSS once data and model are built, before training
-  whole peak  the process's peak RSS (ru_maxrss) including building the corpus (so the
-              transient list of Python strings counts)
+  whole peak  the process's peak RSS (VmHWM) including building the corpus (so the
+              transient list of Python strings counts). Not getrusage's ru_maxrss: on
+              Linux a child's ru_maxrss includes its parent's RSS at fork/exec time, which
+              is GBs when run_all has just run the training benchmark.
   train peak  peak RSS during the training batches only (VmHWM after resetting it with
               /proc/self/clear_refs; where that is refused, the max RSS sampled per batch)
   corpus      bytes of charlm's encoded corpus (flat int8 ids + int64 offsets)
@@ -149,7 +151,9 @@ def child(impl: str, size: int, batches: int, hidden: int, depth: int, batch_siz
 
     gc.collect()
     out["ready_mib"] = _status_kib("VmRSS") / 1024
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    # Not ru_maxrss: Linux folds the parent's peak at fork/exec into a child's ru_maxrss,
+    # so a child of a big process (run_all after the training benchmark) would report it.
+    peak_before = _status_kib("VmHWM")
     exact = _reset_peak() if reset_peak else False
     start = time.perf_counter()
     out["batches"] = train()
@@ -157,8 +161,8 @@ def child(impl: str, size: int, batches: int, hidden: int, depth: int, batch_siz
     peak_train = _status_kib("VmHWM") if exact else max(samples, default=0)
     out["train_peak_mib"] = peak_train / 1024
     out["train_peak_exact"] = exact
-    out["whole_peak_mib"] = max(peak_before, peak_train,
-                                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+    out["whole_peak_mib"] = max(peak_before, _status_kib("VmHWM"), peak_train) / 1024
+    out["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 

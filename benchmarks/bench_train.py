@@ -7,7 +7,8 @@ machine load hits both alike. Reported per case: characters/second of each, the 
 charlm / article, achieved FLOP/s and its fraction of this machine's matmul peak.
 
 charlm runs its real training path: ``charlm.model.build_model(ModelConfig(cell, hidden,
-depth, embedding=0 (one-hot input, as the article) unless --embedding, dropout=0))`` and
+depth, embedding=0 (one-hot input, as the article) unless --embedding, dropout=0),
+precision=--precision (default "auto", charlm's own default: float32 on a CPU))`` and
 ``charlm.train.fit(..., TrainConfig(batch_size, epochs=1))``. Every ``fit`` call builds a
 fresh ``tf.function``, and its first batches trace it (once for the first shape, once more
 for the generalised shape under ``reduce_retracing=True``), so the first ``--warmup``
@@ -30,8 +31,9 @@ FLOPs per predicted character (matmuls only; gates/softmax elementwise work igno
     article's and charlm's embedding=0) or the embedding width; in_l = H for l > 1;
     training = 3 * forward   (backward ~ 2x forward: a gradient for inputs and weights).
 Only real characters count: charlm's padding positions are computed but not credited.
-The peak is the best of several timed loops of a 2048x2048 tf.matmul (float32 for charlm,
-float64 for the article) in the same process, measured before and after the rounds.
+The peak is the best of timed loops of a 2048x2048 tf.matmul (charlm's compute dtype:
+float32, or bfloat16 / float16 under a mixed policy; float64 for the article) in the same
+process, measured before and after the rounds.
 
     .venv/bin/python -m benchmarks.bench_train            # full: the two target cases
     .venv/bin/python -m benchmarks.bench_train --quick    # a few seconds per measurement
@@ -69,6 +71,7 @@ from benchmarks.common import DEFAULT_CSV, load_headlines, split_headlines  # no
 VOCAB = 118  # output classes (ASCII 10..127)
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 MODES = ("full", "quick", "tiny")
+SHORT = {"float32": "f32", "mixed_bfloat16": "bf16", "mixed_float16": "f16"}
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -301,13 +304,13 @@ def _charlm_round(model, corpus, validation, case: Case, seconds: float, warmup:
 
 def run(mode: str = "full", *, cases: Sequence[str] | None = None, rounds: int | None = None,
         seconds: float | None = None, warmup: int = 2, embedding: int = 0,
-        csv: Path = DEFAULT_CSV, seed: int = 0) -> list[Verdict]:
+        precision: str = "auto", csv: Path = DEFAULT_CSV, seed: int = 0) -> list[Verdict]:
     """Run the training benchmark, print its table, return the verdicts."""
     from benchmarks.article_baseline import ArticleModel
     from benchmarks.common import VOCABULARY
     from charlm.config import ModelConfig
     from charlm.data import Corpus
-    from charlm.model import build_model
+    from charlm.model import build_model, resolve_precision
 
     if warmup < 1:
         raise ValueError("warmup must be >= 1 batch (the first batch always traces)")
@@ -320,13 +323,17 @@ def run(mode: str = "full", *, cases: Sequence[str] | None = None, rounds: int |
     print(f"  rounds {rounds}, ~{seconds:g} s measured per implementation per round, "
           f"charlm warm-up {warmup} batches per fit call excluded")
     input_label = "one-hot" if embedding == 0 else f"embedding {embedding}"
-    print(f"  charlm input: {input_label}, dropout 0, float32; article: one-hot, float64")
+    policy = resolve_precision(precision)
+    compute = {"float32": tf.float32, "mixed_bfloat16": tf.bfloat16,
+               "mixed_float16": tf.float16}[policy]
+    print(f"  charlm input: {input_label}, dropout 0, precision {precision} -> {policy}; "
+          "article: one-hot, float64")
 
     all_texts = headline_source(Path(csv), mode)
     validation = Corpus.from_texts(all_texts[:64])  # fit needs one; never reached here
     peak_seconds = {"full": 2.0, "quick": 1.0, "tiny": 0.05}[mode]
-    peaks = {dtype: [matmul_flops(dtype, seconds=peak_seconds)]
-             for dtype in (tf.float32, tf.float64)}
+    dtypes = (compute, tf.float64)
+    peaks = {dtype: [matmul_flops(dtype, seconds=peak_seconds)] for dtype in dtypes}
     verdicts = []
     results = []
     for case in chosen:
@@ -336,7 +343,7 @@ def run(mode: str = "full", *, cases: Sequence[str] | None = None, rounds: int |
                 : case.batch * (warmup + 2)]
         corpus = Corpus.from_texts(texts)
         model = build_model(ModelConfig(case.cell, case.hidden, case.depth, embedding=embedding,
-                                        dropout=0.0, seed=seed), precision="float32")
+                                        dropout=0.0, seed=seed), precision=policy)
         article = ArticleModel(VOCABULARY, case.hidden, case.cell, case.depth,
                                rng=np.random.default_rng(seed))
         article.fit(texts[:4], batch_size=4, epochs=1, max_batches=1)  # eager warm-up
@@ -355,24 +362,24 @@ def run(mode: str = "full", *, cases: Sequence[str] | None = None, rounds: int |
             print(f"  {case.name} round {r + 1}/{rounds}: charlm {ours.per_round[-1]:,.0f} "
                   f"chars/s, article {theirs.per_round[-1]:,.0f} chars/s", flush=True)
         results.append((case, ours, theirs))
-    for dtype in (tf.float32, tf.float64):
+    for dtype in dtypes:
         peaks[dtype].append(matmul_flops(dtype, seconds=peak_seconds))
-    peak32, peak64 = max(peaks[tf.float32]), max(peaks[tf.float64])
-    print(f"  matmul peak 2048x2048: float32 {peak32 / 1e9:.1f} GFLOP/s, "
-          f"float64 {peak64 / 1e9:.1f} GFLOP/s (best of {len(peaks[tf.float32])})")
+    peak32, peak64 = max(peaks[compute]), max(peaks[tf.float64])
+    print(f"  matmul peak 2048x2048: {compute.name} {peak32 / 1e9:.1f} GFLOP/s, "
+          f"float64 {peak64 / 1e9:.1f} GFLOP/s (best of {len(peaks[tf.float64])})")
 
-    print(f"{'case':<8}{'impl':<9}{'model':<24}{'input':<13}{'batches':>8}{'chars':>11}"
+    print(f"{'case':<8}{'impl':<9}{'model':<24}{'input':<18}{'batches':>8}{'chars':>11}"
           f"{'seconds':>9}{'chars/s':>10}{'GFLOP/s':>9}{'%peak':>7}{'pad eff':>8}")
     for case, ours, theirs in results:
         in_size = VOCAB if embedding == 0 else embedding
         flops_ours = train_flops_per_char(case.cell, in_size, case.hidden, case.depth)
         flops_theirs = train_flops_per_char(case.cell, VOCAB, case.hidden, case.depth)
         for impl, side, flops, peak, inp in (
-                ("charlm", ours, flops_ours, peak32, input_label),
+                ("charlm", ours, flops_ours, peak32, f"{input_label} {SHORT[policy]}"),
                 ("article", theirs, flops_theirs, peak64, "one-hot f64")):
             achieved = side.rate * flops
             pad = f"{side.chars / side.cells:.2f}" if side.cells else "-"
-            print(f"{case.name:<8}{impl:<9}{case.label():<24}{inp:<13}{side.batches:>8}"
+            print(f"{case.name:<8}{impl:<9}{case.label():<24}{inp:<18}{side.batches:>8}"
                   f"{side.chars:>11,}{side.seconds:>9.1f}{side.rate:>10,.0f}"
                   f"{achieved / 1e9:>9.1f}{100 * achieved / peak:>6.0f}%{pad:>8}")
         per_round = [a / b for a, b in zip(ours.per_round, theirs.per_round)]
@@ -411,10 +418,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="charlm batches excluded at the start of each fit call")
     parser.add_argument("--embedding", type=int, default=0,
                         help="charlm embedding width (0 = one-hot, as the article)")
+    parser.add_argument("--precision", default="auto",
+                        choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+                        help="charlm's dtype policy (auto: float32 on CPU, as charlm does)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     verdicts = run(args.mode, cases=args.cases, rounds=args.rounds, seconds=args.seconds,
-                   warmup=args.warmup, embedding=args.embedding, csv=args.csv, seed=args.seed)
+                   warmup=args.warmup, embedding=args.embedding, precision=args.precision,
+                   csv=args.csv, seed=args.seed)
     return 1 if args.strict and not all(v.passed for v in verdicts) else 0
 
 

@@ -31,13 +31,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_mode_arguments(parser)
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
+    parser.add_argument("--precision", default="auto",
+                        choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+                        help="charlm's dtype policy in the training benchmark")
     args = parser.parse_args(argv)
 
     verdicts = []
     start = time.perf_counter()
     for name in args.only:
         if name == "train":
-            verdicts += bench_train.run(args.mode, csv=args.csv)
+            verdicts += bench_train.run(args.mode, precision=args.precision, csv=args.csv)
         elif name == "generate":
             verdicts += bench_generate.run(args.mode)
         else:
