@@ -10,6 +10,7 @@ plus temperature, top-k and greedy. Draws use stateless RNG keyed by
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,6 +60,17 @@ def filter_logits(logits: tf.Tensor, config: SampleConfig) -> tf.Tensor:
     return logits
 
 
+_SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def sampler(model: keras.Model, config: SampleConfig):
+    """The compiled sampler of (model, config), built and traced once per process."""
+    per_model = _SAMPLERS.setdefault(model, {})
+    if config not in per_model:
+        per_model[config] = make_sampler(model, config)
+    return per_model[config]
+
+
 def make_sampler(model: keras.Model, config: SampleConfig):
     """Compiled (forced (B, P), forced_len (B,), chunk) -> tokens (B, S) after START."""
 
@@ -105,7 +117,7 @@ def generate(model: keras.Model, n: int, config: SampleConfig,
         raise ValueError(f"number of headlines must be >= 1, got {n}")
     prefixes = list(prefixes) if prefixes else [""]
     encoded = [encode(p) for p in prefixes]
-    run = make_sampler(model, config)
+    run = sampler(model, config)
     texts: list[str] = []
     truncated: list[bool] = []
     for chunk, first in enumerate(range(0, n, CHUNK)):
