@@ -8,7 +8,8 @@ charlm / article, achieved FLOP/s and its fraction of this machine's matmul peak
 
 charlm runs its real training path: ``charlm.model.build_model(ModelConfig(cell, hidden,
 depth, embedding=0 (one-hot input, as the article) unless --embedding, dropout=0),
-precision=--precision (default "auto", charlm's own default: float32 on a CPU))`` and
+precision=--precision (default "auto", what `charlm train` uses: mixed_bfloat16 on CPUs with
+bfloat16 instructions, float32 on other CPUs))`` and
 ``charlm.train.fit(..., TrainConfig(batch_size, epochs=1))``. Every ``fit`` call builds a
 fresh ``tf.function``, and its first batches trace it (once for the first shape, once more
 for the generalised shape under ``reduce_retracing=True``), so the first ``--warmup``

@@ -17,7 +17,7 @@ def test_train_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "tensorflow" in out and "cpu_count" in out
     assert re.search(r"^ratio tiny .*charlm/article chars/s = [0-9.]+x", out, re.MULTILINE)
-    assert re.search(r"^tiny +charlm .*one-hot f32", out, re.MULTILINE)
+    assert re.search(r"^tiny +charlm .*one-hot (f32|bf16)", out, re.MULTILINE)
     assert re.search(r"^tiny +article ", out, re.MULTILINE)
     assert VERDICT.search(out)
 
