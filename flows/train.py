@@ -36,6 +36,7 @@ from tasks.report import (
 from tasks.train import train_model
 
 FLOW_NAME = "train-headlines"
+EVALUATION_KEY = "train-headlines-evaluation"
 # Frozen dataclasses: safe as shared defaults; equal to the `charlm train` CLI defaults.
 DEFAULT_NETWORK, DEFAULT_TRAINING = ModelConfig(), TrainConfig()
 Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
@@ -88,6 +89,9 @@ def train_headlines(dataset: str = "latest", network: ModelConfig = DEFAULT_NETW
     trained = train_model(storage, status.dataset_id, network, training, precision,
                           [TrainingProgress(training)])
     challenger = evaluate_model(storage, trained.model_id, status.dataset_id, "test")
+    # The challenger's full evaluation report (likelihood, sample quality, examples).
+    publish_markdown(Path(challenger.report).read_text(), key=EVALUATION_KEY,
+                     description=f"evaluation {challenger.evaluation_id} of {trained.model_id}")
     champion = (evaluate_model(storage, status.champion_id, status.dataset_id, "test")
                 if status.champion_id else None)
     champion_bpc = champion.metrics["bits_per_char"] if champion else None

@@ -8,7 +8,7 @@ import pytest
 from prefect import task
 
 import flows.train
-from flows.train import train_headlines
+from flows.train import EVALUATION_KEY, train_headlines
 from storage import Store
 from tasks.evaluate import evaluate_model
 from tasks.report import PROGRESS_KEY, REPORT_KEY
@@ -40,6 +40,8 @@ def test_first_run_trains_promotes_and_reports(trained, read_artifact):
     assert generation["summary"]["headlines"] == 3
     progress = read_artifact(PROGRESS_KEY)
     assert progress is not None and progress.data == 100.0
+    evaluation = read_artifact(EVALUATION_KEY)
+    assert evaluation is not None and "novel" in evaluation.data.lower()
 
 
 def test_rerun_without_new_headlines_does_nothing(trained, tiny, read_artifact, flow_run_logs):
