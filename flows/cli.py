@@ -208,8 +208,7 @@ def cmd_train(args: argparse.Namespace) -> Callable[[], None]:
         callbacks = [ProgressBar().callback] if sys.stderr.isatty() else []
         outcome = train_model.fn(args.storage, args.dataset, model_config, train_config,
                                  args.precision, callbacks)
-        if promote_if_unset.fn(args.storage, outcome.model_id):
-            err(f"model {outcome.model_id} is the first model: promoted to champion")
+        promote_if_unset.fn(args.storage, outcome.model_id)  # logs when it promotes
         out(outcome.model_id)
 
     return run
