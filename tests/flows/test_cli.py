@@ -19,6 +19,7 @@ import pytest
 from charlm.grammar import make_corpus
 from charlm.vocab import ALPHABET
 from flows.cli import main
+from storage.datasets import read_texts
 
 TINY = ["--cell", "gru", "--hidden", "8", "--depth", "1", "--embedding", "4",
         "--epochs", "1", "--max-minutes", "0.2", "--batch-size", "32"]
@@ -108,12 +109,26 @@ def test_train_bad_arguments(capsys, tmp_path, trained):
 
 
 def test_evaluate_prints_metrics_json(trained, capsys):
-    code, out, _ = run(capsys, Path(trained["store"]), "evaluate", "champion", "--split", "test")
+    store = Path(trained["store"])
+    code, out, _ = run(capsys, store, "evaluate", "champion", "--split", "test",
+                       "--samples", "50")
     assert code == 0
     metrics = json.loads(out)
     assert 0 < metrics["bits_per_char"] < 8
     assert metrics["perplexity"] == pytest.approx(2 ** metrics["bits_per_char"])
     assert metrics["split"] == "test"
+    test_rows = read_texts(next((store / "datasets").glob("2*")), "test")
+    assert metrics["headlines"] == len(test_rows)
+    assert metrics["generated_headlines"] == 50
+    for key in ("novelty", "word_validity", "distinct_1", "distinct_2", "duplicate_rate"):
+        assert 0 <= metrics[key] <= 1 or metrics[key] is None, key
+    evaluation = store / "evaluations" / metrics_evaluation_id(store)
+    assert (evaluation / "report.md").read_text().count("|") > 10
+    assert (evaluation / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def metrics_evaluation_id(store: Path) -> str:
+    return sorted(p.name for p in (store / "evaluations").glob("2*"))[-1]
 
 
 def test_evaluate_bad_arguments(trained, capsys):
