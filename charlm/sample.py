@@ -22,7 +22,8 @@ from charlm.config import SampleConfig
 from charlm.model import initial_states, step
 from charlm.vocab import EOS, FIRST_CODE, START, VOCAB_SIZE, decode, encode
 
-CHUNK = 1024  # rows per compiled call; bounds memory for very large jobs
+CHUNK = 1024  # rows per batch; bounds memory for very large jobs
+SEGMENT = 8  # compiled steps between drops of finished rows
 
 # Symbols a headline may hold: the end marker and printable ASCII 32..126. Ingestion
 # removes every other control character, so only an under-trained model would draw
@@ -72,19 +73,20 @@ def sampler(model: keras.Model, config: SampleConfig):
 
 
 def make_sampler(model: keras.Model, config: SampleConfig):
-    """Compiled (forced (B, P), forced_len (B,), chunk) -> tokens (B, S) after START."""
+    """Compiled segment of SEGMENT steps over the rows still running.
+
+    (token (B,), states, forced (B, P), forced_len (B,), t0, chunk) ->
+    (tokens (B, SEGMENT), last token, states, finished (B,)).
+    """
 
     @tf.function(reduce_retracing=True)
-    def run(forced: tf.Tensor, forced_len: tf.Tensor, chunk: tf.Tensor) -> tf.Tensor:
+    def run(token, states, forced, forced_len, t0, chunk):
         batch = tf.shape(forced)[0]
         width = tf.shape(forced)[1]
-        total = tf.reduce_max(forced_len) + config.max_length
-        states = initial_states(model, batch)
-        token = tf.fill([batch], tf.constant(START, tf.int32))
         finished = tf.zeros([batch], tf.bool)
-        out = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
-        t = tf.constant(0)
-        while t < total and not tf.reduce_all(finished):
+        out = tf.TensorArray(tf.int32, size=SEGMENT)
+        for i in tf.range(SEGMENT):
+            t = t0 + i
             logits, states = step(model, token, states)  # (B, V)
             if config.greedy:
                 allowed = tf.where(tf.constant(SAMPLEABLE)[None, :], logits,
@@ -99,15 +101,40 @@ def make_sampler(model: keras.Model, config: SampleConfig):
             prefix_token = forced[:, tf.minimum(t, width - 1)]
             nxt = tf.where(in_prefix, prefix_token, drawn)
             nxt = tf.where(finished, tf.constant(EOS, tf.int32), nxt)
-            out = out.write(t, nxt)
-            new_count = t + 1 - forced_len
+            out = out.write(i, nxt)
             finished = finished | (~in_prefix & tf.equal(nxt, EOS)) | (
-                new_count >= config.max_length)
+                t + 1 - forced_len >= config.max_length)
             token = nxt
-            t += 1
-        return tf.transpose(out.stack())  # (B, S)
+        return tf.transpose(out.stack()), token, states, finished  # (B, SEGMENT)
 
     return run
+
+
+def _sample_chunk(model: keras.Model, run, forced: np.ndarray, lengths: np.ndarray,
+                  chunk: int, max_length: int) -> np.ndarray:
+    """Tokens (B, S) after START for one chunk; finished rows leave the batch between
+    segments, so the tail of a batch costs only the rows still running."""
+    batch = len(forced)
+    total = int(lengths.max()) + max_length
+    tokens = np.full((batch, total + SEGMENT), EOS, dtype=np.int32)
+    active = np.arange(batch)
+    token = tf.fill([batch], tf.constant(START, tf.int32))
+    states = initial_states(model, batch)
+    forced_t, lengths_t = tf.constant(forced), tf.constant(lengths)
+    t = 0
+    while active.size and t < total:
+        out, token, states, finished = run(token, states, forced_t, lengths_t,
+                                           tf.constant(t, tf.int32), tf.constant(chunk))
+        tokens[active, t:t + SEGMENT] = out.numpy()
+        t += SEGMENT
+        keep = np.flatnonzero(~finished.numpy())
+        if keep.size < active.size:
+            active = active[keep]
+            keep_t = tf.constant(keep, tf.int32)
+            token = tf.gather(token, keep_t)
+            states = [tf.gather(x, keep_t) for x in states]
+            forced_t, lengths_t = tf.gather(forced_t, keep_t), tf.gather(lengths_t, keep_t)
+    return tokens[:, :total]
 
 
 def generate(model: keras.Model, n: int, config: SampleConfig,
@@ -127,7 +154,7 @@ def generate(model: keras.Model, n: int, config: SampleConfig,
         for i, r in enumerate(rows):
             forced[i, :len(r)] = r
         lengths = np.array([len(r) for r in rows], dtype=np.int32)
-        tokens = run(tf.constant(forced), tf.constant(lengths), tf.constant(chunk)).numpy()
+        tokens = _sample_chunk(model, run, forced, lengths, chunk, config.max_length)
         for row, plen in zip(tokens, lengths):
             text = decode(row)
             texts.append(text)

@@ -5,7 +5,7 @@ import tensorflow as tf
 from charlm import sample
 from charlm.config import SampleConfig
 from charlm.model import initial_states, step
-from charlm.sample import complete, filter_logits, generate, make_sampler
+from charlm.sample import _sample_chunk, complete, filter_logits, generate, sampler
 from charlm.vocab import EOS, START, VOCAB_SIZE, decode, encode
 
 # Symbols the sampler may draw (control characters are never drawn); all when no such mask.
@@ -138,9 +138,8 @@ def test_rows_stop_at_end_marker_or_max_length(eos_model):
     config = SampleConfig(max_length=max_length, seed=3, top_p=0.95)
     result = generate(eos_model, 200, config)
     # raw tokens from the same compiled sampler (same seed, chunk 0, same batch)
-    run = make_sampler(eos_model, config)
-    tokens = run(tf.zeros((200, 1), tf.int32), tf.zeros((200,), tf.int32),
-                 tf.constant(0)).numpy()
+    tokens = _sample_chunk(eos_model, sampler(eos_model, config), np.zeros((200, 1), np.int32),
+                           np.zeros((200,), np.int32), 0, max_length)
     assert tokens.shape[1] <= max_length
     assert sum(result.truncated) > 5 and sum(not t for t in result.truncated) > 5
     for row, text, truncated in zip(tokens, result.texts, result.truncated, strict=True):
