@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import keras
 import numpy as np
@@ -65,22 +65,26 @@ _SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def sampler(model: keras.Model, config: SampleConfig):
-    """The compiled sampler of (model, config), built and traced once per process."""
+    """The compiled sampler of (model, config), built and traced once per process.
+
+    The seed is an argument of the compiled function, so one sampler serves every seed.
+    """
+    key = replace(config, seed=0)
     per_model = _SAMPLERS.setdefault(model, {})
-    if config not in per_model:
-        per_model[config] = make_sampler(model, config)
-    return per_model[config]
+    if key not in per_model:
+        per_model[key] = make_sampler(model, key)
+    return per_model[key]
 
 
 def make_sampler(model: keras.Model, config: SampleConfig):
     """Compiled segment of SEGMENT steps over the rows still running.
 
-    (token (B,), states, forced (B, P), forced_len (B,), t0, chunk) ->
+    (token (B,), states, forced (B, P), forced_len (B,), t0, chunk, seed) ->
     (tokens (B, SEGMENT), last token, states, finished (B,)).
     """
 
     @tf.function(reduce_retracing=True)
-    def run(token, states, forced, forced_len, t0, chunk):
+    def run(token, states, forced, forced_len, t0, chunk, seed):
         batch = tf.shape(forced)[0]
         width = tf.shape(forced)[1]
         finished = tf.zeros([batch], tf.bool)
@@ -93,10 +97,10 @@ def make_sampler(model: keras.Model, config: SampleConfig):
                                    tf.fill(tf.shape(logits), tf.constant(-np.inf)))
                 drawn = tf.argmax(allowed, axis=-1, output_type=tf.int32)
             else:
-                seed = tf.stack([tf.constant(config.seed, tf.int64),
-                                 tf.cast(chunk, tf.int64) * (1 << 20) + tf.cast(t, tf.int64)])
+                key = tf.stack([tf.cast(seed, tf.int64),
+                                tf.cast(chunk, tf.int64) * (1 << 20) + tf.cast(t, tf.int64)])
                 drawn = tf.random.stateless_categorical(
-                    filter_logits(logits, config), 1, seed, dtype=tf.int32)[:, 0]
+                    filter_logits(logits, config), 1, key, dtype=tf.int32)[:, 0]
             in_prefix = t < forced_len
             prefix_token = forced[:, tf.minimum(t, width - 1)]
             nxt = tf.where(in_prefix, prefix_token, drawn)
@@ -111,7 +115,7 @@ def make_sampler(model: keras.Model, config: SampleConfig):
 
 
 def _sample_chunk(model: keras.Model, run, forced: np.ndarray, lengths: np.ndarray,
-                  chunk: int, max_length: int) -> np.ndarray:
+                  chunk: int, max_length: int, seed: int = 0) -> np.ndarray:
     """Tokens (B, S) after START for one chunk; finished rows leave the batch between
     segments, so the tail of a batch costs only the rows still running."""
     batch = len(forced)
@@ -124,7 +128,8 @@ def _sample_chunk(model: keras.Model, run, forced: np.ndarray, lengths: np.ndarr
     t = 0
     while active.size and t < total:
         out, token, states, finished = run(token, states, forced_t, lengths_t,
-                                           tf.constant(t, tf.int32), tf.constant(chunk))
+                                           tf.constant(t, tf.int32), tf.constant(chunk),
+                                           tf.constant(seed, tf.int64))
         tokens[active, t:t + SEGMENT] = out.numpy()
         t += SEGMENT
         keep = np.flatnonzero(~finished.numpy())
@@ -154,7 +159,8 @@ def generate(model: keras.Model, n: int, config: SampleConfig,
         for i, r in enumerate(rows):
             forced[i, :len(r)] = r
         lengths = np.array([len(r) for r in rows], dtype=np.int32)
-        tokens = _sample_chunk(model, run, forced, lengths, chunk, config.max_length)
+        tokens = _sample_chunk(model, run, forced, lengths, chunk, config.max_length,
+                               config.seed)
         for row, plen in zip(tokens, lengths):
             text = decode(row)
             texts.append(text)

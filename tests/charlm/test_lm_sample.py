@@ -139,7 +139,7 @@ def test_rows_stop_at_end_marker_or_max_length(eos_model):
     result = generate(eos_model, 200, config)
     # raw tokens from the same compiled sampler (same seed, chunk 0, same batch)
     tokens = _sample_chunk(eos_model, sampler(eos_model, config), np.zeros((200, 1), np.int32),
-                           np.zeros((200,), np.int32), 0, max_length)
+                           np.zeros((200,), np.int32), 0, max_length, config.seed)
     assert tokens.shape[1] <= max_length
     assert sum(result.truncated) > 5 and sum(not t for t in result.truncated) > 5
     for row, text, truncated in zip(tokens, result.texts, result.truncated, strict=True):
