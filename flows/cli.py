@@ -146,26 +146,26 @@ class StderrHandler(logging.Handler):
         print(self.format(record), file=sys.stderr, flush=True)
 
 
-class ProgressBar:
-    """A one-line training progress bar on stderr (only when it is a terminal)."""
+def progress_callbacks() -> list:
+    """A one-line training progress bar on stderr, when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return []
+    from charlm.train import Callback
 
-    def __init__(self) -> None:
-        from charlm.train import Callback
+    class ProgressBar(Callback):
+        def on_batch_end(self, step: int, logs: dict[str, Any]) -> None:
+            if step % 10 and logs["batch"] != logs["batches"]:
+                return
+            done = logs["batch"] / logs["batches"]
+            bar = "#" * int(30 * done)
+            sys.stderr.write(f"\r  epoch {logs['epoch']} [{bar:<30}] {100 * done:5.1f}% "
+                             f"{logs['bits_per_char']:.3f} bits/char")
+            sys.stderr.flush()
 
-        class _Bar(Callback):
-            def on_batch_end(self, step: int, logs: dict[str, Any]) -> None:
-                if step % 10 and logs["batch"] != logs["batches"]:
-                    return
-                done = logs["batch"] / logs["batches"]
-                bar = "#" * int(30 * done)
-                sys.stderr.write(f"\r  epoch {logs['epoch']} [{bar:<30}] {100 * done:5.1f}% "
-                                 f"{logs['bits_per_char']:.3f} bits/char")
-                sys.stderr.flush()
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+            sys.stderr.write("\r" + " " * 72 + "\r")
 
-            def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-                sys.stderr.write("\r" + " " * 72 + "\r")
-
-        self.callback = _Bar()
+    return [ProgressBar()]
 
 
 def train_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
@@ -205,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> Callable[[], None]:
         from tasks.promote import promote_if_unset
         from tasks.train import train_model
 
-        callbacks = [ProgressBar().callback] if sys.stderr.isatty() else []
+        callbacks = progress_callbacks()
         outcome = train_model.fn(args.storage, args.dataset, model_config, train_config,
                                  args.precision, callbacks)
         promote_if_unset.fn(args.storage, outcome.model_id)  # logs when it promotes
@@ -361,7 +361,7 @@ def cmd_demo(args: argparse.Namespace) -> Callable[[], None]:
         ingested = ingest_csvs.fn(args.storage, [csv], IngestConfig())
         err(f"[2/4] training {model_config.cell} {model_config.hidden}x{model_config.depth} "
             f"for up to {args.max_minutes} min")
-        callbacks = [ProgressBar().callback] if sys.stderr.isatty() else []
+        callbacks = progress_callbacks()
         trained = train_model.fn(args.storage, ingested.dataset_id, model_config, train_config,
                                  "auto", callbacks)
         promote_if_unset.fn(args.storage, trained.model_id)
