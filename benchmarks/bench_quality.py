@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--csv", help="ingest this CSV first (a new dataset version)")
     parser.add_argument("--train-minutes", type=float, default=0.0,
                         help="train a model with the default recipe for this long first")
-    parser.add_argument("--max-order", type=int, default=8)
+    parser.add_argument("--max-order", type=int, default=12)
     args = parser.parse_args(argv)
 
     from charlm.config import TrainConfig

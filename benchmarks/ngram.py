@@ -17,9 +17,19 @@ come from each order's count-of-counts.
 
 One `fit` at ``max_order`` serves every order <= max_order: raw and continuation tables are
 both kept, so orders are tuned on validation data without refitting. All counting is
-vectorised numpy on int64 keys: n-gram symbols in base 128, the predicted symbol in the
-lowest digit (so ``key // 128`` is the context and ``key % 128**(k-1)`` the lower-order
-n-gram).
+vectorised numpy on int64 keys, built one order at a time from dense ids (exact: no hashing):
+
+    key_k(hw) = id_{k-1}(h) * 128 + w        id_1(s) = s (the symbol itself)
+    id_k(g)   = rank of key_k(g) among the training k-grams' sorted keys
+
+so ``key // 128`` is the context's id and ``key % 128`` the predicted symbol. Ids never
+exceed the number of training characters, so keys fit int64 at any order. The
+all-pad k-gram, the context of a headline's first characters, gets the id one past the last
+rank (it sorts after every other k-gram, as PAD is the largest symbol). Continuation counts
+come from the per-position pairs (id of the k-gram, id of its (k-1)-gram suffix ending at
+the same position). A query n-gram is mapped to training ids by binary search, order by
+order; once a (k-1)-gram is unseen, every longer context ending there is unseen too, so the
+probability stays the lower-order one.
 """
 
 from __future__ import annotations
@@ -45,20 +55,21 @@ from benchmarks.common import (  # noqa: E402
 )
 
 PAD = VOCAB_SIZE  # 118: start-of-headline context symbol, never predicted
-BASE = 128
-MAX_SUPPORTED_ORDER = 9  # 9 base-128 digits = 63 bits: the most an int64 key holds
+BASE = 128  # every symbol (0..118) is one digit below BASE
+# A sanity bound, not an encoding limit: each order adds its tables (~tens of bytes per
+# training character) and one pad per headline.
+MAX_SUPPORTED_ORDER = 32
 
 
 @dataclass
 class _Table:
     """Counts of one order (raw or adjusted) and the per-context sums derived from them."""
 
-    keys: np.ndarray  # sorted unique n-gram keys
+    keys: np.ndarray  # sorted unique n-gram keys (context id * BASE + symbol)
     counts: np.ndarray  # a_k of each key (float64)
     discounts: np.ndarray  # [0, D1, D2, D3+]: indexed by min(count, 3)
-    ctx_keys: np.ndarray  # sorted unique contexts (key // BASE)
-    ctx_total: np.ndarray  # sum of counts per context
-    ctx_gamma: np.ndarray  # discounted mass per context (D1 N1 + D2 N2 + D3 N3+)
+    ctx_total: np.ndarray  # sum of counts, indexed by context id (0: context never seen)
+    ctx_gamma: np.ndarray  # discounted mass (D1 N1 + D2 N2 + D3 N3+), indexed by context id
 
 
 def _discounts(counts: np.ndarray, modified: bool) -> np.ndarray:
@@ -100,29 +111,22 @@ def encode_padded(texts: Sequence[str], pad: int) -> tuple[np.ndarray, np.ndarra
     return seq, np.flatnonzero(raw != 0)
 
 
-def _next_keys(seq: np.ndarray, positions: np.ndarray, keys: np.ndarray | None, k: int):
-    """Keys of the k-grams ending at `positions`, from those of the (k-1)-grams."""
-    if keys is None:
-        return seq[positions]
-    return seq[positions - (k - 1)] * BASE ** (k - 1) + keys
-
-
-def _keys(seq: np.ndarray, positions: np.ndarray, order: int) -> list[np.ndarray]:
-    """Keys of the 1..order-grams ending at each position (the target in the lowest digit)."""
-    keys: list[np.ndarray] = []
-    for k in range(1, order + 1):
-        keys.append(_next_keys(seq, positions, keys[-1] if keys else None, k))
-    return keys
-
-
-def _table(keys: np.ndarray, counts: np.ndarray, modified: bool) -> _Table:
+def _table(
+    keys: np.ndarray,
+    counts: np.ndarray,
+    modified: bool,
+    groups: tuple[np.ndarray, np.ndarray],
+    n_contexts: int,
+) -> _Table:
+    """Table of one order; `groups` = (context ids, index of each one's first key)."""
     counts = counts.astype(np.float64)
     discounts = _discounts(counts, modified)
-    ctx = keys // BASE
-    ctx_keys, starts = np.unique(ctx, return_index=True)  # keys sorted => contexts grouped
-    ctx_total = np.add.reduceat(counts, starts)
-    ctx_gamma = np.add.reduceat(discounts[np.minimum(counts, 3).astype(np.int64)], starts)
-    return _Table(keys, counts, discounts, ctx_keys, ctx_total, ctx_gamma)
+    contexts, starts = groups
+    ctx_total = np.zeros(n_contexts)
+    ctx_total[contexts] = np.add.reduceat(counts, starts)
+    ctx_gamma = np.zeros(n_contexts)
+    ctx_gamma[contexts] = np.add.reduceat(discounts[np.minimum(counts, 3).astype(np.int64)], starts)
+    return _Table(keys, counts, discounts, ctx_total, ctx_gamma)
 
 
 class KneserNeyLM:
@@ -135,34 +139,56 @@ class KneserNeyLM:
         self.modified = modified
         self._raw: list[_Table] = []
         self._adjusted: list[_Table] = []
+        # Id of the all-pad k-gram at index k - 1: PAD for k = 1, else one past the last rank.
+        self._pad_ids: list[int] = []
 
     def fit(self, texts: Sequence[str]) -> KneserNeyLM:
         """Count every n-gram of the training headlines (end markers included)."""
         seq, positions = encode_padded(texts, self.max_order - 1)
         if len(positions) == 0:
             raise ValueError("cannot fit on an empty corpus")
-        # One order at a time: holding all orders' per-position keys would cost ~1 GB/10M chars.
-        uniques, keys = [], None
+        self._raw, self._adjusted, self._pad_ids = [], [], []
+        ids = seq  # id of the (k-1)-gram ending at each index of seq (order 1: the symbol)
+        lower = None  # (rank per position, raw counts, context groups) of the (k-1)-grams
         for k in range(1, self.max_order + 1):
-            keys = _next_keys(seq, positions, keys, k)
-            uniques.append(np.unique(keys, return_counts=True))
-        del keys
-        self._raw, self._adjusted = [], []
-        for k in range(1, self.max_order + 1):
-            ukeys, raw = uniques[k - 1]
-            self._raw.append(_table(ukeys, raw, self.modified))
-            if k == self.max_order:
-                # Never used as a lower order; keep the list aligned with orders.
-                self._adjusted.append(self._raw[-1])
-                continue
-            # Continuation count: distinct left extensions among the (k+1)-grams. Every
-            # k-gram has one, because headlines are padded with max_order - 1 PADs.
-            suffix, cont = np.unique(uniques[k][0] % BASE**k, return_counts=True)
-            assert np.array_equal(suffix, ukeys)
-            starts_with_pad = ukeys // BASE ** (k - 1) == PAD
-            self._adjusted.append(
-                _table(ukeys, np.where(starts_with_pad, raw, cont), self.modified)
-            )
+            if k == 1:
+                keys, n_contexts = seq[positions], 1
+            else:
+                keys, n_contexts = ids[positions - 1] * BASE + seq[positions], self._pad_ids[-1] + 1
+            ukeys, rank, raw = np.unique(keys, return_inverse=True, return_counts=True)
+            del keys
+            rank = rank.reshape(-1)  # dense id of the k-gram ending at each position
+            groups = np.unique(ukeys // BASE, return_index=True)  # keys sorted => grouped
+            self._raw.append(_table(ukeys, raw, self.modified, groups, n_contexts))
+            if lower is not None:
+                # Continuation count of a (k-1)-gram: the number of distinct k-grams that
+                # end with it (its suffix = the (k-1)-gram ending at the same position).
+                # Every (k-1)-gram has one: headlines carry max_order - 1 PADs.
+                lower_rank, lower_raw, lower_groups = lower
+                suffix = np.empty(len(ukeys), dtype=np.int64)
+                suffix[rank] = lower_rank
+                cont = np.bincount(suffix, minlength=len(lower_raw))
+                assert len(cont) == len(lower_raw) and cont.min() > 0
+                starts_with_pad = np.zeros(len(lower_raw), dtype=bool)
+                starts_with_pad[lower_rank] = seq[positions - (k - 2)] == PAD
+                lower_table = self._raw[k - 2]
+                self._adjusted.append(
+                    _table(
+                        lower_table.keys,
+                        np.where(starts_with_pad, lower_raw, cont),
+                        self.modified,
+                        lower_groups,
+                        len(lower_table.ctx_total),
+                    )
+                )
+            self._pad_ids.append(PAD if k == 1 else len(ukeys))
+            if k < self.max_order:
+                if k > 1:  # order-1 ids stay the symbols
+                    ids = np.full(len(seq), self._pad_ids[-1], dtype=np.int64)  # PADs: all-pad
+                    ids[positions] = rank
+                lower = rank, raw, groups
+        # The highest order is never used as a lower order; keep the list aligned with orders.
+        self._adjusted.append(self._raw[-1])
         return self
 
     def _check_order(self, order: int | None) -> int:
@@ -173,18 +199,41 @@ class KneserNeyLM:
             raise ValueError(f"order must be in 1..{self.max_order}, got {order}")
         return order
 
+    def _keys(self, seq: np.ndarray, positions: np.ndarray, order: int) -> list[np.ndarray]:
+        """Keys of the 1..order-grams ending at each position, in the training ids (-1: an
+        n-gram whose context was never seen in training).
+
+        Ids are looked up at every index of `seq`, one order at a time; an index holding PAD
+        gets the all-pad id (the n-grams read at `positions` never reach past their PADs).
+        """
+        keys = [seq[positions]]
+        ids = seq
+        is_pad = seq == PAD
+        for k in range(2, order + 1):
+            context = ids[positions - 1]
+            keys.append(np.where(context >= 0, context * BASE + seq[positions], -1))
+            if k < order:  # ids of the k-grams ending at every index, for the next order
+                context = np.concatenate([[-1], ids[:-1]])
+                table_keys = self._raw[k - 1].keys
+                pos, found = _lookup(table_keys, np.where(context >= 0, context * BASE + seq, -1))
+                ids = np.where(found, pos, np.where(is_pad, self._pad_ids[k - 1], -1))
+        return keys
+
     def _probs(self, keys: list[np.ndarray], order: int) -> np.ndarray:
         """P(target) for each row, given the keys of its 1..order-grams."""
         p = np.full(len(keys[0]), 1.0 / VOCAB_SIZE)
         for k in range(1, order + 1):
             table = self._raw[k - 1] if k == order else self._adjusted[k - 1]
-            ctx_pos, ctx_found = _lookup(table.ctx_keys, keys[k - 1] // BASE)
+            context = keys[k - 1] // BASE  # -1 where the context is unseen
+            ctx = np.maximum(context, 0)
+            total = table.ctx_total[ctx]
+            ctx_found = (context >= 0) & (total > 0)
             pos, found = _lookup(table.keys, keys[k - 1])
             count = np.where(found, table.counts[pos], 0.0)
             discount = table.discounts[np.minimum(count, 3).astype(np.int64)]
             interpolated = (
-                np.maximum(count - discount, 0.0) + table.ctx_gamma[ctx_pos] * p
-            ) / table.ctx_total[ctx_pos]
+                np.maximum(count - discount, 0.0) + table.ctx_gamma[ctx] * p
+            ) / np.where(ctx_found, total, 1.0)
             p = np.where(ctx_found, interpolated, p)
         return p
 
@@ -192,7 +241,7 @@ class KneserNeyLM:
         """log2 P of every character of every headline, end markers included, in order."""
         order = self._check_order(order)
         seq, positions = encode_padded(texts, order - 1)
-        return np.log2(self._probs(_keys(seq, positions, order), order))
+        return np.log2(self._probs(self._keys(seq, positions, order), order))
 
     def bits_per_char(self, texts: Sequence[str], order: int | None = None) -> float:
         """Mean -log2 P per character, counting each headline's end marker as a character."""
@@ -208,7 +257,7 @@ class KneserNeyLM:
         )
         flat = windows.reshape(-1)
         targets = np.arange(VOCAB_SIZE) * order + order - 1  # target column of each row
-        return self._probs(_keys(flat, targets, order), order)
+        return self._probs(self._keys(flat, targets, order), order)
 
 
 def tune_order(
@@ -224,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Fit on the train split, tune the order on validation, report test bits per char."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csv", nargs="?", default=str(DEFAULT_CSV))
-    parser.add_argument("--max-order", type=int, default=8)
+    parser.add_argument("--max-order", type=int, default=12)
     parser.add_argument("--min-order", type=int, default=2)
     parser.add_argument("--absolute", action="store_true", help="one discount per order")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks.common import VOCAB_SIZE, load_headlines, split_headlines, split_of
-from benchmarks.ngram import PAD, KneserNeyLM, _discounts, tune_order
+from benchmarks.ngram import MAX_SUPPORTED_ORDER, PAD, KneserNeyLM, _discounts, tune_order
 
 TINY = [
     "man charged over fatal crash",
@@ -76,9 +76,9 @@ def test_order_helps_on_repetitive_text() -> None:
 
 
 def test_chained_next_char_probs_match_log2_probs() -> None:
-    model = KneserNeyLM(5).fit(TINY)
+    model = KneserNeyLM(12).fit(TINY)
     text = "police crash plan near dam"
-    for order in (1, 3, 5):
+    for order in (1, 3, 5, 12):
         expected = [
             np.log2(model.next_char_probs(text[:i], order)[ord((text + "\n")[i]) - 10])
             for i in range(len(text) + 1)
@@ -132,10 +132,10 @@ def _reference_probs(train: list[str], order: int, prefix: str, modified: bool) 
 
 
 @pytest.mark.parametrize("modified", [True, False])
-@pytest.mark.parametrize("order", [1, 2, 3])
+@pytest.mark.parametrize("order", [1, 2, 3, 10, 12])
 def test_matches_literal_reference(order: int, modified: bool) -> None:
     model = KneserNeyLM(order, modified=modified).fit(TINY)
-    for prefix in ["", "man", "police probe fatal", "qq"]:
+    for prefix in ["", "man", "police probe fatal", "council rejects plan f", "qq"]:
         np.testing.assert_allclose(
             model.next_char_probs(prefix),
             _reference_probs(TINY, order, prefix, modified),
@@ -149,5 +149,29 @@ def test_rejects_characters_outside_the_alphabet() -> None:
         KneserNeyLM(2).fit(["caf\u00e9 opens"])
     with pytest.raises(ValueError):
         KneserNeyLM(2).fit(["two\nlines"])
-    with pytest.raises(ValueError):
-        KneserNeyLM(10)
+
+
+def test_max_order_range() -> None:
+    assert MAX_SUPPORTED_ORDER >= 20
+    KneserNeyLM(20)
+    for bad in (0, -3, MAX_SUPPORTED_ORDER + 1):
+        with pytest.raises(ValueError, match=f"got {bad}$"):
+            KneserNeyLM(bad)
+
+
+@pytest.mark.parametrize("modified", [True, False])
+def test_orders_above_nine_leave_lower_orders_unchanged(modified: bool) -> None:
+    big = KneserNeyLM(12, modified=modified).fit(TINY)
+    small = KneserNeyLM(9, modified=modified).fit(TINY)
+    held_out = ["police probe fatal crash near dam", "council rejects water plan", "zq {~}"]
+    for order in range(1, 10):
+        np.testing.assert_allclose(
+            big.log2_probs(held_out, order), small.log2_probs(held_out, order), rtol=0, atol=1e-15
+        )
+        for prefix in ["", "council rejects plan f", "fire crews battle bla", "qq"]:
+            np.testing.assert_allclose(
+                big.next_char_probs(prefix, order),
+                small.next_char_probs(prefix, order),
+                rtol=0,
+                atol=1e-15,
+            )
