@@ -421,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="charlm embedding width (0 = one-hot, as the article)")
     parser.add_argument("--precision", default="auto",
                         choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
-                        help="charlm's dtype policy (auto: float32 on CPU, as charlm does)")
+                        help="charlm's dtype policy (auto: as charlm train resolves it)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     verdicts = run(args.mode, cases=args.cases, rounds=args.rounds, seconds=args.seconds,

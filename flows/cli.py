@@ -71,7 +71,8 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", default="auto",
                    choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
-                   help="auto = mixed_float16 on a GPU, float32 on CPU")
+                   help="auto = mixed_float16 on a GPU, mixed_bfloat16 on CPUs with bfloat16 "
+                        "instructions, else float32")
 
     p = sub.add_parser("evaluate", help="bits per char and perplexity of a model (JSON)")
     p.add_argument("model", help="model id or alias (latest, champion)")
