@@ -111,7 +111,7 @@ def sample_quality(generated: list[str], training: Sequence[str] | TrainingIndex
     words = sum(len(tokens) for tokens in token_lists)
     known = sum(word in index.words for tokens in token_lists for word in tokens)
     result: dict[str, Any] = {
-        "headlines": n,
+        "generated_headlines": n,  # distinct from an evaluation's "headlines" count
         "training_headlines": index.size,
         "novelty": (n - copies) / n,
         "copies": copies,

@@ -163,7 +163,7 @@ def markdown_report(model_id: str, metrics: Mapping[str, Any], quality: Mapping[
 
 
 def _quality_section(quality: Mapping[str, Any]) -> list[str]:
-    n = quality.get("headlines", len(quality.get("examples", [])))
+    n = quality.get("generated_headlines", len(quality.get("examples", [])))
     lines = [f"## Sample quality ({_number(n)} generated headlines)", ""]
     rows = [
         ["novelty (not a training headline)", _percent(quality.get("novelty"))],

@@ -78,6 +78,28 @@ def make_optimizer(model: keras.Model, config: TrainConfig) -> keras.optimizers.
     return optimizer
 
 
+def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer):
+    """Compiled (inputs, targets, weights) -> summed nats of the batch, after one update.
+
+    The loss is the mean over real characters (weights 1), so padding never counts.
+    """
+    variables = model.trainable_variables
+
+    @tf.function(reduce_retracing=True)
+    def train_step(inputs, targets, weights):
+        with tf.GradientTape() as tape:
+            logits = model(inputs, training=True)  # (B, T, V)
+            nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (B, T)
+            total = tf.reduce_sum(nll * weights)
+            loss = total / tf.reduce_sum(weights)
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return total
+
+    return train_step
+
+
 def _save_checkpoint(directory: Path, model: keras.Model, optimizer, state: dict) -> None:
     """Write weights, optimizer slots and state into a fresh folder, then swap it in."""
     tmp = directory / "checkpoint.tmp"
@@ -133,19 +155,7 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
 
     optimizer = make_optimizer(model, config)
     scorer = make_scorer(model)
-    variables = model.trainable_variables
-
-    @tf.function(reduce_retracing=True)
-    def train_step(inputs, targets, weights):
-        with tf.GradientTape() as tape:
-            logits = model(inputs, training=True)  # (B, T, V)
-            nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (B, T)
-            total = tf.reduce_sum(nll * weights)
-            loss = total / tf.reduce_sum(weights)
-            scaled = optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return total
+    train_step = make_train_step(model, optimizer)
 
     result = TrainResult()
     epoch, skip = 0, 0

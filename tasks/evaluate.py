@@ -88,9 +88,7 @@ def evaluate_model(storage: str | None, model: str = "latest", dataset: str = "l
         quality = sample_quality(generated.texts, index, generated.truncated,
                                  sample_config.max_length)
         quality["sample_config"] = to_dict(sample_config)
-        # Top-level keys in one JSON; "headlines" already counts the evaluated split.
-        metrics.update({("generated_headlines" if k == "headlines" else k): v
-                        for k, v in quality.items()})
+        metrics.update(quality)
     metrics = _json_safe(metrics)
     with store.publish("evaluations", parents={"models": [model_id], "datasets": [dataset_id]},
                        params={"split": split, "samples": samples}) as staging:
