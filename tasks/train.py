@@ -13,8 +13,10 @@ from prefect.cache_policies import NO_CACHE
 
 from charlm.config import ModelConfig, TrainConfig, to_dict
 from charlm.data import Corpus
+from charlm.devices import make_strategy
 from charlm.model import build_model, count_parameters, resolve_precision, save_model
 from charlm.train import Callback, TensorBoardLog, fit
+from storage.checkpoints import CheckpointDir
 from storage.datasets import read_texts
 from tasks.common import fingerprint, open_store, run_logger
 
@@ -55,31 +57,41 @@ def train_model(storage: str | None, dataset: str = "latest",
                 model_config: ModelConfig = ModelConfig(),
                 train_config: TrainConfig = TrainConfig(),
                 precision: str = "auto",
-                callbacks: Sequence[Callback] = ()) -> TrainOutcome:
-    """Train a model on `dataset` (id or alias) and publish it as a model version."""
+                callbacks: Sequence[Callback] = (), devices: int | str = 1) -> TrainOutcome:
+    """Train a model on `dataset` (id or alias) and publish it as a model version.
+
+    `devices`: 1, a count of GPUs (logical CPUs on a machine without GPUs) or "all"; see
+    charlm.devices. A crashed run resumes from its checkpoint on any device count.
+    """
     log = run_logger()
     store = open_store(storage)
     dataset_id = store.resolve("datasets", dataset)
     dataset_dir = store.path("datasets", dataset_id)  # verifies checksums first
     train = Corpus.from_texts(read_texts(dataset_dir, "train"))
     validation = Corpus.from_texts(read_texts(dataset_dir, "validation"))
+    strategy = make_strategy(devices)
     dtype = resolve_precision(precision)
     run_key = fingerprint(dataset_id, to_dict(model_config), to_dict(train_config), dtype)
     checkpoints = store.work_dir(f"train-{run_key}")
-    log.info("dataset %s: %d train / %d validation headlines; %s %dx%d, checkpoints in %s",
-             dataset_id, len(train), len(validation), model_config.cell, model_config.hidden,
-             model_config.depth, checkpoints)
-    model = build_model(model_config, precision=dtype)
+    log.info("dataset %s: %d train / %d validation headlines; %s %dx%d, %s on %d device(s), "
+             "checkpoints in %s", dataset_id, len(train), len(validation), model_config.cell,
+             model_config.hidden, model_config.depth, dtype, strategy.num_replicas_in_sync,
+             checkpoints)
+    with strategy.scope():
+        model = build_model(model_config, precision=dtype)
     logdir = checkpoints / "tensorboard"  # kept across a resume, published with the model
     result = fit(model, train, validation, train_config,
                  callbacks=[LogEpochs(log), TensorBoardLog(logdir), *callbacks],
-                 checkpoint_dir=checkpoints, fingerprint=run_key)
-    params = {"model": to_dict(model_config), "train": to_dict(train_config), "precision": dtype}
+                 checkpoint=CheckpointDir(checkpoints), fingerprint=run_key, strategy=strategy)
+    replicas = strategy.num_replicas_in_sync
+    params = {"model": to_dict(model_config), "train": to_dict(train_config), "precision": dtype,
+              "replicas": replicas}
     with store.publish("models", parents={"datasets": [dataset_id]}, params=params,
                        seed=model_config.seed) as staging:
         save_model(model, model_config, staging.path,
                    extra={"train": to_dict(train_config), "dataset": dataset_id,
-                          "precision": dtype, "result": result.to_dict()})
+                          "precision": dtype, "replicas": replicas,
+                          "result": result.to_dict()})
         shutil.copytree(logdir, staging.path / "tensorboard")
         staging.summary.update(
             validation_bpc=result.best_validation_bpc, best_epoch=result.best_epoch,
