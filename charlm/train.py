@@ -187,6 +187,39 @@ class _Trainer:
         return float(self.nats.numpy()), float(self.chars.numpy()), int(self.step.numpy())
 
 
+class _Reporter:
+    """Reads the device counters back: progress callbacks and the NaN/inf check."""
+
+    def __init__(self, trainer: _Trainer, optimizer: keras.optimizers.Optimizer,
+                 result: TrainResult, callbacks: Sequence[Callback],
+                 checkpoint: Checkpoint | None, epoch: int, batches: int) -> None:
+        self.trainer, self.optimizer, self.result = trainer, optimizer, result
+        self.callbacks, self.checkpoint = callbacks, checkpoint
+        self.epoch, self.batches = epoch, batches
+        self.nats, self.chars, self.step = trainer.counters()
+        self.time = time.monotonic()
+
+    def report(self, batch: int) -> None:
+        nats, chars, step = self.trainer.counters()
+        assert step == self.result.steps, "the device ran another number of steps"
+        new_nats, new_chars = nats - self.nats, chars - self.chars
+        if not math.isfinite(new_nats):
+            where = (f"the last good checkpoint is kept in {self.checkpoint}"
+                     if self.checkpoint is not None else "no checkpoint directory was given")
+            raise TrainingError(
+                f"loss became {new_nats} at epoch {self.epoch + 1}, within batches "
+                f"{batch - (step - self.step) + 1}..{batch}; {where}; try a lower "
+                "learning_rate or clip_norm")
+        self.result.characters += int(round(new_chars))
+        logs = {"epoch": self.epoch + 1, "batch": batch, "batches": self.batches,
+                "steps": step - self.step,
+                "bits_per_char": new_nats / max(new_chars, 1.0) / LN2,
+                "learning_rate": float(self.optimizer.learning_rate.numpy())}
+        self.nats, self.chars, self.step, self.time = nats, chars, step, time.monotonic()
+        for cb in self.callbacks:
+            cb.on_batch_end(step, logs)
+
+
 def _arrays(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> list[np.ndarray]:
     """Every model variable (RNG states included) and optimizer slot, for a checkpoint."""
     return [np.asarray(v.numpy()) for v in [*model.variables, *optimizer.variables]]
@@ -275,31 +308,8 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
         iterator = iter(batch_dataset(plan, skip, replicas))
         t0 = time.monotonic()
         epoch_nats, epoch_chars, _ = trainer.counters()
-        seen = (epoch_nats, epoch_chars, result.steps)
-        last_report = time.monotonic()
+        reporter = _Reporter(trainer, optimizer, result, callbacks, checkpoint, epoch, len(plan))
         batch = skip
-
-        def report() -> None:
-            """Read the counters back: progress callbacks and the NaN/inf check."""
-            nonlocal seen, last_report
-            nats, chars, step = trainer.counters()
-            assert step == result.steps, "the device ran another number of steps"
-            new_nats, new_chars = nats - seen[0], chars - seen[1]
-            if not math.isfinite(new_nats):
-                raise TrainingError(
-                    f"loss became {new_nats} at epoch {epoch + 1}, within batches "
-                    f"{batch - (step - seen[2]) + 1}..{batch}; "
-                    + ("the last good checkpoint is kept in " + str(checkpoint)
-                       if checkpoint is not None else "no checkpoint directory was given")
-                    + "; try a lower learning_rate or clip_norm")
-            result.characters += int(round(new_chars))
-            logs = {"epoch": epoch + 1, "batch": batch, "batches": len(plan),
-                    "steps": step - seen[2],
-                    "bits_per_char": new_nats / max(new_chars, 1.0) / LN2,
-                    "learning_rate": float(optimizer.learning_rate.numpy())}
-            seen, last_report = (nats, chars, step), time.monotonic()
-            for cb in callbacks:
-                cb.on_batch_end(step, logs)
 
         while batch < len(plan):
             count = min(config.steps_per_call, len(plan) - batch)
@@ -307,20 +317,20 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
             batch += count
             result.steps += count
             now = time.monotonic()
-            if (result.steps - seen[2] >= config.report_every
-                    or now - last_report >= REPORT_SECONDS):
-                report()
+            if (result.steps - reporter.step >= config.report_every
+                    or now - reporter.time >= REPORT_SECONDS):
+                reporter.report(batch)
             if now - start >= budget:
                 stopped = "time_budget"
                 break
             if now - last_checkpoint >= config.checkpoint_minutes * 60 and batch < len(plan):
-                if result.steps > seen[2]:
-                    report()  # only a checked loss goes into a checkpoint
+                if result.steps > reporter.step:
+                    reporter.report(batch)  # only a checked loss goes into a checkpoint
                 result.seconds = time.monotonic() - start
                 save(epoch, batch)
                 last_checkpoint = time.monotonic()
-        if result.steps > seen[2]:
-            report()
+        if result.steps > reporter.step:
+            reporter.report(batch)
         train_seconds = time.monotonic() - t0
         skip = 0
         nats, chars, _ = trainer.counters()
