@@ -48,7 +48,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_train import MODES, Verdict, print_header  # noqa: E402
+from benchmarks.harness import MODES, Verdict, print_header  # noqa: E402
 
 TARGET = 300.0
 MODE_DEFAULTS = {  # headlines, article samples, rounds, max_length, hidden, depth

@@ -46,8 +46,8 @@ class Callback:
 
     `on_batch_end` runs after each read-back of the loss (every `report_every` steps, at
     most REPORT_SECONDS apart, and at each epoch's end), not after every step: `step` is
-    the global step reached, logs hold epoch, batch, batches, steps (run since the last
-    call), bits_per_char (their mean) and learning_rate.
+    the global step reached, logs hold epoch, batch, batches, steps and characters (trained
+    since the last call), bits_per_char (their mean) and learning_rate.
     """
 
     def on_train_begin(self, info: dict[str, Any]) -> None: ...
@@ -212,7 +212,7 @@ class _Reporter:
                 "learning_rate or clip_norm")
         self.result.characters += int(round(new_chars))
         logs = {"epoch": self.epoch + 1, "batch": batch, "batches": self.batches,
-                "steps": step - self.step,
+                "steps": step - self.step, "characters": int(round(new_chars)),
                 "bits_per_char": new_nats / max(new_chars, 1.0) / LN2,
                 "learning_rate": float(self.optimizer.learning_rate.numpy())}
         self.nats, self.chars, self.step, self.time = nats, chars, step, time.monotonic()
@@ -347,6 +347,7 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
             "elapsed": time.monotonic() - start,
             "learning_rate": float(optimizer.learning_rate.numpy()),
             "complete": stopped != "time_budget",
+            "traces": trainer.run.experimental_get_tracing_count(),  # stays 1: no retracing
         }
         result.history.append(entry)
         if valid < result.best_validation_bpc:
