@@ -67,6 +67,10 @@ class TrainConfig:
     checkpoint_minutes: float = 2.0  # mid-epoch checkpoint interval when a directory is given
     # Steps run by one compiled call. 1 suits a CPU (a step is ~50 ms, a call ~0.1 ms);
     # more saves per-call launch overhead on a fast GPU.
+    # Validation and the saved model use an exponential moving average of the weights with
+    # this decay (0 = the raw weights); averaging the last ~1/(1-ema) steps smooths the noise
+    # of the final updates.
+    ema: float = 0.0
     steps_per_call: int = 1
     # The summed loss is read back from the device (progress, NaN/inf check) after this many
     # steps or 2 seconds, whichever comes first; reading it every step would stall a GPU.
@@ -89,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"clip_norm must be > 0, got {self.clip_norm}")
         if self.validation_limit < 0:
             raise ValueError(f"validation_limit must be >= 0, got {self.validation_limit}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,9 @@ class _Trainer:
         parts = strategy.experimental_distribute_values_from_function(
             lambda _: corpus_on_device(corpus))
         variables = model.trainable_variables
+        with strategy.scope():
+            self.averages = [tf.Variable(v, trainable=False, name="average")
+                             for v in variables] if config.ema else []
         replicas, max_length = self.replicas, config.max_length
         budget = config.max_minutes * 60.0
 
@@ -176,11 +179,24 @@ class _Trainer:
                 self.nats.assign_add(tf.cast(strategy.reduce(sum_, nats, axis=None), tf.float64))
                 self.chars.assign_add(
                     tf.cast(strategy.reduce(sum_, chars, axis=None), tf.float64))
+                if self.averages:
+                    # TensorFlow's ExponentialMovingAverage warm-up: early weights fade fast.
+                    step = tf.cast(self.step, tf.float32)
+                    decay = tf.minimum(config.ema, (1.0 + step) / (10.0 + step))
+                    for average, variable in zip(self.averages, variables):
+                        average.assign(decay * average + (1.0 - decay) * variable)
                 self.step.assign_add(1)
                 done += 1
             return done
 
         self.run = run
+
+    def swap_averages(self, variables: Sequence[tf.Variable]) -> None:
+        """Exchange the weights and their moving averages (a no-op without ema)."""
+        for average, variable in zip(self.averages, variables):
+            kept = variable.numpy()
+            variable.assign(average.numpy())
+            average.assign(kept)
 
     def counters(self) -> tuple[float, float, int]:
         """(nats, characters, step) so far: the read-back that waits for the device."""
@@ -220,14 +236,18 @@ class _Reporter:
             cb.on_batch_end(step, logs)
 
 
-def _arrays(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> list[np.ndarray]:
-    """Every model variable (RNG states included) and optimizer slot, for a checkpoint."""
-    return [np.asarray(v.numpy()) for v in [*model.variables, *optimizer.variables]]
+def _state_variables(model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                     trainer: _Trainer) -> list[tf.Variable]:
+    """What a resumed run needs: every model variable (RNG states included), optimizer
+    slots and the weights' moving averages."""
+    return [*model.variables, *optimizer.variables, *trainer.averages]
 
 
-def _restore(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-             arrays: list[np.ndarray]) -> None:
-    variables = [*model.variables, *optimizer.variables]
+def _arrays(variables: Sequence[tf.Variable]) -> list[np.ndarray]:
+    return [np.asarray(v.numpy()) for v in variables]
+
+
+def _restore(variables: Sequence[tf.Variable], arrays: list[np.ndarray]) -> None:
     assert len(arrays) == len(variables), "checkpoint layout does not match the model"
     for var, value in zip(variables, arrays):
         var.assign(value)
@@ -270,7 +290,7 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
     if checkpoint is not None:
         saved = checkpoint.load()
         if saved is not None and saved[1].get("fingerprint") == fingerprint:
-            _restore(model, optimizer, saved[0])
+            _restore(_state_variables(model, optimizer, trainer), saved[0])
             state = saved[1]  # else another run's checkpoint: start over, untouched
     if state is not None:
         result = TrainResult(**state["result"])
@@ -293,7 +313,7 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
             return
         payload = {"epoch": epoch_, "batch": batch_, "fingerprint": fingerprint,
                    "result": result.to_dict()}
-        checkpoint.save(_arrays(model, optimizer), payload)
+        checkpoint.save(_arrays(_state_variables(model, optimizer, trainer)), payload)
         for cb in callbacks:
             cb.on_checkpoint({"epoch": epoch_, "batch": batch_})
 
@@ -335,6 +355,7 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
         skip = 0
         nats, chars, _ = trainer.counters()
         v0 = time.monotonic()
+        trainer.swap_averages(model.trainable_variables)  # validate (and keep) the averages
         valid_nats = headline_nats(model, validation, scorer=scorer)
         valid = metrics_from_nats(float(valid_nats.sum()), validation.characters)["bits_per_char"]
         entry = {
@@ -358,6 +379,7 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
                 checkpoint.save_best(best_weights)
         else:
             bad_epochs += 1
+        trainer.swap_averages(model.trainable_variables)
         for cb in callbacks:
             cb.on_epoch_end(epoch + 1, entry)
         epoch += 1
