@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dropout", type=float, default=0.15)
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--learning-rate", type=float, default=5e-3)
+    p.add_argument("--ema", type=float, default=0.0, help="weight moving-average decay (0: off)")
+    p.add_argument("--embedding", type=int, default=64)
     p = sub.add_parser("speed", help="training characters/second of each shape")
     p.add_argument("shapes", type=parse_shape, nargs="+")
     p.add_argument("--seconds", type=float, default=25.0)
@@ -76,9 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     from charlm.train import Callback, fit
 
     cell, hidden, depth, batch = args.shape
-    model_config = ModelConfig(cell=cell, hidden=hidden, depth=depth, dropout=args.dropout)
+    model_config = ModelConfig(cell=cell, hidden=hidden, depth=depth, dropout=args.dropout,
+                               embedding=args.embedding)
     train_config = TrainConfig(batch_size=batch, epochs=args.epochs, max_minutes=10**6,
-                               patience=args.epochs, learning_rate=args.learning_rate)
+                               patience=args.epochs, learning_rate=args.learning_rate,
+                               ema=args.ema)
     validation = Corpus.from_texts(read_texts(dataset_dir, "validation"))
     test = Corpus.from_texts(read_texts(dataset_dir, "test"))
 
@@ -91,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     fit(model, train, validation, train_config, callbacks=[PrintEpochs()])
     print(f"{cell} {hidden}x{depth} batch {batch} dropout {args.dropout} lr "
-          f"{args.learning_rate} {args.epochs} epochs: validation "
+          f"{args.learning_rate} ema {args.ema} embedding {args.embedding} "
+          f"{args.epochs} epochs: validation "
           f"{evaluate(model, validation)['bits_per_char']:.4f}, test "
           f"{evaluate(model, test)['bits_per_char']:.4f} bits/char "
           f"({(time.perf_counter() - start) / 60:.1f} min)")
