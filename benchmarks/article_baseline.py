@@ -41,7 +41,7 @@ from benchmarks.article_numpy import (  # noqa: E402
     next_char_probs,
     read_article_dir,
 )
-from benchmarks.common import EOS, VOCABULARY  # noqa: E402
+from benchmarks.common import END_CHAR, VOCABULARY  # noqa: E402
 
 __all__ = ["ArticleModel", "FitStats", "next_char_probs", "threshold_filter"]
 
@@ -116,7 +116,7 @@ class ArticleModel:
             raise ValueError(f"unit_type must be 'gru' or 'lstm', got {unit_type!r}")
         if depth < 1 or inter_time_step_size < 1:
             raise ValueError("depth and inter_time_step_size must be >= 1")
-        if EOS not in vocabulary:
+        if END_CHAR not in vocabulary:
             raise ValueError("the vocabulary must contain the end marker '\\n'")
         self.vocab = vocabulary
         self.vocab_size = len(vocabulary)
@@ -213,13 +213,13 @@ class ArticleModel:
     # ---------------------------------------------------------------------------- training
 
     def _step_targets(self, batch: list[str], t: int) -> list[str]:
-        # Targets at step t for the rows still running: their char t, or EOS at t == len.
+        # Targets at step t for the rows still running: their char t, or the end at t == len.
         # The batch is sorted longest first, so the running rows are a prefix.
         chars = []
         for sentence in batch:
             if t > len(sentence):
                 break
-            chars.append(sentence[t] if t < len(sentence) else EOS)
+            chars.append(sentence[t] if t < len(sentence) else END_CHAR)
         return chars
 
     def fit(
@@ -298,7 +298,7 @@ class ArticleModel:
         out = ""
         while max_length is None or len(out) < max_length:
             char = self._sample_char(y_hat, threshold, rng)
-            if char == EOS:
+            if char == END_CHAR:
                 break
             out += char
             y_hat = self(self.onehot([char]))

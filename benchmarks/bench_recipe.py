@@ -108,7 +108,7 @@ def train_speed(train, model_config, batch: int, seconds: float) -> float:
     step = make_train_step(model, make_optimizer(model, TrainConfig(batch_size=batch)))
 
     rows = [r for r in batch_rows(train, batch, np.random.default_rng(0)) if len(r) == batch]
-    batches = iter(to_dataset(train, rows, TrainConfig().max_length).repeat())
+    batches = iter(to_dataset(train, rows, TrainConfig().truncate_length).repeat())
     for _ in range(10):  # traces and warm-up
         step(*next(batches))
     chars, start = 0, time.perf_counter()

@@ -259,7 +259,7 @@ def _charlm_round(model, corpus, validation, case: Case, seconds: float, warmup:
     from charlm.data import PAD_MULTIPLE, batch_rows
     from charlm.train import Callback, fit
 
-    config = TrainConfig(batch_size=case.batch, epochs=1, max_length=max_length,
+    config = TrainConfig(batch_size=case.batch, epochs=1, truncate_length=max_length,
                          max_minutes=max(1.0, 20 * (seconds + 60) / 60), validation_limit=0)
     # fit draws epoch e's batches from default_rng([seed, e]); re-derive them to count.
     rows = batch_rows(corpus, case.batch, np.random.default_rng([config.seed, 0]))

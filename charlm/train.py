@@ -205,7 +205,7 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
         rows = batch_rows(train, config.batch_size, rng)
         epoch_nats, epoch_chars, t0 = 0.0, 0, time.monotonic()
         for b, (inputs, targets, weights) in enumerate(
-                to_dataset(train, rows[skip:], config.max_length), start=skip):
+                to_dataset(train, rows[skip:], config.truncate_length), start=skip):
             elapsed = time.monotonic() - start
             progress = max(result.steps / planned, elapsed / budget)
             optimizer.learning_rate.assign(learning_rate(config, progress, result.steps))

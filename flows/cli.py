@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from charlm.config import CELLS, SPLITS, IngestConfig, ModelConfig, SampleConfig, TrainConfig
+from charlm.config import CELLS, IngestConfig, ModelConfig, SampleConfig, TrainConfig
+from storage.datasets import SPLITS
 
 KINDS = ("datasets", "models", "evaluations", "generations")
 DEFAULT_MODEL, DEFAULT_TRAIN, DEFAULT_SAMPLE = ModelConfig(), TrainConfig(), SampleConfig()
@@ -53,7 +54,8 @@ def build_parser() -> Parser:
     p = sub.add_parser("ingest", help="publish a dataset version from headline CSVs")
     p.add_argument("csv", nargs="+", help="CSV files with publish_date,headline_text columns")
     p.add_argument("--lowercase", action="store_true", help="lowercase every headline")
-    p.add_argument("--max-length", type=positive_int, default=IngestConfig.max_length,
+    p.add_argument("--max-headline-length", "--max-length", type=positive_int,
+                   default=IngestConfig.max_headline_length,
                    help="quarantine cleaned headlines longer than this (default %(default)s)")
 
     p = sub.add_parser("train", help="train a model on a dataset version")
@@ -89,7 +91,8 @@ def build_parser() -> Parser:
     p.add_argument("--temperature", type=float, default=DEFAULT_SAMPLE.temperature)
     p.add_argument("--top-k", type=int, default=DEFAULT_SAMPLE.top_k)
     p.add_argument("--greedy", action="store_true")
-    p.add_argument("--max-length", type=positive_int, default=DEFAULT_SAMPLE.max_length)
+    p.add_argument("--max-new-chars", "--max-length", type=positive_int,
+                   default=DEFAULT_SAMPLE.max_new_chars)
     p.add_argument("--seed", type=int, default=DEFAULT_SAMPLE.seed)
     p.add_argument("--prefix", action="append", default=[],
                    help="start headlines with this text (repeatable; rows cycle through them)")
@@ -182,11 +185,11 @@ def train_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
 
 def sample_config(args: argparse.Namespace) -> SampleConfig:
     return SampleConfig(top_p=args.top_p, temperature=args.temperature, top_k=args.top_k,
-                        greedy=args.greedy, max_length=args.max_length, seed=args.seed)
+                        greedy=args.greedy, max_new_chars=args.max_new_chars, seed=args.seed)
 
 
 def cmd_ingest(args: argparse.Namespace) -> Callable[[], None]:
-    config = IngestConfig(max_length=args.max_length, lowercase=args.lowercase)
+    config = IngestConfig(max_headline_length=args.max_headline_length, lowercase=args.lowercase)
 
     def run() -> None:
         from tasks.ingest import ingest_csvs

@@ -16,7 +16,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from charlm.config import IngestConfig
-from charlm.ingest import IngestError
+from ingestion.reasons import IngestError
 from tasks.common import open_store
 from tasks.events import emit_dataset_published
 from tasks.ingest import IngestOutcome, archive_inbox, ingest_csvs, scan_inbox

@@ -16,14 +16,14 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from charlm.config import SPLITS, SampleConfig, to_dict
+from charlm.config import SampleConfig, to_dict
 from charlm.data import Corpus
 from charlm.evaluate import evaluate
 from charlm.model import load_model, read_config
 from charlm.quality import TrainingIndex, sample_quality
 from charlm.report import markdown_report, plot_learning_curve
 from charlm.sample import generate
-from storage.datasets import read_texts
+from storage.datasets import check_split, read_texts
 from tasks.common import open_store, run_logger
 
 METRICS_FILE = "metrics.json"
@@ -40,12 +40,6 @@ class EvaluationOutcome:
     split: str
     metrics: dict[str, Any]
     report: str  # path of report.md
-
-
-def check_split(split: str) -> str:
-    if split not in (*SPLITS, "all"):
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, all; got {split!r}")
-    return split
 
 
 def _json_safe(value: Any) -> Any:
@@ -86,7 +80,7 @@ def evaluate_model(storage: str | None, model: str = "latest", dataset: str = "l
         generated = generate(net, samples, sample_config)
         index = TrainingIndex.from_texts(read_texts(dataset_dir, "train"))
         quality = sample_quality(generated.texts, index, generated.truncated,
-                                 sample_config.max_length)
+                                 sample_config.max_new_chars)
         quality["sample_config"] = to_dict(sample_config)
         metrics.update(quality)
     metrics = _json_safe(metrics)

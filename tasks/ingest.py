@@ -12,10 +12,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from charlm.config import IngestConfig, to_dict
-from charlm.grammar import make_corpus
-from charlm.ingest import transliterator
+from charlm.demo_corpus import make_corpus
+from ingestion.plan import plan_ingest, write_version
 from storage import StorageError
-from storage.datasets import ingest_files, write_dataset
 from storage.fsutil import sha256_file
 from tasks.common import open_store, run_logger
 
@@ -26,7 +25,7 @@ class IngestOutcome:
     published: bool
     new_rows: int
     duplicates: int
-    quarantined: int
+    quarantined_rows: int
     rows: int
     message: str
 
@@ -40,35 +39,28 @@ def latest_dataset(storage: str | None) -> str | None:
 
 @task(name="ingest-csv", cache_policy=NO_CACHE)
 def ingest_csvs(storage: str | None, paths: list[str],
-                config: IngestConfig = IngestConfig()) -> IngestOutcome:
+                cleaning: IngestConfig = IngestConfig()) -> IngestOutcome:
     """Clean and merge `paths` into the latest dataset; publish a version if any row is new."""
     if not paths:
         raise ValueError("no CSV files given")
     store = open_store(storage)
     previous = latest_dataset(storage)
     previous_dir = store.path("datasets", previous) if previous else None
-    plan = ingest_files(previous_dir, [Path(p) for p in paths], config)
-    quarantined = sum(plan.quarantined.values())
+    plan = plan_ingest(previous_dir, [Path(p) for p in paths], cleaning)
     names = ", ".join(Path(p).name for p in paths)
-    if plan.new_rows == 0:
-        message = (f"{names}: 0 new rows ({plan.duplicates} duplicates, {quarantined} "
-                   f"quarantined); dataset {previous or '(none)'} unchanged")
+    if not plan.changed:
+        message = f"{names}: {plan.describe()}; dataset {previous or '(none)'} unchanged"
         run_logger().info(message)
-        return IngestOutcome(previous, False, 0, plan.duplicates, quarantined, plan.rows,
-                             message)
+        return IngestOutcome(previous, False, 0, plan.duplicates, plan.quarantined_rows,
+                             plan.rows, message)
     sources = [{"path": str(Path(p).resolve()), "sha256": sha256_file(Path(p))} for p in paths]
     with store.publish("datasets", parents={"datasets": [previous]} if previous else {},
-                       params={"ingest": to_dict(config), "sources": sources}) as staging:
-        summary = write_dataset(staging.path, plan.headlines, plan.quarantine)
-        staging.summary.update(summary, new_rows=plan.new_rows, duplicates=plan.duplicates,
-                               quarantined_by_reason=plan.quarantined,
-                               transliterator=transliterator())
-    message = (f"{names}: {plan.new_rows} new rows, {plan.duplicates} duplicates dropped, "
-               f"{quarantined} quarantined; published dataset {staging.id} "
-               f"({plan.rows} headlines)")
+                       params={"ingest": to_dict(cleaning), "sources": sources}) as staging:
+        staging.summary.update(write_version(plan, staging.path))
+    message = f"{names}: {plan.describe()}; published dataset {staging.id}"
     run_logger().info(message)
-    return IngestOutcome(staging.id, True, plan.new_rows, plan.duplicates, quarantined,
-                         plan.rows, message)
+    return IngestOutcome(staging.id, True, plan.new_rows, plan.duplicates,
+                         plan.quarantined_rows, plan.rows, message)
 
 
 @task(name="write-demo-corpus", cache_policy=NO_CACHE)

@@ -81,7 +81,7 @@ def test_save_load_round_trip(tmp_path, tiny_model):
     tokens = _tokens(3, 12, seed=2)
     np.testing.assert_array_equal(loaded(tokens, training=False).numpy(),
                                   model(tokens, training=False).numpy())
-    sample = SampleConfig(max_length=20, seed=5)
+    sample = SampleConfig(max_new_chars=20, seed=5)
     assert generate(loaded, 4, sample).texts == generate(model, 4, sample).texts
     # a freshly built model with the same config differs: the weights came from disk
     fresh = build_model(config, precision="float32")

@@ -22,7 +22,7 @@ STOPPED = {"epochs", "early_stopping", "time_budget"}
 
 @pytest.fixture(scope="module")
 def corpora():
-    from charlm.grammar import make_corpus
+    from charlm.demo_corpus import make_corpus
 
     texts = [t for _, t in make_corpus(300, np.random.default_rng(7))]
     return Corpus.from_texts(texts[:260]), Corpus.from_texts(texts[260:])
@@ -165,7 +165,7 @@ import sys
 import numpy as np
 from charlm.config import ModelConfig, TrainConfig
 from charlm.data import Corpus
-from charlm.grammar import make_corpus
+from charlm.demo_corpus import make_corpus
 from charlm.model import build_model
 from charlm.train import fit
 
@@ -180,7 +180,7 @@ fit(model, train, valid, TrainConfig(**{config}), checkpoint_dir=sys.argv[1],
 
 @pytest.mark.slow
 def test_resume_after_kill(tmp_path, tiny_model):
-    from charlm.grammar import make_corpus
+    from charlm.demo_corpus import make_corpus
 
     ckpt = tmp_path / "ckpt"
     script = tmp_path / "trainer.py"

@@ -92,7 +92,7 @@ def trained(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Trai
     import numpy as np
     import polars as pl
 
-    from charlm.grammar import make_corpus
+    from charlm.demo_corpus import make_corpus
     from flows.train import train_headlines
     from tasks.ingest import ingest_csvs
 

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from charlm.grammar import make_corpus
+from charlm.demo_corpus import make_corpus
 from charlm.vocab import ALPHABET
 from flows.cli import main
 from storage.datasets import read_texts

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from charlm.grammar import make_corpus
+from charlm.demo_corpus import make_corpus
 from storage import Store
 
 ROOT = Path(__file__).resolve().parents[2]

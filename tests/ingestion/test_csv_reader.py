@@ -12,15 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charlm.config import IngestConfig
-from charlm.ingest import clean
-from storage.sources import (
-    RAW_SCHEMA,
-    IngestError,
-    _parse_fast,
-    _parse_tolerant,
-    parse_headlines,
-    scan_headlines,
-)
+from ingestion.cleaning import RAW_SCHEMA, clean
+from ingestion.csv_reader import _parse_fast, _parse_tolerant, parse_headlines, scan_headlines
+from ingestion.reasons import IngestError
 
 SHARED = Path(__file__).parents[2] / ".." / "shared" / "data"
 HEADER = b"publish_date,headline_text\n"
@@ -277,7 +271,7 @@ def test_arbitrary_bytes_give_valid_rows_or_ingest_error(
     tmp_path: Path, with_header: bool, body: bytes
 ) -> None:
     path = write(tmp_path, (HEADER if with_header else b"") + body)
-    config = IngestConfig(max_length=20)
+    config = IngestConfig(max_headline_length=20)
     try:
         good, bad = clean(scan_headlines(path), config)
         good_rows, bad_rows = pl.collect_all([good, bad])
