@@ -29,6 +29,7 @@ __all__ = [
     "ALIASES_DIR",
     "ALIAS_HISTORY_FILE",
     "CLAIM_SUFFIX",
+    "DEFAULT_ROOT_NAME",
     "GC_SUFFIX",
     "LOCK_FILE",
     "MANIFEST",
@@ -49,6 +50,7 @@ __all__ = [
 
 # -- the store's bookkeeping, per kind (<root>/<kind>/...) and per store --------------------
 
+DEFAULT_ROOT_NAME = "charlm-store"  # the store root when $CHARLM_STORAGE is not set
 MANIFEST = "manifest.json"  # in every version; written last
 STAGING_DIR = ".staging"  # versions being written: <id>.<pid>/, claimed by <id>.<pid>.lock
 CLAIM_SUFFIX = ".lock"
