@@ -272,31 +272,3 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
         cb.on_train_end(result)
     return result
 
-
-class TensorBoardLog(Callback):
-    """Writes per-epoch and every-N-batch scalars as TensorBoard event files into `logdir`."""
-
-    def __init__(self, logdir: Path, every: int = 50) -> None:
-        self.logdir = Path(logdir)
-        self.every = every
-        self.writer = None
-
-    def on_train_begin(self, info: dict[str, Any]) -> None:
-        self.writer = tf.summary.create_file_writer(str(self.logdir))
-
-    def on_batch_end(self, step: int, logs: dict[str, Any]) -> None:
-        if step % self.every == 0 and self.writer is not None:
-            with self.writer.as_default(step=step):
-                tf.summary.scalar("batch/bits_per_char", logs["bits_per_char"])
-                tf.summary.scalar("batch/learning_rate", logs["learning_rate"])
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        if self.writer is not None:
-            with self.writer.as_default(step=epoch):
-                tf.summary.scalar("epoch/train_bits_per_char", logs["train_bpc"])
-                tf.summary.scalar("epoch/validation_bits_per_char", logs["validation_bpc"])
-            self.writer.flush()
-
-    def on_train_end(self, result: TrainResult) -> None:
-        if self.writer is not None:
-            self.writer.close()

@@ -94,7 +94,7 @@ def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DE
                                           outcome.dataset_id if outcome.published else None)
     bad_inbox = [p for p in rejected if _in_inbox(p, inbox)]
     if bad_inbox:
-        run.archived += archive_inbox(storage, bad_inbox, "rejected")
+        run.archived += archive_inbox(storage, bad_inbox, None, rejected=True)
 
     if run.published:
         # One event for the newest version: training always starts from the latest dataset.

@@ -150,7 +150,15 @@ class ShardFiles:
 
     @classmethod
     def at(cls, directory: str | Path, index: int) -> ShardFiles:
-        stem = Path(directory) / f"shard-{index:05d}"
+        return cls._named(Path(directory) / f"shard-{index:05d}")
+
+    @classmethod
+    def of(cls, records: str | Path) -> ShardFiles:
+        """The files of the shard whose complete records file is `records`."""
+        return cls._named(Path(records).with_suffix(""))
+
+    @classmethod
+    def _named(cls, stem: Path) -> ShardFiles:
         return cls(stem.with_suffix(".jsonl"), stem.with_suffix(".tmp"),
                    stem.with_suffix(".json"))
 

@@ -1,4 +1,8 @@
-"""The ingestion stage: headline CSVs in, a dataset version out (only when rows are new)."""
+"""The ingestion stage: headline CSVs in, a dataset version out (only when rows are new).
+
+The work itself is the `ingestion` package's; these tasks add the store (the previous
+version, publishing) and the inbox the `ingest-headlines` flow watches.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from charlm.config import IngestConfig, to_dict
-from charlm.demo_corpus import make_corpus
 from ingestion.plan import plan_ingest, write_version
 from storage import StorageError
 from storage.fsutil import sha256_file
+from storage.layout import Inbox
 from tasks.common import open_store, run_logger
 
 
@@ -63,19 +65,6 @@ def ingest_csvs(storage: str | None, paths: list[str],
                          plan.quarantined_rows, plan.rows, message)
 
 
-@task(name="write-demo-corpus", cache_policy=NO_CACHE)
-def write_demo_corpus(storage: str | None, n: int, seed: int) -> str:
-    """Write the embedded grammar corpus as an ABC-format CSV into the store's inbox."""
-    rows = make_corpus(n, np.random.default_rng(seed))
-    inbox = open_store(storage).inbox
-    inbox.mkdir(parents=True, exist_ok=True)
-    path = inbox / f"demo-headlines-{n}-seed{seed}.csv"
-    tmp = path.with_suffix(".tmp")
-    pl.DataFrame(rows, schema=["publish_date", "headline_text"], orient="row").write_csv(tmp)
-    tmp.replace(path)
-    return str(path)
-
-
 @task(name="scan-inbox", cache_policy=NO_CACHE)
 def scan_inbox(storage: str | None) -> list[str]:
     """CSV files waiting in the store's inbox, oldest first."""
@@ -87,9 +76,12 @@ def scan_inbox(storage: str | None) -> list[str]:
 
 
 @task(name="archive-inbox", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def archive_inbox(storage: str | None, paths: list[str], dataset_id: str | None) -> list[str]:
-    """Move processed inbox files aside (inbox/processed/<dataset id>/), never overwriting."""
-    target = open_store(storage).inbox / "processed" / (dataset_id or "unchanged")
+def archive_inbox(storage: str | None, paths: list[str], dataset_id: str | None,
+                  rejected: bool = False) -> list[str]:
+    """Move processed inbox files aside, never overwriting: to processed/<dataset id>/,
+    processed/unchanged/ (dataset_id None) or processed/rejected/ (unreadable files)."""
+    inbox = Inbox.at(open_store(storage).root)
+    target = inbox.rejected if rejected else inbox.processed(dataset_id)
     target.mkdir(parents=True, exist_ok=True)
     moved = []
     for p in map(Path, paths):

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from charlm.config import SampleConfig
-from flows.generate import generate_headlines, plan_shards, rotate
+from flows.generate import generate_headlines
 from flows.runners import dask_runner, task_runner_from_env
 from storage import Store
+from tasks.generate import plan_shards, rotate
 from tasks.report import GENERATION_KEY
 
 
