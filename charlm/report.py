@@ -136,12 +136,12 @@ def markdown_report(model_id: str, metrics: Mapping[str, Any], quality: Mapping[
         ["headlines", _number(metrics.get("headlines"))],
         ["characters (incl. end markers)", _number(metrics.get("characters"))],
     ])
-    buckets = metrics.get("buckets") or []
-    if buckets:
+    by_length = metrics.get("by_length") or []
+    if by_length:
         lines += ["", "By headline length (characters):", ""]
         lines += _table(["length", "headlines", "bits per char", "perplexity"], [
             [escape(str(b["length"])), _number(b.get("headlines")),
-             _number(b.get("bits_per_char")), _number(b.get("perplexity"))] for b in buckets])
+             _number(b.get("bits_per_char")), _number(b.get("perplexity"))] for b in by_length])
     lines.append("")
 
     if history:

@@ -19,7 +19,7 @@ from typing import Any
 from charlm.config import CELLS, IngestConfig, ModelConfig, SampleConfig, TrainConfig
 from storage import KINDS
 from tasks import presets
-from tasks.common import open_store
+from tasks.common import open_store, run_task
 
 Command = Callable[[argparse.Namespace], Callable[[], None]]
 
@@ -39,7 +39,7 @@ def cmd_ingest(args: argparse.Namespace) -> Callable[[], None]:
     def run() -> None:
         from tasks.ingest import ingest_csvs
 
-        outcome = ingest_csvs.fn(args.storage, args.csv, cleaning)  # logs its summary
+        outcome = run_task(ingest_csvs, args.storage, args.csv, cleaning)  # logs a summary
         if outcome.dataset_id is None:
             raise RuntimeError("no dataset version exists and the files held no usable rows")
         out(outcome.dataset_id)
@@ -80,8 +80,8 @@ def cmd_evaluate(args: argparse.Namespace) -> Callable[[], None]:
     def run() -> None:
         from tasks.evaluate import evaluate_model
 
-        outcome = evaluate_model.fn(args.storage, args.model, args.dataset, args.split,
-                                    args.samples)
+        outcome = run_task(evaluate_model, args.storage, args.model, args.dataset, args.split,
+                           args.samples)
         err(f"published evaluation {outcome.evaluation_id}; report: {outcome.report}")
         out(json.dumps(outcome.metrics, indent=2))
 
@@ -114,7 +114,7 @@ def cmd_promote(args: argparse.Namespace) -> Callable[[], None]:
     def run() -> None:
         from tasks.champion import promote
 
-        out(promote.fn(args.storage, args.model, f"by hand: {args.reason.strip()}"))
+        out(run_task(promote, args.storage, args.model, f"by hand: {args.reason.strip()}"))
 
     return run
 
@@ -180,7 +180,7 @@ def cmd_import_article(args: argparse.Namespace) -> Callable[[], None]:
     def run() -> None:
         from tasks.importer import import_article
 
-        out(import_article.fn(args.storage, args.directory))
+        out(run_task(import_article, args.storage, args.directory))
 
     return run
 

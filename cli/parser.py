@@ -41,14 +41,14 @@ def _dataset(p: argparse.ArgumentParser) -> None:
                    help="dataset version id, unique id prefix or alias (default: %(default)s)")
 
 
+_SHAPE_HELP = {"hidden": "units per recurrent layer", "depth": "stacked recurrent layers",
+               "embedding": "embedding size; 0 = one-hot input as in the article"}
+
+
 def _model_shape(p: argparse.ArgumentParser, defaults: ModelConfig) -> None:
-    p.add_argument("--hidden", type=int, default=defaults.hidden,
-                   help="units per recurrent layer (default: %(default)s)")
-    p.add_argument("--depth", type=int, default=defaults.depth,
-                   help="stacked recurrent layers (default: %(default)s)")
-    p.add_argument("--embedding", type=int, default=defaults.embedding,
-                   help="embedding size; 0 = one-hot input as in the article "
-                        "(default: %(default)s)")
+    for field, text in _SHAPE_HELP.items():
+        p.add_argument(f"--{field}", type=int, default=getattr(defaults, field),
+                       help=f"{text} (default: %(default)s)")
 
 
 def _budget(p: argparse.ArgumentParser, defaults: TrainConfig, what: str) -> None:

@@ -7,10 +7,9 @@ quote, and may hold commas and newlines); LF or CRLF line ends (like polars, one
 trailing CR of any unquoted field is dropped); UTF-8 with or without a byte-order
 mark. Blank lines are skipped and not counted as rows.
 
-Whole-file problems raise `IngestError`, a one-line message naming the file:
-missing path, a directory, an empty (0-byte) file, no header, a UTF-16 file, an
-undecodable or malformed header, missing or duplicated columns. A header-only
-file is valid and has 0 rows.
+Whole-file problems raise `IngestError`, a one-line message naming the file: missing path,
+a directory, an empty (0-byte) file, no header, a UTF-16 file, an undecodable or malformed
+header, missing or duplicated columns. A header-only file is valid and has 0 rows.
 
 Row problems never fail the file; the row is kept with its raw text and a
 `reason` (see ingestion.reasons) for the cleaning rules to quarantine:
@@ -26,9 +25,8 @@ Row problems never fail the file; the row is kept with its raw text and a
   reading resumes at the next line, so one stray quote costs one row rather than
   swallowing the rest of the file. A `"` inside an unquoted field is literal.
 
-Two paths, kept because measurements justify each (best of runs, 2-core AMD EPYC,
-`ingestion/csv_reader.py` vs the alternatives; 45,914 rows = the shared ABC file, 1.2M
-rows = `benchmarks/bench_ingest.py`'s file):
+Two paths, each justified by measurements (best of runs on a 2-core AMD EPYC; 45,914 rows:
+the shared ABC file, 1.2M rows: `benchmarks/bench_ingest.py`'s file):
 
 | path | 45,914 rows | 1.2M rows | bad rows it reports |
 | --- | --- | --- | --- |
@@ -40,12 +38,12 @@ rows = `benchmarks/bench_ingest.py`'s file):
 (1) a ragged, undecodable or badly quoted row fails the whole file; a NUL row passes as text.
 (2) irregular quotes hand the whole file to the csv path.
 
-The fast path: a numpy pass over the bytes finds records and counts fields (quotes by
-parity), bad rows are cut out, and polars' multithreaded reader parses the rest: 13x the
-csv path, which clean files (all real data seen so far) always take. Files whose quotes
-are not RFC 4180-clean take the csv path: the standard `csv` module reads record by record
-(restarting after a bad quote), as fast as a hand-written tokenizer. The two paths give
-identical rows wherever the fast path accepts a file (property-tested).
+Fast path: a numpy pass over the bytes finds records and counts fields (quotes by parity),
+bad rows are cut out, polars' multithreaded reader parses the rest; 13x the csv path, and
+every clean file (all real data so far) takes it. Files whose quotes are not RFC 4180-clean
+take the csv path: the standard `csv` module, record by record (restarting after a bad
+quote), as fast as a hand-written tokenizer. Both give identical rows wherever the fast
+path accepts a file (property-tested).
 """
 
 from __future__ import annotations
@@ -263,15 +261,8 @@ def _parse_fast(data: bytes, where: str) -> pl.DataFrame | None:
     return pl.concat([frame, bad_rows]).sort("row")
 
 
-def _polars_read(
-    data: bytes,
-    starts: np.ndarray,
-    stops: np.ndarray,
-    good: np.ndarray,
-    ncols: int,
-    di: int,
-    hi: int,
-) -> pl.DataFrame | None:
+def _polars_read(data: bytes, starts: np.ndarray, stops: np.ndarray, good: np.ndarray,
+                 ncols: int, di: int, hi: int) -> pl.DataFrame | None:
     names = [f"c{i}" for i in range(ncols)]
     if good.size == 0:
         return pl.DataFrame(schema={"publish_date": pl.String, "headline_text": pl.String})

@@ -173,6 +173,13 @@ class Inbox:
     def at(cls, root: str | Path) -> Inbox:
         return cls(Path(root) / INBOX_DIR)
 
+    def waiting(self) -> list[Path]:
+        """The CSV files waiting to be ingested (write under another name, then rename to
+        *.csv: a scan takes every *.csv it sees)."""
+        if not self.directory.is_dir():
+            return []
+        return [p for p in self.directory.glob("*.csv") if p.is_file()]
+
     def processed(self, dataset_id: str | None) -> Path:
         """Where ingested files go: processed/<dataset id>/, or processed/unchanged/."""
         return self.directory / PROCESSED_DIR / (dataset_id or "unchanged")

@@ -75,12 +75,12 @@ def evaluate_model(storage: str | None, model: str = "latest", dataset: str = "l
     metrics.update(model=model_id, dataset=dataset_id, split=split)
     quality: dict[str, Any] = {}
     if samples:
-        sample_config = SampleConfig(seed=QUALITY_SEED)
-        generated = generate(net, samples, sample_config)
+        sampling = SampleConfig(seed=QUALITY_SEED)
+        generated = generate(net, samples, sampling)
         index = TrainingIndex.from_texts(read_texts(dataset_dir, "train"))
         quality = sample_quality(generated.texts, index, generated.truncated,
-                                 sample_config.max_new_chars)
-        quality["sample_config"] = to_dict(sample_config)
+                                 sampling.max_new_chars)
+        quality["sampling"] = to_dict(sampling)
         metrics.update(quality)
     metrics = _json_safe(metrics)
     with store.publish("evaluations", parents={"models": [model_id], "datasets": [dataset_id]},

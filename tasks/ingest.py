@@ -68,10 +68,7 @@ def ingest_csvs(storage: str | None, paths: list[str],
 @task(name="scan-inbox", cache_policy=NO_CACHE)
 def scan_inbox(storage: str | None) -> list[str]:
     """CSV files waiting in the store's inbox, oldest first."""
-    inbox = open_store(storage).inbox
-    if not inbox.is_dir():
-        return []
-    files = [p for p in inbox.glob("*.csv") if p.is_file()]
+    files = Inbox.at(open_store(storage).root).waiting()
     return [str(p) for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
 
 

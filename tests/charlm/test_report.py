@@ -25,7 +25,7 @@ def history(offset: float = 0.0, epochs: int = 3) -> list[dict]:
 METRICS = {
     "bits_per_char": 2.3456, "perplexity": 5.0823, "characters": 1234, "headlines": 40,
     "model": "m-001", "dataset": "d-042", "split": "test",
-    "buckets": [
+    "by_length": [
         {"length": "0-19", "headlines": 10, "bits_per_char": 2.9876, "perplexity": 7.93,
          "characters": 150},
         {"length": "80+", "headlines": 30, "bits_per_char": 2.1111, "perplexity": 4.32,
