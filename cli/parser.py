@@ -55,7 +55,7 @@ def _budget(p: argparse.ArgumentParser, defaults: TrainConfig, what: str) -> Non
     p.add_argument("--batch-size", type=int, default=defaults.batch_size,
                    help="headlines per batch (default: %(default)s)")
     p.add_argument("--max-minutes", type=float, default=defaults.max_minutes,
-                   help=f"wall-clock training budget {what}, in minutes (default: %(default)s)")
+                   help=f"wall-clock training budget{what} in minutes (default: %(default)s)")
 
 
 def _seed(p: argparse.ArgumentParser, what: str) -> None:
@@ -158,7 +158,7 @@ def build_parser() -> Parser:
     p.add_argument("--cells", default=",".join(presets.COMPARE_CELLS),
                    help="comma-separated cell types (default: %(default)s)")
     _model_shape(p, presets.COMPARE_NETWORK)
-    _budget(p, presets.COMPARE_TRAINING, "per model")
+    _budget(p, presets.COMPARE_TRAINING, " per model,")
     p.add_argument("--samples", type=int, default=presets.COMPARE_SAMPLES,
                    help="headlines generated per model for quality metrics "
                         "(default: %(default)s)")

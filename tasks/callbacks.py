@@ -24,6 +24,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from charlm.config import TrainConfig
 from charlm.train import Callback, TrainResult
 from tasks.common import in_prefect_run, run_logger
+from tasks.native_logs import terminal_stderr
 
 __all__ = ["PROGRESS_KEY", "LogEpochs", "ProgressBar", "TensorBoardLog", "TrainingProgress",
            "terminal_progress"]
@@ -193,5 +194,6 @@ class ProgressBar(Callback):
 
 
 def terminal_progress() -> list[Callback]:
-    """[ProgressBar()] when stderr is a terminal, else [] (logs and pipes stay clean)."""
-    return [ProgressBar()] if sys.stderr.isatty() else []
+    """[ProgressBar] when stderr is a terminal, else [] (logs and pipes stay clean)."""
+    terminal = terminal_stderr()
+    return [ProgressBar(terminal)] if terminal is not None else []

@@ -27,8 +27,9 @@ import re
 import subprocess
 import sys
 import threading
+from typing import TextIO
 
-__all__ = ["filter_native_logs", "is_native_log_line", "pull_step"]
+__all__ = ["filter_native_logs", "is_native_log_line", "pull_step", "terminal_stderr"]
 
 _NATIVE_LINE = re.compile(
     rb"[IWE]\d{4} [\d:.]+\s+\d+ \S+:\d+\] "  # absl: I0000 00:00:1796.25  4916 port.cc:153]
@@ -45,6 +46,8 @@ _PIECE = re.compile(rb"[^\n]*\n|[^\n]+")
 
 _lock = threading.Lock()  # filter_native_logs may be called from several threads
 _installed = False
+_original: int | None = None  # the real stderr while filtering
+_terminal: TextIO | None = None
 
 
 def is_native_log_line(line: bytes) -> bool:
@@ -101,12 +104,12 @@ def filter_native_logs() -> None:
     """Filter TensorFlow's native log lines out of this process's stderr (fd 2), from now
     until exit, for its children and for a program it execs into. Idempotent; call it before
     importing TensorFlow."""
-    global _installed
+    global _installed, _original
     with _lock:
         if _installed:
             return
         sys.stderr.flush()
-        original = os.dup(2)
+        original = _original = os.dup(2)
         read_fd, write_fd = os.pipe()
         # Its own session: a Ctrl-C meant for charlm must not kill the filter before the last
         # lines pass; it ends when the last writer of the pipe is gone.
@@ -128,6 +131,17 @@ def filter_native_logs() -> None:
             pass  # a child still holds the pipe; the helper outlives us and finishes later
 
     atexit.register(restore)
+
+
+def terminal_stderr() -> TextIO | None:
+    """A text stream on the user's terminal (stderr, unfiltered), or None when stderr is not
+    a terminal: for a progress bar, which redraws its line and must know the terminal."""
+    global _terminal
+    if _original is None:
+        return sys.stderr if sys.stderr.isatty() else None
+    if _terminal is None and os.isatty(_original):
+        _terminal = os.fdopen(os.dup(_original), "w", buffering=1)
+    return _terminal
 
 
 def pull_step() -> dict[str, str]:
