@@ -9,7 +9,7 @@ rule (top-p / the article's threshold 0.9) and the same cap of `--max-length` ne
 characters per headline, in ONE process, in interleaved rounds (charlm first in even
 rounds, the article first in odd ones):
 
-* charlm: ``charlm.sample.generate(model, n, SampleConfig(max_length=L, seed=round))``,
+* charlm: ``charlm.sample.generate(model, n, SampleConfig(max_new_chars=L, seed=round))``,
   timed end to end. The compiled sampler is cached per model and settings (the seed is
   an argument), so only the first call of a process traces it; that first call is made
   before the rounds and shown separately. The steady state (one more call) is printed
@@ -48,7 +48,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_train import MODES, Verdict, print_header  # noqa: E402
+from benchmarks.harness import MODES, Verdict, print_header  # noqa: E402
 
 TARGET = 300.0
 MODE_DEFAULTS = {  # headlines, article samples, rounds, max_length, hidden, depth

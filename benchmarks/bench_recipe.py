@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -96,27 +98,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def train_speed(train, model_config, batch: int, seconds: float) -> float:
-    """Characters/second of the training step on full batches of `train` (after warm-up)."""
-    import numpy as np
-
+    """Characters/second of `charlm.train.fit` on `train` within a `seconds` budget, tracing
+    and the closing validation pass included (what a user's run of that length pays)."""
     from charlm.config import TrainConfig
-    from charlm.data import batch_rows, to_dataset
     from charlm.model import build_model, resolve_precision
-    from charlm.train import make_optimizer, make_train_step
+    from charlm.train import fit
 
     model = build_model(model_config, precision=resolve_precision("auto"))
-    step = make_train_step(model, make_optimizer(model, TrainConfig(batch_size=batch)))
-
-    rows = [r for r in batch_rows(train, batch, np.random.default_rng(0)) if len(r) == batch]
-    batches = iter(to_dataset(train, rows, TrainConfig().truncate_length).repeat())
-    for _ in range(10):  # traces and warm-up
-        step(*next(batches))
-    chars, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        inputs, targets, weights = next(batches)
-        float(step(inputs, targets, weights))
-        chars += int(weights.numpy().sum())
-    return chars / (time.perf_counter() - start)
+    config = TrainConfig(batch_size=batch, epochs=1, max_minutes=seconds / 60.0)
+    result = fit(model, train, train.take(np.arange(min(len(train), 500))), config)
+    return result.characters / result.seconds
 
 
 if __name__ == "__main__":

@@ -7,12 +7,18 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from charlm.config import CELLS, IngestConfig, ModelConfig, SampleConfig, TrainConfig
+from charlm.config import (
+    CELLS,
+    PRECISIONS,
+    IngestConfig,
+    ModelConfig,
+    SampleConfig,
+    TrainConfig,
+)
 from storage import KINDS
 from storage.datasets import SPLITS
 from tasks import presets
 
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DEFAULT_MODEL, DEFAULT_TRAIN = ModelConfig(), TrainConfig()
 DEFAULT_SAMPLE, DEFAULT_INGEST = SampleConfig(), IngestConfig()
 

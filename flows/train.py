@@ -23,7 +23,7 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from pydantic import NonNegativeInt
 
-from charlm.config import ModelConfig, SampleConfig, TrainConfig
+from charlm.config import ModelConfig, Precision, SampleConfig, TrainConfig
 from tasks.callbacks import TrainingProgress
 from tasks.champion import CHAMPION, champion_status, train_challenger
 from tasks.common import open_store
@@ -39,7 +39,6 @@ FLOW_NAME = "train-headlines"
 EVALUATION_KEY = "train-headlines-evaluation"
 # Frozen dataclasses: safe as shared defaults; equal to the `charlm train` CLI defaults.
 DEFAULT_NETWORK, DEFAULT_TRAINING = ModelConfig(), TrainConfig()
-Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
 
 
 @dataclass

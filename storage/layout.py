@@ -13,7 +13,8 @@ store uses them.
                                or comparison.md, comparison.json, comparison.png
                                                                             (ComparisonFiles)
     <root>/generations/<id>/   headlines.txt, headlines.jsonl                 (GenerationFiles)
-    <root>/.work/train-<key>/  tensorboard/, checkpoints                   (TrainingWorkFiles)
+    <root>/.work/train-<key>/  tensorboard/, checkpoint/ (arrays.npz, state.json),
+                               best.npz                  (TrainingWorkFiles, CheckpointFiles)
     <root>/.work/generate-<key>/shard-00000.jsonl (+ .json counts, .tmp)         (ShardFiles)
     <root>/inbox/              CSVs waiting for the ingest flow; processed/<dataset id>/,
                                processed/unchanged/, processed/rejected/          (Inbox)
@@ -35,6 +36,7 @@ __all__ = [
     "MANIFEST",
     "STAGING_DIR",
     "WORK_DIR",
+    "CheckpointFiles",
     "ComparisonFiles",
     "DatasetFiles",
     "EvaluationFiles",
@@ -130,14 +132,21 @@ class GenerationFiles(_Files):
 
 @dataclass(frozen=True)
 class TrainingWorkFiles(_Files):
-    """The work directory of one training run (kept across a resume)."""
+    """The work directory of one training run (kept across a resume; storage.checkpoints)."""
 
     tensorboard: Path = _file("tensorboard")  # published with the model
-    checkpoint: Path = _file("checkpoint")  # the latest checkpoint, a folder
+    checkpoint: Path = _file("checkpoint")  # the newest whole checkpoint (CheckpointFiles)
     previous_checkpoint: Path = _file("checkpoint.old")  # while a new one replaces it
-    partial_checkpoint: Path = _file("checkpoint.tmp")  # being written
-    best_weights: Path = _file("best.weights.h5")
-    partial_best_weights: Path = _file("tmp-best.weights.h5")
+    incoming_checkpoint: Path = _file("checkpoint.tmp")  # being written
+    best: Path = _file("best.npz")  # the arrays of the best weights so far
+
+
+@dataclass(frozen=True)
+class CheckpointFiles(_Files):
+    """One checkpoint folder (TrainingWorkFiles.checkpoint and its siblings)."""
+
+    arrays: Path = _file("arrays.npz")  # every array the trainer handed over, in order
+    state: Path = _file("state.json")  # the trainer's JSON-able state
 
 
 @dataclass(frozen=True)

@@ -54,11 +54,10 @@ class LogEpochs(Callback):
 
 
 class TensorBoardLog(Callback):
-    """Writes per-epoch and every-N-batch scalars as TensorBoard event files into `logdir`."""
+    """Writes per-report and per-epoch scalars as TensorBoard event files into `logdir`."""
 
-    def __init__(self, logdir: Path, every: int = 50) -> None:
+    def __init__(self, logdir: Path) -> None:
         self.logdir = Path(logdir)
-        self.every = every
         self.writer: Any = None
 
     def on_train_begin(self, info: dict[str, Any]) -> None:
@@ -70,7 +69,7 @@ class TensorBoardLog(Callback):
                 tf.summary.scalar(name, value)
 
     def on_batch_end(self, step: int, logs: dict[str, Any]) -> None:
-        if step % self.every == 0 and self.writer is not None:
+        if self.writer is not None:  # called per read-back of the loss, not per step
             self._scalars(step, {"batch/bits_per_char": logs["bits_per_char"],
                                  "batch/learning_rate": logs["learning_rate"]})
 

@@ -15,8 +15,10 @@ from prefect.cache_policies import NO_CACHE
 
 from charlm.config import ModelConfig, TrainConfig, to_dict
 from charlm.data import Corpus
+from charlm.devices import make_strategy
 from charlm.model import build_model, count_parameters, resolve_precision, save_model
 from charlm.train import Callback, fit
+from storage.checkpoints import CheckpointDir
 from storage.datasets import read_texts
 from storage.layout import ModelFiles, TrainingWorkFiles, training_work_name
 from tasks.callbacks import LogEpochs, TensorBoardLog
@@ -42,32 +44,41 @@ def train_model(storage: str | None, dataset: str = "latest",
                 network: ModelConfig = ModelConfig(),
                 training: TrainConfig = TrainConfig(),
                 precision: str = "auto",
-                callbacks: Sequence[Callback] = ()) -> TrainOutcome:
-    """Train a model on `dataset` (id or alias) and publish it as a model version."""
+                callbacks: Sequence[Callback] = (), devices: int | str = 1) -> TrainOutcome:
+    """Train a model on `dataset` (id or alias) and publish it as a model version.
+
+    `devices`: 1, a count of GPUs (logical CPUs on a machine without GPUs) or "all"; see
+    charlm.devices. A crashed run resumes from its checkpoint on any device count.
+    """
     log = run_logger()
     store = open_store(storage)
     dataset_id = store.resolve("datasets", dataset)
     dataset_dir = store.path("datasets", dataset_id)  # verifies checksums first
     train = Corpus.from_texts(read_texts(dataset_dir, "train"))
     validation = Corpus.from_texts(read_texts(dataset_dir, "validation"))
+    strategy = make_strategy(devices)
     dtype = resolve_precision(precision)
     run_key = fingerprint(dataset_id, to_dict(network), to_dict(training), dtype)
     work = store.work_dir(training_work_name(run_key))
-    log.info("dataset %s: %d train / %d validation headlines; %s %dx%d, checkpoints in %s",
-             dataset_id, len(train), len(validation), network.cell, network.hidden,
-             network.depth, work)
-    model = build_model(network, precision=dtype)
+    log.info("dataset %s: %d train / %d validation headlines; %s %dx%d, %s on %d device(s), "
+             "checkpoints in %s", dataset_id, len(train), len(validation), network.cell,
+             network.hidden, network.depth, dtype, strategy.num_replicas_in_sync, work)
+    with strategy.scope():
+        model = build_model(network, precision=dtype)
     tensorboard = TrainingWorkFiles.at(work).tensorboard  # kept across a resume
     result = fit(model, train, validation, training,
                  callbacks=[LogEpochs(log), TensorBoardLog(tensorboard), *callbacks],
-                 checkpoint_dir=work, fingerprint=run_key)
-    params = {"model": to_dict(network), "train": to_dict(training), "precision": dtype}
+                 checkpoint=CheckpointDir(work), fingerprint=run_key, strategy=strategy)
+    replicas = strategy.num_replicas_in_sync
+    params = {"model": to_dict(network), "train": to_dict(training), "precision": dtype,
+              "replicas": replicas}
     with store.publish("models", parents={"datasets": [dataset_id]}, params=params,
                        seed=network.seed) as staging:
         files = ModelFiles.at(staging.path)
         save_model(model, network, files,
                    extra={"train": to_dict(training), "dataset": dataset_id,
-                          "precision": dtype, "result": result.to_dict()})
+                          "precision": dtype, "replicas": replicas,
+                          "result": result.to_dict()})
         staging.copy_in(tensorboard, files.tensorboard.name)
         staging.summary.update(
             validation_bpc=result.best_validation_bpc, best_epoch=result.best_epoch,
