@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
         texts = pl.read_csv(args.csv)["headline_text"].drop_nulls().to_list()
     else:
-        from charlm.grammar import make_corpus
+        from charlm.demo_corpus import make_corpus
 
         texts = [t for _, t in make_corpus(args.headlines, np.random.default_rng(0))]
     train, validation = Corpus.from_texts(texts), Corpus.from_texts(texts[:20_000])

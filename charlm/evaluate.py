@@ -16,8 +16,8 @@ import tensorflow as tf
 from charlm.data import Corpus, assemble_batch, batch_dataset, batch_rows, corpus_on_device
 from charlm.devices import scoring_batch_size
 
-# Headline length buckets for the breakdown: [low, high) characters.
-BUCKETS: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 10**9))
+# Headline length ranges of the per-length breakdown: [low, high) characters.
+LENGTH_RANGES: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 10**9))
 LN2 = math.log(2.0)
 MAX_SCORED_LENGTH = 10**6  # scoring never cuts a headline
 
@@ -59,7 +59,7 @@ def metrics_from_nats(nats: float, characters: int) -> dict[str, float]:
 
 def evaluate(model: keras.Model, corpus: Corpus, batch_size: int | None = None
              ) -> dict[str, Any]:
-    """Bits per char, perplexity and a per-length-bucket breakdown for `corpus`."""
+    """Bits per char, perplexity and a breakdown by headline length (`by_length`)."""
     if len(corpus) == 0:
         raise ValueError("cannot evaluate on an empty set of headlines")
     nats = headline_nats(model, corpus, batch_size)
@@ -68,15 +68,15 @@ def evaluate(model: keras.Model, corpus: Corpus, batch_size: int | None = None
         **metrics_from_nats(float(nats.sum()), corpus.characters),
         "headlines": len(corpus),
     }
-    buckets = []
-    for low, high in BUCKETS:
+    by_length = []
+    for low, high in LENGTH_RANGES:
         mask = (lengths >= low) & (lengths < high)
         if mask.any():
             chars = int(lengths[mask].sum() + mask.sum())
-            buckets.append({
+            by_length.append({
                 "length": f"{low}-{high - 1}" if high < 10**9 else f"{low}+",
                 "headlines": int(mask.sum()),
                 **metrics_from_nats(float(nats[mask].sum()), chars),
             })
-    result["buckets"] = buckets
+    result["by_length"] = by_length
     return result

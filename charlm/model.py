@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -22,10 +22,20 @@ from charlm.config import PRECISIONS, ModelConfig, from_dict, to_dict
 from charlm.devices import cpu_has_bf16, gpu_available
 from charlm.vocab import ALPHABET, INPUT_SIZE, START, VOCAB_SIZE
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.weights.h5"
-VOCABULARY_FILE = "vocabulary.json"
 FORMAT = 1
+
+
+class ModelPaths(Protocol):
+    """Where a saved model's three files are; the caller decides (storage.layout.ModelFiles)."""
+
+    @property
+    def config(self) -> Path: ...  # JSON: format, ModelConfig, and the caller's extras
+
+    @property
+    def vocabulary(self) -> Path: ...  # JSON: the alphabet the ids refer to
+
+    @property
+    def weights(self) -> Path: ...  # Keras weights (.weights.h5)
 
 
 def resolve_precision(precision: str) -> str:
@@ -164,46 +174,46 @@ def start_tokens(batch: int) -> np.ndarray:
     return np.full((batch,), START, dtype=np.int64)
 
 
-def save_model(model: keras.Model, config: ModelConfig, directory: Path,
+def save_model(model: keras.Model, config: ModelConfig, files: ModelPaths,
                extra: dict[str, Any] | None = None) -> None:
-    """Write a self-describing model directory: config, vocabulary, weights (no code)."""
-    directory = Path(directory)
+    """Write a self-describing model: config, vocabulary, weights (no code) to `files`."""
     payload = {"format": FORMAT, "model": to_dict(config), **(extra or {})}
-    (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    (directory / VOCABULARY_FILE).write_text(
+    files.config.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    files.vocabulary.write_text(
         json.dumps({"alphabet": ALPHABET, "end": "\n", "start_id": START}) + "\n")
-    model.save_weights(directory / WEIGHTS_FILE)
+    model.save_weights(files.weights)
 
 
-def read_config(directory: Path) -> tuple[ModelConfig, dict[str, Any]]:
-    """The ModelConfig of a saved model directory and the rest of its config file."""
-    path = Path(directory) / CONFIG_FILE
+def read_config(files: ModelPaths) -> tuple[ModelConfig, dict[str, Any]]:
+    """The ModelConfig of a saved model and the rest of its config file."""
+    path = files.config
     try:
         payload = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{directory} is not a charlm model directory: no {CONFIG_FILE}") from None
+        raise ValueError(f"{path.parent} is not a charlm model: no {path.name}") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
     if payload.get("format") != FORMAT:
         raise ValueError(f"{path} has model format {payload.get('format')!r}, expected {FORMAT}")
     try:
-        vocab = json.loads((Path(directory) / VOCABULARY_FILE).read_text())
+        vocab = json.loads(files.vocabulary.read_text())
     except (FileNotFoundError, json.JSONDecodeError) as e:
-        raise ValueError(f"{directory}/{VOCABULARY_FILE} is missing or invalid: {e}") from None
+        raise ValueError(f"{files.vocabulary} is missing or invalid: {e}") from None
     if vocab.get("alphabet") != ALPHABET:
-        raise ValueError(f"{directory} was saved with a different alphabet")
+        raise ValueError(f"{files.vocabulary} holds a different alphabet")
     return from_dict(ModelConfig, payload.pop("model")), payload
 
 
-def load_model(directory: Path, precision: str = "float32") -> tuple[keras.Model, ModelConfig]:
-    """Rebuild the architecture from config.json and load weights; executes nothing from disk.
+def load_model(files: ModelPaths, precision: str = "float32") -> tuple[keras.Model, ModelConfig]:
+    """Rebuild the architecture from the config file and load weights; executes nothing
+    from disk.
 
     Float32 by default whatever the training precision, so evaluation is exact and
     sampling reproducible across machines.
     """
-    config, _ = read_config(directory)
+    config, _ = read_config(files)
     model = build_model(config, precision=precision)
-    model.load_weights(Path(directory) / WEIGHTS_FILE)
+    model.load_weights(files.weights)
     return model, config
 
 

@@ -120,7 +120,7 @@ def make_sampler(model: keras.Model, config: SampleConfig):
             nxt = tf.where(finished, tf.constant(EOS, tf.int64), nxt)
             out = out.write(i, nxt)
             finished = finished | (~in_prefix & tf.equal(nxt, EOS)) | (
-                t + 1 - forced_len >= config.max_length)
+                t + 1 - forced_len >= config.max_new_chars)
             token = nxt
         return tf.transpose(out.stack()), token, states, finished  # (B, segment)
 
@@ -174,12 +174,12 @@ def generate(model: keras.Model, n: int, config: SampleConfig,
         for i, r in enumerate(rows):
             forced[i, :len(r)] = r
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        tokens = _sample_chunk(model, run, forced, lengths, chunk, config.max_length,
+        tokens = _sample_chunk(model, run, forced, lengths, chunk, config.max_new_chars,
                                config.seed)
         for row, plen in zip(tokens, lengths):
             text = decode(row)
             texts.append(text)
-            truncated.append(len(text) - plen >= config.max_length)
+            truncated.append(len(text) - plen >= config.max_new_chars)
     return Generation(texts, truncated)
 
 

@@ -138,7 +138,7 @@ class _Trainer:
         with strategy.scope():
             self.averages = [tf.Variable(v, trainable=False, name="average")
                              for v in variables] if config.ema else []
-        replicas, max_length = self.replicas, config.max_length
+        replicas, max_length = self.replicas, config.truncate_length
         budget = config.max_minutes * 60.0
 
         def replica_step(rows: tf.Tensor, corpus_part) -> tuple[tf.Tensor, tf.Tensor]:
@@ -396,30 +396,3 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
         cb.on_train_end(result)
     return result
 
-
-class TensorBoardLog(Callback):
-    """Writes per-report and per-epoch scalars as TensorBoard event files into `logdir`."""
-
-    def __init__(self, logdir: Any) -> None:
-        self.logdir = str(logdir)
-        self.writer = None
-
-    def on_train_begin(self, info: dict[str, Any]) -> None:
-        self.writer = tf.summary.create_file_writer(self.logdir)
-
-    def on_batch_end(self, step: int, logs: dict[str, Any]) -> None:
-        if self.writer is not None:
-            with self.writer.as_default(step=step):
-                tf.summary.scalar("batch/bits_per_char", logs["bits_per_char"])
-                tf.summary.scalar("batch/learning_rate", logs["learning_rate"])
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        if self.writer is not None:
-            with self.writer.as_default(step=epoch):
-                tf.summary.scalar("epoch/train_bits_per_char", logs["train_bpc"])
-                tf.summary.scalar("epoch/validation_bits_per_char", logs["validation_bpc"])
-            self.writer.flush()
-
-    def on_train_end(self, result: TrainResult) -> None:
-        if self.writer is not None:
-            self.writer.close()

@@ -1,6 +1,7 @@
 """Training checkpoints on disk: numbered arrays plus a JSON state, swapped in atomically.
 
-A training run's work directory (Store.work_dir) holds::
+A training run's work directory (Store.work_dir; names in storage.layout.TrainingWorkFiles
+and CheckpointFiles) holds::
 
     checkpoint/arrays.npz     every array the trainer handed over, in order (arr_0, arr_1, ...)
     checkpoint/state.json     the trainer's JSON-able state (position, history, fingerprint)
@@ -24,13 +25,7 @@ from typing import Any
 import numpy as np
 
 from storage.fsutil import fsync_dir, replace_file, write_file
-
-CURRENT = "checkpoint"
-PREVIOUS = "checkpoint.old"
-INCOMING = "checkpoint.tmp"
-ARRAYS_FILE = "arrays.npz"
-STATE_FILE = "state.json"
-BEST_FILE = "best.npz"
+from storage.layout import CheckpointFiles, TrainingWorkFiles
 
 
 def _npz_bytes(arrays: Sequence[np.ndarray]) -> bytes:
@@ -49,6 +44,7 @@ class CheckpointDir:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
+        self.files = TrainingWorkFiles.at(self.directory)
 
     def __str__(self) -> str:
         return str(self.directory)
@@ -56,13 +52,14 @@ class CheckpointDir:
     def save(self, arrays: Sequence[np.ndarray], state: dict[str, Any]) -> None:
         """Replace the checkpoint with `arrays` and `state`, atomically."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        incoming = self.directory / INCOMING
+        incoming = self.files.incoming_checkpoint
         shutil.rmtree(incoming, ignore_errors=True)
         incoming.mkdir()
-        write_file(incoming / ARRAYS_FILE, _npz_bytes(arrays))
-        write_file(incoming / STATE_FILE, json.dumps(state, indent=1).encode())
+        written = CheckpointFiles.at(incoming)
+        write_file(written.arrays, _npz_bytes(arrays))
+        write_file(written.state, json.dumps(state, indent=1).encode())
         fsync_dir(incoming)
-        current, previous = self.directory / CURRENT, self.directory / PREVIOUS
+        current, previous = self.files.checkpoint, self.files.previous_checkpoint
         shutil.rmtree(previous, ignore_errors=True)
         if current.exists():
             current.rename(previous)
@@ -72,25 +69,24 @@ class CheckpointDir:
 
     def load(self) -> tuple[list[np.ndarray], dict[str, Any]] | None:
         """The newest whole checkpoint (arrays, state), or None when there is none."""
-        for name in (CURRENT, PREVIOUS):
-            folder = self.directory / name
-            if (folder / STATE_FILE).exists() and (folder / ARRAYS_FILE).exists():
-                state = json.loads((folder / STATE_FILE).read_text())
-                return _read_npz(folder / ARRAYS_FILE), state
+        for folder in (self.files.checkpoint, self.files.previous_checkpoint):
+            saved = CheckpointFiles.at(folder)
+            if saved.state.exists() and saved.arrays.exists():
+                return _read_npz(saved.arrays), json.loads(saved.state.read_text())
         return None
 
     def state(self) -> dict[str, Any] | None:
         """The newest checkpoint's state alone (cheap: no arrays are read)."""
-        for name in (CURRENT, PREVIOUS):
-            path = self.directory / name / STATE_FILE
+        for folder in (self.files.checkpoint, self.files.previous_checkpoint):
+            path = CheckpointFiles.at(folder).state
             if path.exists():
                 return json.loads(path.read_text())
         return None
 
     def save_best(self, arrays: Sequence[np.ndarray]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        replace_file(self.directory / BEST_FILE, _npz_bytes(arrays))
+        replace_file(self.files.best, _npz_bytes(arrays))
 
     def load_best(self) -> list[np.ndarray] | None:
-        path = self.directory / BEST_FILE
+        path = self.files.best
         return _read_npz(path) if path.exists() else None

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def corpora():
-    from charlm.grammar import make_corpus
+    from charlm.demo_corpus import make_corpus
 
     texts = [t for _, t in make_corpus(700, np.random.default_rng(11))]
     return Corpus.from_texts(texts[:640]), Corpus.from_texts(texts[640:])
@@ -165,7 +165,7 @@ from charlm import devices
 strategy = devices.make_strategy(int(sys.argv[1]))
 from charlm.config import ModelConfig, TrainConfig
 from charlm.data import Corpus
-from charlm.grammar import make_corpus
+from charlm.demo_corpus import make_corpus
 from charlm.model import build_model
 from charlm.train import fit
 import charlm.train

@@ -15,15 +15,21 @@ from charlm.config import TrainConfig
 from charlm.data import Corpus
 from charlm.evaluate import evaluate
 from charlm.train import Callback, TrainingError, fit, learning_rate
-from storage.checkpoints import CURRENT, PREVIOUS, STATE_FILE, CheckpointDir
+from storage.checkpoints import CheckpointDir
+from storage.layout import CheckpointFiles, TrainingWorkFiles
 
 REPO = Path(__file__).resolve().parents[2]
 STOPPED = {"epochs", "early_stopping", "time_budget"}
 
 
+def checkpoint_state(work: Path) -> Path:
+    """The state file of the newest checkpoint in a training work directory."""
+    return CheckpointFiles.at(TrainingWorkFiles.at(work).checkpoint).state
+
+
 @pytest.fixture(scope="module")
 def corpora():
-    from charlm.grammar import make_corpus
+    from charlm.demo_corpus import make_corpus
 
     texts = [t for _, t in make_corpus(300, np.random.default_rng(7))]
     return Corpus.from_texts(texts[:260]), Corpus.from_texts(texts[260:])
@@ -115,7 +121,7 @@ def test_nan_weights_raise_training_error(tmp_path, tiny_model, corpora):
             checkpoint=CheckpointDir(ckpt))
     message = str(info.value)
     assert "nan" in message.lower() and "checkpoint" in message and str(ckpt) in message
-    assert not (ckpt / CURRENT / STATE_FILE).exists()  # nothing bad was saved
+    assert not checkpoint_state(ckpt).exists()  # nothing bad was saved
     with pytest.raises(TrainingError, match="checkpoint"):
         fit(model, train, valid, TrainConfig(batch_size=64, epochs=1))
 
@@ -148,7 +154,7 @@ def test_checkpoint_of_another_run_starts_over(tmp_path, tiny_model, corpora):
     first = fit(model, train, valid, config, checkpoint=CheckpointDir(ckpt),
                 fingerprint="run-a")
     per_epoch = math.ceil(len(train) / 32)
-    state = json.loads((ckpt / CURRENT / STATE_FILE).read_text())
+    state = json.loads(checkpoint_state(ckpt).read_text())
     assert (state["epoch"], state["batch"], state["fingerprint"]) == (1, 0, "run-a")
 
     # same fingerprint: nothing left to do, resumed at the end of epoch 1
@@ -167,7 +173,7 @@ def test_checkpoint_of_another_run_starts_over(tmp_path, tiny_model, corpora):
     assert other.steps == per_epoch
     assert other.history[0]["validation_bpc"] == pytest.approx(
         first.history[0]["validation_bpc"], rel=1e-4)
-    state = json.loads((ckpt / CURRENT / STATE_FILE).read_text())
+    state = json.loads(checkpoint_state(ckpt).read_text())
     assert state["fingerprint"] == "run-b"
 
 
@@ -179,7 +185,7 @@ import sys
 import numpy as np
 from charlm.config import ModelConfig, TrainConfig
 from charlm.data import Corpus
-from charlm.grammar import make_corpus
+from charlm.demo_corpus import make_corpus
 from charlm.model import build_model
 from charlm.train import fit
 from storage.checkpoints import CheckpointDir
@@ -195,7 +201,7 @@ fit(model, train, valid, TrainConfig(**{config}), checkpoint=CheckpointDir(sys.a
 
 @pytest.mark.slow
 def test_resume_after_kill(tmp_path, tiny_model):
-    from charlm.grammar import make_corpus
+    from charlm.demo_corpus import make_corpus
 
     ckpt = tmp_path / "ckpt"
     script = tmp_path / "trainer.py"
@@ -205,7 +211,7 @@ def test_resume_after_kill(tmp_path, tiny_model):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
-        while not (ckpt / CURRENT / STATE_FILE).exists():
+        while not checkpoint_state(ckpt).exists():
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "no checkpoint within 120 s"
             time.sleep(0.05)
@@ -217,9 +223,11 @@ def test_resume_after_kill(tmp_path, tiny_model):
     assert proc.returncode == -signal.SIGKILL
 
     # the checkpoint fit() will read: "checkpoint", or "checkpoint.old" when killed mid-swap
-    folder = next(ckpt / name for name in (CURRENT, PREVIOUS)
-                  if (ckpt / name / STATE_FILE).exists())
-    state = json.loads((folder / STATE_FILE).read_text())
+    work = TrainingWorkFiles.at(ckpt)
+    saved = next(CheckpointFiles.at(folder) for folder in (work.checkpoint,
+                                                           work.previous_checkpoint)
+                 if CheckpointFiles.at(folder).state.exists())
+    state = json.loads(saved.state.read_text())
     assert state["fingerprint"] == "resume-test"
     epoch, batch, steps = state["epoch"], state["batch"], state["result"]["steps"]
     per_epoch = math.ceil(640 / RESUME_CONFIG["batch_size"])
