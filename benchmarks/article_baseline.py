@@ -1,5 +1,8 @@
 """The blog article's deep GRU/LSTM character model, re-implemented as a speed baseline.
 
+One of the two deliberate copies of the article's equations (the other is the numpy oracle
+in benchmarks/article_numpy.py, which the tests check this one against).
+
 This deliberately keeps the article's slow design, because it is what charlm's speed-ups
 are measured against: eager TensorFlow (no tf.function), float64, one-hot inputs, a Python
 loop over time steps, batches sorted by length whose rows drop out as their headlines end,
@@ -15,7 +18,8 @@ Departures, all for benchmarking or hygiene and none changing the maths:
 * ``load`` is a classmethod that reads the vocabulary byte-exactly (the article's reads
   '\\r' back as '\\n').
 
-``next_char_probs`` (numpy only) lives in ``benchmarks.article_numpy`` and is re-exported.
+``next_char_probs`` (numpy) lives in ``benchmarks.article_numpy`` and is re-exported; the
+save format is read by ``charlm.article.read_article``, its one reader.
 """
 
 from __future__ import annotations
@@ -35,13 +39,9 @@ if __package__ in (None, ""):  # run as a script: make the `benchmarks` package 
 
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.article_numpy import (  # noqa: E402
-    SEPARATOR,
-    WEIGHT_NAMES,
-    next_char_probs,
-    read_article_dir,
-)
-from benchmarks.common import EOS, VOCABULARY  # noqa: E402
+from benchmarks.article_numpy import next_char_probs  # noqa: E402
+from benchmarks.common import END_CHAR, VOCABULARY  # noqa: E402
+from charlm import article  # noqa: E402
 
 __all__ = ["ArticleModel", "FitStats", "next_char_probs", "threshold_filter"]
 
@@ -83,18 +83,12 @@ class FitStats:
 class ArticleModel:
     """Deep GRU/LSTM character language model, following the article equation for equation."""
 
-    def __init__(
-        self,
-        vocabulary: Sequence[str] = VOCABULARY,
-        inter_time_step_size: int = 512,
-        unit_type: str = "lstm",
-        depth: int = 1,
-        *,
-        rng: np.random.Generator | None = None,
-    ) -> None:
+    def __init__(self, vocabulary: Sequence[str] = VOCABULARY, inter_time_step_size: int = 512,
+                 unit_type: str = "lstm", depth: int = 1, *,
+                 rng: np.random.Generator | None = None) -> None:
         self._setup(list(vocabulary), inter_time_step_size, unit_type, depth, rng)
         # Draw order mirrors the article: all W of each kind, then all b, then W_y, b_y.
-        names = WEIGHT_NAMES[unit_type]
+        names = article.GATES[unit_type]
         for name in [n for n in names if n.startswith("w")]:
             setattr(self, name, [self._normal(s, sd) for s, sd in self._w_shapes])
         for name in [n for n in names if n.startswith("b")]:
@@ -104,19 +98,13 @@ class ArticleModel:
         self.by = self._normal((1, n_v), math.sqrt(2.0 / (1 + n_v)))
         self._collect_weights()
 
-    def _setup(
-        self,
-        vocabulary: list[str],
-        inter_time_step_size: int,
-        unit_type: str,
-        depth: int,
-        rng: np.random.Generator | None,
-    ) -> None:
-        if unit_type not in WEIGHT_NAMES:
+    def _setup(self, vocabulary: list[str], inter_time_step_size: int, unit_type: str,
+               depth: int, rng: np.random.Generator | None) -> None:
+        if unit_type not in article.GATES:
             raise ValueError(f"unit_type must be 'gru' or 'lstm', got {unit_type!r}")
         if depth < 1 or inter_time_step_size < 1:
             raise ValueError("depth and inter_time_step_size must be >= 1")
-        if EOS not in vocabulary:
+        if END_CHAR not in vocabulary:
             raise ValueError("the vocabulary must contain the end marker '\\n'")
         self.vocab = vocabulary
         self.vocab_size = len(vocabulary)
@@ -142,7 +130,7 @@ class ArticleModel:
 
     def _collect_weights(self) -> None:
         self.weights: list[tf.Variable] = []
-        for name in WEIGHT_NAMES[self.unit_type]:
+        for name in article.GATES[self.unit_type]:
             self.weights.extend(getattr(self, name))
         self.weights.extend([self.wy, self.by])
 
@@ -213,25 +201,18 @@ class ArticleModel:
     # ---------------------------------------------------------------------------- training
 
     def _step_targets(self, batch: list[str], t: int) -> list[str]:
-        # Targets at step t for the rows still running: their char t, or EOS at t == len.
+        # Targets at step t for the rows still running: their char t, or the end at t == len.
         # The batch is sorted longest first, so the running rows are a prefix.
         chars = []
         for sentence in batch:
             if t > len(sentence):
                 break
-            chars.append(sentence[t] if t < len(sentence) else EOS)
+            chars.append(sentence[t] if t < len(sentence) else END_CHAR)
         return chars
 
-    def fit(
-        self,
-        sentences: Sequence[str],
-        batch_size: int = 128,
-        epochs: int = 10,
-        *,
-        max_batches: int | None = None,
-        time_limit_s: float | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> FitStats:
+    def fit(self, sentences: Sequence[str], batch_size: int = 128, epochs: int = 10, *,
+            max_batches: int | None = None, time_limit_s: float | None = None,
+            rng: np.random.Generator | None = None) -> FitStats:
         """Train as the article does; stop early after `max_batches` or `time_limit_s`.
 
         The limits are checked between batches, so one batch always completes.
@@ -298,33 +279,21 @@ class ArticleModel:
         out = ""
         while max_length is None or len(out) < max_length:
             char = self._sample_char(y_hat, threshold, rng)
-            if char == EOS:
+            if char == END_CHAR:
                 break
             out += char
             y_hat = self(self.onehot([char]))
         return out
 
-    def sample(
-        self,
-        threshold: float = 0.9,
-        *,
-        max_length: int | None = 500,
-        rng: np.random.Generator | None = None,
-    ) -> str:
+    def sample(self, threshold: float = 0.9, *, max_length: int | None = 500,
+               rng: np.random.Generator | None = None) -> str:
         """Sample one headline (without its end marker), one character per eager step."""
         self.reset_state(1)
         y_hat = self(np.zeros((1, self.vocab_size)))
         return self._continue(y_hat, threshold, max_length, rng if rng is not None else self.rng)
 
-    def predict_next(
-        self,
-        sentence: str,
-        threshold: float = 0.9,
-        *,
-        max_length: int | None = 500,
-        feed_start: bool = False,
-        rng: np.random.Generator | None = None,
-    ) -> str:
+    def predict_next(self, sentence: str, threshold: float = 0.9, *, max_length: int | None = 500,
+                     feed_start: bool = False, rng: np.random.Generator | None = None) -> str:
         """Sample a continuation of ``sentence.strip()``.
 
         Like the article, the prompt is fed without the all-zeros start input unless
@@ -343,35 +312,34 @@ class ArticleModel:
     # ------------------------------------------------------------------------- persistence
 
     def save(self, model_dir: str | Path) -> Path:
-        """Write the article's directory format exactly (see `benchmarks.article_numpy`)."""
+        """Write the article's directory format exactly (see `charlm.article`)."""
         model_dir = Path(model_dir)
-        (model_dir / "weights").mkdir(parents=True, exist_ok=True)
+        weights = model_dir / article.WEIGHTS_DIR
+        weights.mkdir(parents=True, exist_ok=True)
         texts = {
-            "vocabulary.txt": SEPARATOR.join(self.vocab),
-            "inter_time_step_size.txt": str(self.inter_time_step_size),
-            "unit_type.txt": self.unit_type,
-            "depth.txt": str(self.depth),
+            article.VOCABULARY_FILE: article.SEPARATOR.join(self.vocab),
+            article.SIZE_FILE: str(self.inter_time_step_size),
+            article.CELL_FILE: self.unit_type,
+            article.DEPTH_FILE: str(self.depth),
         }
         for name, content in texts.items():
             # newline="" so '\r' and '\n' in the vocabulary are written as themselves.
             with open(model_dir / name, "w", encoding="utf-8", newline="") as handle:
                 handle.write(content)
-        for name in WEIGHT_NAMES[self.unit_type]:
+        for name in article.GATES[self.unit_type]:
             for level, variable in enumerate(getattr(self, name)):
-                np.save(model_dir / "weights" / f"{name}_{level}.npy", variable.numpy())
-        np.save(model_dir / "weights" / "wy.npy", self.wy.numpy())
-        np.save(model_dir / "weights" / "by.npy", self.by.numpy())
+                np.save(weights / f"{name}_{level}.npy", variable.numpy())
+        np.save(weights / "wy.npy", self.wy.numpy())
+        np.save(weights / "by.npy", self.by.numpy())
         return model_dir
 
     @classmethod
     def load(cls, model_dir: str | Path, *, rng: np.random.Generator | None = None) -> ArticleModel:
         """Rebuild a model (fresh optimizer state) from a directory written by `save`."""
-        saved = read_article_dir(model_dir)
+        saved = article.read_article(Path(model_dir))
         model = cls.__new__(cls)
-        model._setup(
-            saved.vocabulary, saved.inter_time_step_size, saved.unit_type, saved.depth, rng
-        )
-        for name in WEIGHT_NAMES[saved.unit_type]:
+        model._setup(saved.vocabulary, saved.hidden, saved.cell, saved.depth, rng)
+        for name in article.GATES[saved.cell]:
             setattr(model, name, [tf.Variable(level[name]) for level in saved.levels])
         model.wy, model.by = tf.Variable(saved.wy), tf.Variable(saved.by)
         model._collect_weights()

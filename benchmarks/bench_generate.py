@@ -9,7 +9,7 @@ rule (top-p / the article's threshold 0.9) and the same cap of `--max-length` ne
 characters per headline, in ONE process, in interleaved rounds (charlm first in even
 rounds, the article first in odd ones):
 
-* charlm: ``charlm.sample.generate(model, n, SampleConfig(max_length=L, seed=round))``,
+* charlm: ``charlm.sample.generate(model, n, SampleConfig(max_new_chars=L, seed=round))``,
   timed end to end. The compiled sampler is cached per model and settings (the seed is
   an argument), so only the first call of a process traces it; that first call is made
   before the rounds and shown separately. The steady state (one more call) is printed
@@ -48,7 +48,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_train import MODES, Verdict, print_header  # noqa: E402
+from benchmarks.harness import MODES, Verdict, print_header  # noqa: E402
 
 TARGET = 300.0
 MODE_DEFAULTS = {  # headlines, article samples, rounds, max_length, hidden, depth
@@ -101,7 +101,7 @@ def run(mode: str = "full", *, headlines: int | None = None, article_samples: in
     # The first generate call of a process also pays one-time costs (autograph, first
     # graph build); it is timed and shown, but the rounds measure later calls.
     start = time.perf_counter()
-    generate(model, n, SampleConfig(max_length=max_length, seed=seed + 1000))
+    generate(model, n, SampleConfig(max_new_chars=max_length, seed=seed + 1000))
     cold = time.perf_counter() - start
 
     ours_seconds, ours_lengths = 0.0, []
@@ -113,7 +113,7 @@ def run(mode: str = "full", *, headlines: int | None = None, article_samples: in
         for impl in order:
             start = time.perf_counter()
             if impl == "charlm":
-                result = generate(model, n, SampleConfig(max_length=max_length, seed=seed + r))
+                result = generate(model, n, SampleConfig(max_new_chars=max_length, seed=seed + r))
                 spent = time.perf_counter() - start
                 ours_seconds += spent
                 ours_lengths += [len(t) for t in result.texts]
@@ -130,7 +130,7 @@ def run(mode: str = "full", *, headlines: int | None = None, article_samples: in
 
     # Steady state: generate() again with a sampler already traced in this process (what a
     # long-lived server sees; the compiled sampler is cached per model and settings).
-    config = SampleConfig(max_length=max_length, seed=seed)
+    config = SampleConfig(max_new_chars=max_length, seed=seed)
     generate(model, n, config)
     start = time.perf_counter()
     generate(model, n, replace(config, seed=seed + 1))

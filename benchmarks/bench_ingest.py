@@ -5,8 +5,8 @@ repeated with dates shifted by whole years, 1 in 100 headlines given some non-AS
 text so transliteration is exercised), then runs each implementation in its own
 child process and reports wall time of the work (imports excluded), rows/s and the
 child's peak RSS (ru_maxrss, imports included). Both implementations apply the same
-rules (charlm.ingest.clean_text / split_of) and write the same Parquet files; the
-script checks that their outputs agree.
+rules (ingestion.cleaning.clean_text, ingestion.split.split_of) and write the same Parquet
+files; the script checks that their outputs agree.
 
     .venv/bin/python benchmarks/bench_ingest.py [--rows N] [--keep]
 
@@ -76,10 +76,10 @@ def build_csv(path: Path, rows: int) -> int:
 
 def run_charlm(csv: Path, out: Path) -> int:
     from charlm.config import IngestConfig
-    from storage.datasets import ingest_files, write_dataset
+    from ingestion.plan import plan_ingest, write_version
 
-    plan = ingest_files(None, [csv], IngestConfig())
-    write_dataset(out, plan.headlines, plan.quarantine)
+    plan = plan_ingest(None, [csv], IngestConfig())
+    write_version(plan, out)
     return plan.rows
 
 
@@ -92,7 +92,10 @@ def run_pandas(csv: Path, out: Path) -> int:
     import polars as pl
 
     from charlm.config import IngestConfig
-    from charlm.ingest import clean_text, split_of
+    from ingestion.cleaning import clean_text
+    from ingestion.reasons import BAD_DATE, EMPTY, TOO_LONG
+    from ingestion.split import split_of
+    from storage.layout import DatasetFiles
 
     config = IngestConfig()
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False, on_bad_lines="skip")
@@ -112,11 +115,11 @@ def run_pandas(csv: Path, out: Path) -> int:
                 pass
         text = clean_text(raw_text, config.lowercase)
         if date is None:
-            reason = "bad date"
+            reason = BAD_DATE
         elif not text:
-            reason = "empty after cleaning"
-        elif len(text) > config.max_length:
-            reason = "longer than max_length"
+            reason = EMPTY
+        elif len(text) > config.max_headline_length:
+            reason = TOO_LONG
         if reason is not None:
             bad_rows.append(row)
             bad_reasons.append(reason)
@@ -133,10 +136,10 @@ def run_pandas(csv: Path, out: Path) -> int:
     pl.DataFrame({"publish_date": dates, "headline": texts, "split": splits,
                   "source": [csv.name] * len(texts), "row": rows},
                  schema_overrides={"publish_date": pl.Date, "row": pl.Int64}
-                 ).write_parquet(out / "headlines.parquet", compression="zstd")
+                 ).write_parquet(DatasetFiles.at(out).headlines, compression="zstd")
     pl.DataFrame({"source": [csv.name] * len(bad_rows), "row": bad_rows, "reason": bad_reasons,
                   "raw": bad_raw}, schema_overrides={"row": pl.Int64}
-                 ).write_parquet(out / "quarantine.parquet", compression="zstd")
+                 ).write_parquet(DatasetFiles.at(out).quarantine, compression="zstd")
     return len(texts)
 
 
@@ -189,10 +192,10 @@ def main(argv: list[str] | None = None) -> int:
 
         import polars as pl
 
-        same = all(
-            pl.read_parquet(tmp / "charlm" / f).equals(pl.read_parquet(tmp / "pandas" / f))
-            for f in ("headlines.parquet",)
-        )
+        from storage.layout import DatasetFiles
+
+        same = pl.read_parquet(DatasetFiles.at(tmp / "charlm").headlines).equals(
+            pl.read_parquet(DatasetFiles.at(tmp / "pandas").headlines))
         print(f"{'implementation':<22}{'seconds':>9}{'cpu s':>8}{'rows/s':>12}{'peak MiB':>10}")
         for name, label in (("charlm", "charlm (polars)"), ("pandas", "pandas + Python loop")):
             r = results[name]

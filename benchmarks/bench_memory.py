@@ -82,7 +82,7 @@ def _base_headlines(csv: Path) -> list[str]:
 
         texts = load_headlines(csv)
     else:  # tiny mode without the shared data
-        from benchmarks.bench_train import tiny_texts
+        from benchmarks.harness import tiny_texts
 
         texts = tiny_texts()
     return [t for t in texts if len(t) <= 256 and all(10 < ord(ch) < 128 for ch in t)]
@@ -186,7 +186,7 @@ def run(mode: str = "full", *, sizes: Sequence[int] | None = None, batches: int 
         article_batches: int | None = None, article: bool = True, jobs: int | None = None,
         csv: Path = DEFAULT_CSV) -> list:
     """Run the memory benchmark, print its table, return the verdicts."""
-    from benchmarks.bench_train import Verdict, print_header
+    from benchmarks.harness import Verdict, print_header
 
     d_sizes, d_batches, d_article, shape, d_jobs = MODE_DEFAULTS[mode]
     sizes = sorted(sizes or d_sizes)

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     from charlm.data import Corpus
     from charlm.evaluate import evaluate
     from charlm.model import load_model, read_config
-    from storage.datasets import read_texts
+    from storage.datasets import SPLITS, read_texts
+    from storage.layout import ModelFiles
     from tasks.common import open_store
 
     store = open_store(args.storage)
@@ -50,14 +51,14 @@ def main(argv: list[str] | None = None) -> None:
         from tasks.train import train_model
 
         outcome = train_model.fn(args.storage, "latest",
-                                 train_config=TrainConfig(max_minutes=args.train_minutes,
-                                                          epochs=1000))
+                                 training=TrainConfig(max_minutes=args.train_minutes,
+                                                      epochs=1000))
         model_ref = outcome.model_id
     model_id = store.resolve("models", model_ref)
-    model_dir = store.path("models", model_id)
-    dataset_id = read_config(model_dir)[1]["dataset"]
+    model_files = ModelFiles.at(store.path("models", model_id))
+    dataset_id = read_config(model_files)[1]["dataset"]
     dataset_dir = store.path("datasets", dataset_id)
-    splits = {s: read_texts(dataset_dir, s) for s in ("train", "validation", "test")}
+    splits = {s: read_texts(dataset_dir, s) for s in SPLITS}
 
     start = time.perf_counter()
     ngram = KneserNeyLM(max_order=args.max_order).fit(splits["train"])
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     ngram_test = ngram.bits_per_char(splits["test"], order)
     ngram_seconds = time.perf_counter() - start
 
-    model, config = load_model(model_dir)
+    model, config = load_model(model_files)
     charlm_test = evaluate(model, Corpus.from_texts(splits["test"]))["bits_per_char"]
     summary = store.manifest("models", model_id)["summary"]
 

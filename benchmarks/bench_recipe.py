@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dropout", type=float, default=0.15)
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--learning-rate", type=float, default=5e-3)
+    p.add_argument("--ema", type=float, default=0.0, help="weight moving-average decay (0: off)")
+    p.add_argument("--embedding", type=int, default=64)
     p = sub.add_parser("speed", help="training characters/second of each shape")
     p.add_argument("shapes", type=parse_shape, nargs="+")
     p.add_argument("--seconds", type=float, default=25.0)
@@ -74,9 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     from charlm.train import Callback, fit
 
     cell, hidden, depth, batch = args.shape
-    model_config = ModelConfig(cell=cell, hidden=hidden, depth=depth, dropout=args.dropout)
+    model_config = ModelConfig(cell=cell, hidden=hidden, depth=depth, dropout=args.dropout,
+                               embedding=args.embedding)
     train_config = TrainConfig(batch_size=batch, epochs=args.epochs, max_minutes=10**6,
-                               patience=args.epochs, learning_rate=args.learning_rate)
+                               patience=args.epochs, learning_rate=args.learning_rate,
+                               ema=args.ema)
     validation = Corpus.from_texts(read_texts(dataset_dir, "validation"))
     test = Corpus.from_texts(read_texts(dataset_dir, "test"))
 
@@ -89,34 +95,24 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     fit(model, train, validation, train_config, callbacks=[PrintEpochs()])
     print(f"{cell} {hidden}x{depth} batch {batch} dropout {args.dropout} lr "
-          f"{args.learning_rate} {args.epochs} epochs: validation "
+          f"{args.learning_rate} ema {args.ema} embedding {args.embedding} "
+          f"{args.epochs} epochs: validation "
           f"{evaluate(model, validation)['bits_per_char']:.4f}, test "
           f"{evaluate(model, test)['bits_per_char']:.4f} bits/char "
           f"({(time.perf_counter() - start) / 60:.1f} min)")
 
 
 def train_speed(train, model_config, batch: int, seconds: float) -> float:
-    """Characters/second of the training step on full batches of `train` (after warm-up)."""
-    import numpy as np
-
+    """Characters/second of `charlm.train.fit` on `train` within a `seconds` budget, tracing
+    and the closing validation pass included (what a user's run of that length pays)."""
     from charlm.config import TrainConfig
-    from charlm.data import batch_rows, to_dataset
     from charlm.model import build_model, resolve_precision
-    from charlm.train import make_optimizer, make_train_step
+    from charlm.train import fit
 
     model = build_model(model_config, precision=resolve_precision("auto"))
-    step = make_train_step(model, make_optimizer(model, TrainConfig(batch_size=batch)))
-
-    rows = [r for r in batch_rows(train, batch, np.random.default_rng(0)) if len(r) == batch]
-    batches = iter(to_dataset(train, rows, TrainConfig().max_length).repeat())
-    for _ in range(10):  # traces and warm-up
-        step(*next(batches))
-    chars, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        inputs, targets, weights = next(batches)
-        float(step(inputs, targets, weights))
-        chars += int(weights.numpy().sum())
-    return chars / (time.perf_counter() - start)
+    config = TrainConfig(batch_size=batch, epochs=1, max_minutes=seconds / 60.0)
+    result = fit(model, train, train.take(np.arange(min(len(train), 500))), config)
+    return result.characters / result.seconds
 
 
 if __name__ == "__main__":

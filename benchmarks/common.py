@@ -1,40 +1,34 @@
 """Shared helpers for the benchmarks: the headline alphabet, the hash split and a CSV loader.
 
-The split rule is the one the ingestion code uses, so baselines scored here are comparable
-with the pipeline's own validation/test numbers.
+The split rule is the pipeline's own (`ingestion.split.split_of` with the default
+percentages), so baselines scored here are comparable with the pipeline's validation/test
+numbers.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from charlm.vocab import ALPHABET
+from ingestion.split import split_of
+from storage.datasets import SPLITS
+
+__all__ = ["DEFAULT_CSV", "END_CHAR", "VOCABULARY", "VOCAB_SIZE", "load_headlines",
+           "split_headlines", "split_of"]
+
 # The article's vocabulary: ASCII 10..127, newline (index 0) doubling as end-of-headline.
-VOCABULARY: tuple[str, ...] = tuple(chr(i) for i in range(10, 128))
+VOCABULARY: tuple[str, ...] = tuple(ALPHABET)
 VOCAB_SIZE: int = len(VOCABULARY)  # 118
-EOS: str = "\n"
+END_CHAR: str = VOCABULARY[0]  # "\n": the character that ends a headline
 
-DEFAULT_CSV = Path("/work/shared/data/abcnews-2003-02-to-09.csv")
-
-
-def split_of(text: str) -> str:
-    """Return "train", "validation" or "test" for a headline, deterministically.
-
-    Hashing the text (not the row number) keeps duplicate headlines in one split, so the
-    test set never contains verbatim copies of training lines.
-    """
-    bucket = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") % 100
-    if bucket < 5:
-        return "test"
-    if bucket < 10:
-        return "validation"
-    return "train"
+# The shared ABC data beside the repository (../shared/data), as in CI.
+DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "abcnews-2003-02-to-09.csv"
 
 
 def split_headlines(texts: Iterable[str]) -> dict[str, list[str]]:
     """Partition headlines by `split_of`, keeping their order within each split."""
-    out: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
+    out: dict[str, list[str]] = {name: [] for name in SPLITS}
     for text in texts:
         out[split_of(text)].append(text)
     return out
@@ -46,7 +40,7 @@ def load_headlines(path: str | Path) -> list[str]:
     Null and blank headlines are dropped and surrounding whitespace is stripped, since a
     stray '\\r' or space would otherwise become a character the models must predict.
     """
-    import polars as pl  # imported lazily: the numpy-only reference code must not need it
+    import polars as pl
 
     frame = pl.read_csv(
         Path(path),
@@ -55,13 +49,3 @@ def load_headlines(path: str | Path) -> list[str]:
     )
     column = frame.get_column("headline_text").drop_nulls().str.strip_chars()
     return [text for text in column.to_list() if text]
-
-
-def check_alphabet(text: str) -> None:
-    """Raise ValueError if `text` cannot be encoded in the 118-symbol alphabet.
-
-    A newline inside a headline would be read as its end, so it is rejected too.
-    """
-    for char in text:
-        if not 10 < ord(char) < 128:
-            raise ValueError(f"character {char!r} (U+{ord(char):04X}) is outside ASCII 11..127")

@@ -22,7 +22,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import bench_generate, bench_memory, bench_train  # noqa: E402
-from benchmarks.bench_train import add_mode_arguments  # noqa: E402
+from benchmarks.harness import add_mode_arguments  # noqa: E402
+from charlm.config import PRECISIONS  # noqa: E402
 
 BENCHMARKS = ("train", "generate", "memory")
 
@@ -31,8 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_mode_arguments(parser)
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
-    parser.add_argument("--precision", default="auto",
-                        choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="charlm's dtype policy in the training benchmark")
     args = parser.parse_args(argv)
 

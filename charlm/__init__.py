@@ -1,0 +1,19 @@
+"""charlm: the character-level headline model library. Pure: no Prefect, never decides a path.
+
+| module | holds |
+| --- | --- |
+| `config` | every tunable: ModelConfig, TrainConfig, SampleConfig, IngestConfig |
+| `vocab` | the article's 118-symbol alphabet and the encoding of headlines to ids |
+| `model` | `build_model(config)`, stepping the cells, saving/loading to paths it is given |
+| `data` | the encoded corpus and length-sorted batches (tf.data) |
+| `train` | the training loop; side effects only through `Callback`s |
+| `evaluate` | exact bits per character, perplexity, the breakdown by headline length |
+| `sample` | batched generation (top-p, temperature, top-k, greedy, prefixes) |
+| `quality` | model-free statistics of generated headlines |
+| `report` | learning-curve and comparison plots, markdown reports |
+| `article` | the article's save format: its one reader and the import into Keras |
+| `demo_corpus` | the embedded demo corpus (a grammar of ABC-style headlines) |
+
+Turning headline sources into clean rows is the `ingestion` package's job; files and
+versions are `storage`'s.
+"""

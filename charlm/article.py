@@ -1,4 +1,5 @@
-"""Import of models saved by the article's `save()`: its float64 .npy weights into our Keras model.
+"""Models saved by the article's `save()`: the one reader of that format, and the import of
+its float64 .npy weights into our Keras model (`charlm import-article`).
 
 The article's format: `vocabulary.txt` (symbols joined by "[separator]"),
 `inter_time_step_size.txt`, `unit_type.txt` (gru | lstm), `depth.txt`, and
@@ -26,17 +27,29 @@ from charlm.config import ModelConfig
 from charlm.model import build_model, recurrent_layers
 from charlm.vocab import ALPHABET, VOCAB_SIZE
 
+# The article's save format (its Model.save), named once here; benchmarks' re-implementation
+# of the article writes it with these names too.
+VOCABULARY_FILE = "vocabulary.txt"  # the symbols joined by SEPARATOR
+SIZE_FILE = "inter_time_step_size.txt"
+CELL_FILE = "unit_type.txt"
+DEPTH_FILE = "depth.txt"
+WEIGHTS_DIR = "weights"  # <gate>_<level>.npy, wy.npy, by.npy
 SEPARATOR = "[separator]"
 GATES = {"gru": ("wr", "br", "wu", "bu", "wa", "ba"),
          "lstm": ("wu", "bu", "wf", "bf", "wo", "bo", "wc", "bc")}
 
 
 @dataclass(frozen=True)
-class ArticleModel:
-    cell: str
-    hidden: int
+class ArticleWeights:
+    """Everything in an article save directory, checked, as float64 arrays."""
+
+    vocabulary: list[str]  # always the article's ASCII 10..127 (checked)
+    cell: str  # the article's unit_type: "gru" or "lstm"
+    hidden: int  # the article's inter_time_step_size
     depth: int
-    weights: dict[str, np.ndarray]  # "wu_0", ..., "wy", "by"
+    levels: list[dict[str, np.ndarray]]  # levels[l]["wu"] is weights/wu_<l>.npy, etc.
+    wy: np.ndarray  # (hidden, 118)
+    by: np.ndarray  # (1, 118)
 
 
 def _read_text(directory: Path, name: str) -> str:
@@ -49,65 +62,65 @@ def _read_text(directory: Path, name: str) -> str:
         raise ValueError(f"{directory}/{name} is not ASCII text") from None
 
 
-def read_article(directory: Path) -> ArticleModel:
+def read_article(directory: Path) -> ArticleWeights:
     """Read and check an article save directory; errors name the bad file."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"{directory} is not a directory")
-    vocabulary = _read_text(directory, "vocabulary.txt").split(SEPARATOR)
+    vocabulary = _read_text(directory, VOCABULARY_FILE).split(SEPARATOR)
     if "".join(vocabulary) != ALPHABET or len(vocabulary) != VOCAB_SIZE:
-        raise ValueError(f"{directory}/vocabulary.txt is not the article's ASCII 10..127 "
+        raise ValueError(f"{directory}/{VOCABULARY_FILE} is not the article's ASCII 10..127 "
                          f"vocabulary ({len(vocabulary)} symbols)")
-    cell = _read_text(directory, "unit_type.txt").strip()
+    cell = _read_text(directory, CELL_FILE).strip()
     if cell not in GATES:
-        raise ValueError(f"{directory}/unit_type.txt says {cell!r}; expected gru or lstm")
+        raise ValueError(f"{directory}/{CELL_FILE} says {cell!r}; expected gru or lstm")
     try:
-        hidden = int(_read_text(directory, "inter_time_step_size.txt"))
-        depth = int(_read_text(directory, "depth.txt"))
+        hidden = int(_read_text(directory, SIZE_FILE))
+        depth = int(_read_text(directory, DEPTH_FILE))
     except ValueError:
-        raise ValueError(f"{directory}: inter_time_step_size.txt and depth.txt must hold "
+        raise ValueError(f"{directory}: {SIZE_FILE} and {DEPTH_FILE} must hold "
                          "integers") from None
     if hidden < 1 or depth < 1:
         raise ValueError(f"{directory}: hidden size {hidden} and depth {depth} must be >= 1")
-    weights: dict[str, np.ndarray] = {}
-    names = [f"{g}_{level}" for level in range(depth) for g in GATES[cell]] + ["wy", "by"]
-    for name in names:
-        path = directory / "weights" / f"{name}.npy"
-        if not path.exists():
-            raise ValueError(f"{path} is missing")
-        weights[name] = np.load(path, allow_pickle=False).astype(np.float64)
+    levels = []
     for level in range(depth):
-        rows = hidden + (VOCAB_SIZE if level == 0 else hidden)
-        for g in GATES[cell]:
-            want = (rows, hidden) if g[0] == "w" else (1, hidden)
-            got = weights[f"{g}_{level}"].shape
-            if got != want:
-                raise ValueError(f"{directory}/weights/{g}_{level}.npy has shape {got}, "
-                                 f"expected {want}")
-    for name, want in (("wy", (hidden, VOCAB_SIZE)), ("by", (1, VOCAB_SIZE))):
-        if weights[name].shape != want:
-            raise ValueError(f"{directory}/weights/{name}.npy has shape "
-                             f"{weights[name].shape}, expected {want}")
-    return ArticleModel(cell, hidden, depth, weights)
+        rows = hidden + (VOCAB_SIZE if level == 0 else hidden)  # [a_prev ; input] rows
+        levels.append({g: _load(directory, f"{g}_{level}",
+                                (rows, hidden) if g[0] == "w" else (1, hidden))
+                       for g in GATES[cell]})
+    wy = _load(directory, "wy", (hidden, VOCAB_SIZE))
+    by = _load(directory, "by", (1, VOCAB_SIZE))
+    return ArticleWeights(vocabulary, cell, hidden, depth, levels, wy, by)
 
 
-def article_config(article: ArticleModel) -> ModelConfig:
+def _load(directory: Path, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """weights/<name>.npy as float64, checked to have `shape`."""
+    path = directory / WEIGHTS_DIR / f"{name}.npy"
+    if not path.exists():
+        raise ValueError(f"{path} is missing")
+    array = np.load(path, allow_pickle=False).astype(np.float64)
+    if array.shape != shape:
+        raise ValueError(f"{path} has shape {array.shape}, expected {shape}")
+    return array
+
+
+def article_config(article: ArticleWeights) -> ModelConfig:
     return ModelConfig(cell=article.cell, hidden=article.hidden, depth=article.depth,  # type: ignore[arg-type]
                        embedding=0, dropout=0.0, gru_variant="article")
 
 
-def to_keras(article: ArticleModel, precision: str = "float32") -> tuple[keras.Model, ModelConfig]:
+def to_keras(article: ArticleWeights,
+             precision: str = "float32") -> tuple[keras.Model, ModelConfig]:
     """A Keras model computing the article model's next-symbol distribution."""
     config = article_config(article)
     model = build_model(config, precision=precision)
-    w, h = article.weights, article.hidden
-    for level, layer in enumerate(recurrent_layers(model)):
-        def split(name: str, level: int = level) -> tuple[np.ndarray, np.ndarray]:
-            m = w[f"{name}_{level}"]
-            return m[h:], m[:h]  # (input rows, state rows)
+    h = article.hidden
+    for weights, layer in zip(article.levels, recurrent_layers(model)):
+        def split(name: str, w: dict = weights) -> tuple[np.ndarray, np.ndarray]:
+            return w[name][h:], w[name][:h]  # (input rows, state rows)
 
-        def bias(name: str, level: int = level) -> np.ndarray:
-            return w[f"{name}_{level}"][0]
+        def bias(name: str, w: dict = weights) -> np.ndarray:
+            return w[name][0]
 
         if article.cell == "lstm":
             parts = [split(g) for g in ("wu", "wf", "wc", "wo")]
@@ -120,5 +133,5 @@ def to_keras(article: ArticleModel, precision: str = "float32") -> tuple[keras.M
             recurrent = np.concatenate([-ua, ra, aa], axis=1)
             b = np.concatenate([-bias("bu"), bias("br"), bias("ba")])
         layer.cell.set_weights([kernel, recurrent, b])
-    model.get_layer("logits").set_weights([w["wy"], w["by"][0]])
+    model.get_layer("logits").set_weights([article.wy, article.by[0]])
     return model, config

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 Cell = Literal["gru", "lstm", "rnn"]
-CELLS: tuple[str, ...] = ("gru", "lstm", "rnn")
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
+CELLS: tuple[str, ...] = get_args(Cell)
+# Training precision: auto = mixed_float16 on a GPU, mixed_bfloat16 on CPUs with bfloat16
+# instructions, else float32 (charlm.model.resolve_precision).
+Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,24 @@ class TrainConfig:
     min_learning_rate: float = 1e-4  # end of the cosine decay over the time budget
     clip_norm: float = 1.0  # global gradient-norm clipping
     patience: int = 3  # epochs without validation improvement before early stopping
-    max_length: int = 256  # longer headlines are truncated for training (ingestion caps them)
+    truncate_length: int = 256  # longer headlines are cut for training (ingestion caps them)
     validation_limit: int = 5000  # validation headlines scored each epoch (all if 0)
     checkpoint_minutes: float = 2.0  # mid-epoch checkpoint interval when a directory is given
+    # Steps run by one compiled call. 1 suits a CPU (a step is ~50 ms, a call ~0.1 ms);
+    # more saves per-call launch overhead on a fast GPU.
+    # Validation and the saved model use an exponential moving average of the weights with
+    # this decay (0 = the raw weights); averaging the last ~1/(1-ema) steps smooths the noise
+    # of the final updates.
+    ema: float = 0.0
+    steps_per_call: int = 1
+    # The summed loss is read back from the device (progress, NaN/inf check) after this many
+    # steps or 2 seconds, whichever comes first; reading it every step would stall a GPU.
+    report_every: int = 50
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "epochs", "max_length", "patience"):
+        for name in ("batch_size", "epochs", "truncate_length", "patience", "steps_per_call",
+                     "report_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_minutes <= 0:
@@ -78,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"clip_norm must be > 0, got {self.clip_norm}")
         if self.validation_limit < 0:
             raise ValueError(f"validation_limit must be >= 0, got {self.validation_limit}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
 
 @dataclass(frozen=True)
@@ -88,7 +104,7 @@ class SampleConfig:
     temperature: float = 1.0
     top_k: int = 0  # 0 disables
     greedy: bool = False
-    max_length: int = 200  # the article's loop could run forever; rows stop here
+    max_new_chars: int = 200  # the article's loop could run forever; rows stop here
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -98,22 +114,23 @@ class SampleConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if self.max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+        if self.max_new_chars < 1:
+            raise ValueError(f"max_new_chars must be >= 1, got {self.max_new_chars}")
 
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """How raw CSV rows become clean headlines."""
+    """How raw headline rows become clean headlines (ingestion/)."""
 
-    max_length: int = 256  # cleaned headlines longer than this are quarantined
+    max_headline_length: int = 256  # cleaned headlines longer than this are quarantined
     lowercase: bool = False
     validation_percent: int = 5  # hash split: the rest after test+validation is train
     test_percent: int = 5
 
     def __post_init__(self) -> None:
-        if self.max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+        if self.max_headline_length < 1:
+            raise ValueError(
+                f"max_headline_length must be >= 1, got {self.max_headline_length}")
         if not (0 <= self.validation_percent and 0 <= self.test_percent
                 and self.validation_percent + self.test_percent < 100):
             raise ValueError(

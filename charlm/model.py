@@ -10,52 +10,74 @@ cuDNN-eligible on a GPU (tanh/sigmoid, no recurrent dropout, no unroll).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from charlm.config import ModelConfig, from_dict, to_dict
+from charlm.config import PRECISIONS, ModelConfig, from_dict, to_dict
+from charlm.devices import cpu_has_bf16, gpu_available
 from charlm.vocab import ALPHABET, INPUT_SIZE, START, VOCAB_SIZE
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.weights.h5"
-VOCABULARY_FILE = "vocabulary.json"
 FORMAT = 1
 
 
-def gpu_available() -> bool:
-    return bool(tf.config.list_physical_devices("GPU"))
+class ModelPaths(Protocol):
+    """Where a saved model's three files are; the caller decides (storage.layout.ModelFiles)."""
 
+    @property
+    def config(self) -> Path: ...  # JSON: format, ModelConfig, and the caller's extras
 
-def cpu_has_bf16() -> bool:
-    """True on x86 CPUs with bfloat16 matrix instructions (AVX512_BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    @property
+    def vocabulary(self) -> Path: ...  # JSON: the alphabet the ids refer to
+
+    @property
+    def weights(self) -> Path: ...  # Keras weights (.weights.h5)
 
 
 def resolve_precision(precision: str) -> str:
-    """Keras dtype policy for training at `precision`.
+    """Keras dtype policy for training at `precision` (one of PRECISIONS).
 
     'auto' = mixed_float16 on a GPU (cuDNN, loss scaling), mixed_bfloat16 on CPUs with
     bfloat16 instructions (about twice float32's speed there), float32 elsewhere.
     Variables stay float32 in every mixed policy.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "auto":
         if gpu_available():
             return "mixed_float16"
         return "mixed_bfloat16" if cpu_has_bf16() else "float32"
-    if precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
-        raise ValueError(
-            f"precision must be auto, float32, mixed_float16 or mixed_bfloat16, got {precision!r}"
-        )
     return precision
+
+
+def cudnn_problems(layer: keras.layers.Layer) -> list[str]:
+    """Why `layer` cannot run on cuDNN: [] when it can.
+
+    The conditions of Keras' cuDNN kernels (keras.src.backend.tensorflow.rnn.cudnn_ok):
+    tanh activation, sigmoid recurrent activation, a bias, no unrolling, no recurrent
+    dropout; for a GRU also reset_after=True; and no mask (we never pass one).
+    """
+    if isinstance(layer, keras.layers.SimpleRNN):
+        return ["SimpleRNN has no cuDNN kernel"]
+    problems = []
+    if layer.activation not in (keras.activations.tanh, tf.tanh):
+        problems.append(f"activation is {layer.activation.__name__}, not tanh")
+    if layer.recurrent_activation not in (keras.activations.sigmoid, tf.sigmoid):
+        problems.append(
+            f"recurrent_activation is {layer.recurrent_activation.__name__}, not sigmoid")
+    if not layer.use_bias:
+        problems.append("use_bias is False")
+    if layer.unroll:
+        problems.append("unroll is True")
+    if layer.recurrent_dropout:
+        problems.append(f"recurrent_dropout is {layer.recurrent_dropout}")
+    if isinstance(layer, keras.layers.GRU) and not layer.reset_after:
+        problems.append("reset_after is False (the article's GRU variant)")
+    return problems
 
 
 def _recurrent_layer(config: ModelConfig, index: int, dtype: str) -> keras.layers.Layer:
@@ -69,16 +91,29 @@ def _recurrent_layer(config: ModelConfig, index: int, dtype: str) -> keras.layer
         recurrent_initializer=keras.initializers.Orthogonal(seed=config.seed + 101 + index),
     )
     if config.cell == "lstm":
-        return keras.layers.LSTM(**common)
-    if config.cell == "gru":
-        return keras.layers.GRU(reset_after=config.gru_variant == "keras", **common)
-    return keras.layers.SimpleRNN(**common)
+        layer = keras.layers.LSTM(**common)
+    elif config.cell == "gru":
+        layer = keras.layers.GRU(reset_after=config.gru_variant == "keras", **common)
+    else:
+        return keras.layers.SimpleRNN(**common)
+    if gpu_available():
+        problems = cudnn_problems(layer)
+        if problems:
+            # Said once per layer: this model trains on the GPU, but without cuDNN.
+            logging.getLogger("charlm").warning(
+                "%s runs without cuDNN on the GPU (slower): %s", layer.name, "; ".join(problems))
+        else:
+            # True, not "auto": a silent fallback to the generic loop becomes an error.
+            layer.use_cudnn = True
+    else:
+        layer.use_cudnn = False  # no GPU: skip Keras' try-cuDNN-then-fall-back at trace time
+    return layer
 
 
 def build_model(config: ModelConfig, precision: str = "float32") -> keras.Model:
     """Embedding -> `depth` stacked recurrent layers -> logits over the 118 symbols."""
     dtype = resolve_precision(precision)
-    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")  # (B, T)
+    tokens = keras.Input(shape=(None,), dtype="int64", name="tokens")  # (B, T)
     if config.embedding == 0:
         # The article's one-hot input: a frozen identity table, START maps to zeros.
         table = np.concatenate([np.eye(VOCAB_SIZE), np.zeros((1, VOCAB_SIZE))]).astype("float32")
@@ -136,49 +171,49 @@ def step(model: keras.Model, tokens: tf.Tensor, states: list[tf.Tensor]
 
 
 def start_tokens(batch: int) -> np.ndarray:
-    return np.full((batch,), START, dtype=np.int32)
+    return np.full((batch,), START, dtype=np.int64)
 
 
-def save_model(model: keras.Model, config: ModelConfig, directory: Path,
+def save_model(model: keras.Model, config: ModelConfig, files: ModelPaths,
                extra: dict[str, Any] | None = None) -> None:
-    """Write a self-describing model directory: config, vocabulary, weights (no code)."""
-    directory = Path(directory)
+    """Write a self-describing model: config, vocabulary, weights (no code) to `files`."""
     payload = {"format": FORMAT, "model": to_dict(config), **(extra or {})}
-    (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    (directory / VOCABULARY_FILE).write_text(
+    files.config.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    files.vocabulary.write_text(
         json.dumps({"alphabet": ALPHABET, "end": "\n", "start_id": START}) + "\n")
-    model.save_weights(directory / WEIGHTS_FILE)
+    model.save_weights(files.weights)
 
 
-def read_config(directory: Path) -> tuple[ModelConfig, dict[str, Any]]:
-    """The ModelConfig of a saved model directory and the rest of its config file."""
-    path = Path(directory) / CONFIG_FILE
+def read_config(files: ModelPaths) -> tuple[ModelConfig, dict[str, Any]]:
+    """The ModelConfig of a saved model and the rest of its config file."""
+    path = files.config
     try:
         payload = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{directory} is not a charlm model directory: no {CONFIG_FILE}") from None
+        raise ValueError(f"{path.parent} is not a charlm model: no {path.name}") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
     if payload.get("format") != FORMAT:
         raise ValueError(f"{path} has model format {payload.get('format')!r}, expected {FORMAT}")
     try:
-        vocab = json.loads((Path(directory) / VOCABULARY_FILE).read_text())
+        vocab = json.loads(files.vocabulary.read_text())
     except (FileNotFoundError, json.JSONDecodeError) as e:
-        raise ValueError(f"{directory}/{VOCABULARY_FILE} is missing or invalid: {e}") from None
+        raise ValueError(f"{files.vocabulary} is missing or invalid: {e}") from None
     if vocab.get("alphabet") != ALPHABET:
-        raise ValueError(f"{directory} was saved with a different alphabet")
+        raise ValueError(f"{files.vocabulary} holds a different alphabet")
     return from_dict(ModelConfig, payload.pop("model")), payload
 
 
-def load_model(directory: Path, precision: str = "float32") -> tuple[keras.Model, ModelConfig]:
-    """Rebuild the architecture from config.json and load weights; executes nothing from disk.
+def load_model(files: ModelPaths, precision: str = "float32") -> tuple[keras.Model, ModelConfig]:
+    """Rebuild the architecture from the config file and load weights; executes nothing
+    from disk.
 
     Float32 by default whatever the training precision, so evaluation is exact and
     sampling reproducible across machines.
     """
-    config, _ = read_config(directory)
+    config, _ = read_config(files)
     model = build_model(config, precision=precision)
-    model.load_weights(Path(directory) / WEIGHTS_FILE)
+    model.load_weights(files.weights)
     return model, config
 
 

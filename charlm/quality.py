@@ -85,12 +85,12 @@ def distinct_n(token_lists: Sequence[Sequence[str]], n: int) -> float:
 
 def sample_quality(generated: list[str], training: Sequence[str] | TrainingIndex,
                    truncated: list[bool] | None = None,
-                   max_length: int | None = None) -> dict[str, Any]:
+                   max_new_chars: int | None = None) -> dict[str, Any]:
     """Statistics of `generated` headlines against the training headlines (or their index).
 
     `truncated[i]` is True when sample i hit the length limit without an end marker
     (`charlm.sample.Generation.truncated`). Without it, a sample counts as a runaway when
-    it is at least `max_length` characters long (exact only for unprefixed samples); with
+    it is at least `max_new_chars` characters long (exact only for unprefixed samples); with
     neither, `runaway_rate` is None. Shares are in [0, 1]; NaN where nothing was counted.
     """
     if not generated:
@@ -101,8 +101,8 @@ def sample_quality(generated: list[str], training: Sequence[str] | TrainingIndex
         if len(truncated) != n:
             raise ValueError(f"truncated has {len(truncated)} flags for {n} headlines")
         runaway: float | None = sum(bool(t) for t in truncated) / n
-    elif max_length is not None:
-        runaway = sum(len(text) >= max_length for text in generated) / n
+    elif max_new_chars is not None:
+        runaway = sum(len(text) >= max_new_chars for text in generated) / n
     else:
         runaway = None
 
@@ -123,7 +123,7 @@ def sample_quality(generated: list[str], training: Sequence[str] | TrainingIndex
         "length": length_stats(len(text) for text in generated),
         "data_length": dict(index.data_length),
         "runaway_rate": runaway,
-        "max_length": max_length,
+        "max_new_chars": max_new_chars,
         "examples": list(generated[:EXAMPLES]),
     }
     return result

@@ -136,12 +136,12 @@ def markdown_report(model_id: str, metrics: Mapping[str, Any], quality: Mapping[
         ["headlines", _number(metrics.get("headlines"))],
         ["characters (incl. end markers)", _number(metrics.get("characters"))],
     ])
-    buckets = metrics.get("buckets") or []
-    if buckets:
+    by_length = metrics.get("by_length") or []
+    if by_length:
         lines += ["", "By headline length (characters):", ""]
         lines += _table(["length", "headlines", "bits per char", "perplexity"], [
             [escape(str(b["length"])), _number(b.get("headlines")),
-             _number(b.get("bits_per_char")), _number(b.get("perplexity"))] for b in buckets])
+             _number(b.get("bits_per_char")), _number(b.get("perplexity"))] for b in by_length])
     lines.append("")
 
     if history:
@@ -192,13 +192,13 @@ def _quality_section(quality: Mapping[str, Any]) -> list[str]:
 _COLUMNS = (("cell", "cell"), ("hidden", "hidden"), ("depth", "depth"),
             ("parameters", "parameters"), ("minutes", "minutes"),
             ("validation_bpc", "validation bpc"), ("test_bpc", "test bpc"),
-            ("samples", "samples"))
+            ("examples", "example headlines"))
 
 
 def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Markdown table comparing architectures; the best validation/test bpc are in bold.
 
-    Row keys: cell, hidden, depth, parameters, minutes, validation_bpc, test_bpc, samples
+    Row keys: cell, hidden, depth, parameters, minutes, validation_bpc, test_bpc, examples
     (a string or a list of example headlines, shown joined by " / "); missing ones show "–".
     """
     best = {}
@@ -211,7 +211,7 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
         cells = []
         for key, _ in _COLUMNS:
             value = row.get(key)
-            if key == "samples" and isinstance(value, (list, tuple)):
+            if key == "examples" and isinstance(value, (list, tuple)):
                 cell = " / ".join(escape(str(v)) for v in value) or "–"
             elif key == "minutes":
                 cell = _number(float(value), 1) if value is not None else "–"

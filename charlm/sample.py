@@ -19,11 +19,14 @@ import numpy as np
 import tensorflow as tf
 
 from charlm.config import SampleConfig
+from charlm.devices import gpu_available
 from charlm.model import initial_states, step
 from charlm.vocab import EOS, FIRST_CODE, START, VOCAB_SIZE, decode, encode
 
-CHUNK = 1024  # rows per batch; bounds memory for very large jobs
-SEGMENT = 8  # compiled steps between drops of finished rows
+# Rows per batch (bounds memory for very large jobs) and compiled steps between drops of
+# finished rows: a GPU wants wide batches and few host round trips, a CPU small segments.
+CPU_CHUNK, GPU_CHUNK = 1024, 16384
+CPU_SEGMENT, GPU_SEGMENT = 8, 32
 
 # Symbols a headline may hold: the end marker and printable ASCII 32..126. Ingestion
 # removes every other control character, so only an under-trained model would draw
@@ -76,40 +79,50 @@ def sampler(model: keras.Model, config: SampleConfig):
     return per_model[key]
 
 
+def segment_length() -> int:
+    return GPU_SEGMENT if gpu_available() else CPU_SEGMENT
+
+
+def chunk_size() -> int:
+    return GPU_CHUNK if gpu_available() else CPU_CHUNK
+
+
 def make_sampler(model: keras.Model, config: SampleConfig):
-    """Compiled segment of SEGMENT steps over the rows still running.
+    """Compiled segment of `segment_length()` steps over the rows still running.
 
     (token (B,), states, forced (B, P), forced_len (B,), t0, chunk, seed) ->
-    (tokens (B, SEGMENT), last token, states, finished (B,)).
+    (tokens (B, segment), last token, states, finished (B,)). Every integer is int64:
+    TensorFlow keeps int32 tensors in host memory, which on a GPU would cost a round trip
+    at every step.
     """
+    segment = segment_length()
 
     @tf.function(reduce_retracing=True)
     def run(token, states, forced, forced_len, t0, chunk, seed):
         batch = tf.shape(forced)[0]
-        width = tf.shape(forced)[1]
+        width = tf.shape(forced, out_type=tf.int64)[1]
         finished = tf.zeros([batch], tf.bool)
-        out = tf.TensorArray(tf.int32, size=SEGMENT)
-        for i in tf.range(SEGMENT):
-            t = t0 + i
+        out = tf.TensorArray(tf.int64, size=segment)
+        for i in tf.range(segment):  # int32: TensorArray indices must be
+            t = t0 + tf.cast(i, tf.int64)
             logits, states = step(model, token, states)  # (B, V)
             if config.greedy:
                 allowed = tf.where(tf.constant(SAMPLEABLE)[None, :], logits,
                                    tf.fill(tf.shape(logits), tf.constant(-np.inf)))
-                drawn = tf.argmax(allowed, axis=-1, output_type=tf.int32)
+                drawn = tf.argmax(allowed, axis=-1, output_type=tf.int64)
             else:
-                key = tf.stack([tf.cast(seed, tf.int64),
-                                tf.cast(chunk, tf.int64) * (1 << 20) + tf.cast(t, tf.int64)])
+                key = tf.stack([seed, chunk * (1 << 20) + t])
                 drawn = tf.random.stateless_categorical(
-                    filter_logits(logits, config), 1, key, dtype=tf.int32)[:, 0]
+                    filter_logits(logits, config), 1, key, dtype=tf.int64)[:, 0]
             in_prefix = t < forced_len
-            prefix_token = forced[:, tf.minimum(t, width - 1)]
+            prefix_token = tf.gather(forced, tf.minimum(t, width - 1), axis=1)
             nxt = tf.where(in_prefix, prefix_token, drawn)
-            nxt = tf.where(finished, tf.constant(EOS, tf.int32), nxt)
+            nxt = tf.where(finished, tf.constant(EOS, tf.int64), nxt)
             out = out.write(i, nxt)
             finished = finished | (~in_prefix & tf.equal(nxt, EOS)) | (
-                t + 1 - forced_len >= config.max_length)
+                t + 1 - forced_len >= config.max_new_chars)
             token = nxt
-        return tf.transpose(out.stack()), token, states, finished  # (B, SEGMENT)
+        return tf.transpose(out.stack()), token, states, finished  # (B, segment)
 
     return run
 
@@ -119,23 +132,24 @@ def _sample_chunk(model: keras.Model, run, forced: np.ndarray, lengths: np.ndarr
     """Tokens (B, S) after START for one chunk; finished rows leave the batch between
     segments, so the tail of a batch costs only the rows still running."""
     batch = len(forced)
+    segment = segment_length()
     total = int(lengths.max()) + max_length
-    tokens = np.full((batch, total + SEGMENT), EOS, dtype=np.int32)
+    tokens = np.full((batch, total + segment), EOS, dtype=np.int64)
     active = np.arange(batch)
-    token = tf.fill([batch], tf.constant(START, tf.int32))
+    token = tf.fill([batch], tf.constant(START, tf.int64))
     states = initial_states(model, batch)
-    forced_t, lengths_t = tf.constant(forced), tf.constant(lengths)
+    forced_t, lengths_t = tf.constant(forced, tf.int64), tf.constant(lengths, tf.int64)
+    chunk_t, seed_t = tf.constant(chunk, tf.int64), tf.constant(seed, tf.int64)
     t = 0
     while active.size and t < total:
         out, token, states, finished = run(token, states, forced_t, lengths_t,
-                                           tf.constant(t, tf.int32), tf.constant(chunk),
-                                           tf.constant(seed, tf.int64))
-        tokens[active, t:t + SEGMENT] = out.numpy()
-        t += SEGMENT
+                                           tf.constant(t, tf.int64), chunk_t, seed_t)
+        tokens[active, t:t + segment] = out.numpy()
+        t += segment
         keep = np.flatnonzero(~finished.numpy())
         if keep.size < active.size:
             active = active[keep]
-            keep_t = tf.constant(keep, tf.int32)
+            keep_t = tf.constant(keep, tf.int64)
             token = tf.gather(token, keep_t)
             states = [tf.gather(x, keep_t) for x in states]
             forced_t, lengths_t = tf.gather(forced_t, keep_t), tf.gather(lengths_t, keep_t)
@@ -152,19 +166,20 @@ def generate(model: keras.Model, n: int, config: SampleConfig,
     run = sampler(model, config)
     texts: list[str] = []
     truncated: list[bool] = []
-    for chunk, first in enumerate(range(0, n, CHUNK)):
-        rows = [encoded[i % len(encoded)] for i in range(first, min(n, first + CHUNK))]
+    size = chunk_size()
+    for chunk, first in enumerate(range(0, n, size)):
+        rows = [encoded[i % len(encoded)] for i in range(first, min(n, first + size))]
         width = max(1, max(len(r) for r in rows))
-        forced = np.full((len(rows), width), EOS, dtype=np.int32)
+        forced = np.full((len(rows), width), EOS, dtype=np.int64)
         for i, r in enumerate(rows):
             forced[i, :len(r)] = r
-        lengths = np.array([len(r) for r in rows], dtype=np.int32)
-        tokens = _sample_chunk(model, run, forced, lengths, chunk, config.max_length,
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        tokens = _sample_chunk(model, run, forced, lengths, chunk, config.max_new_chars,
                                config.seed)
         for row, plen in zip(tokens, lengths):
             text = decode(row)
             texts.append(text)
-            truncated.append(len(text) - plen >= config.max_length)
+            truncated.append(len(text) - plen >= config.max_new_chars)
     return Generation(texts, truncated)
 
 

@@ -1,34 +1,40 @@
-"""Training: a compiled step over length-bucketed batches, with resumable checkpoints.
+"""Training: compiled steps over length-bucketed batches, on one or several devices, resumable.
 
-The loop is ours rather than `Model.fit` so the loss counts real characters only
-(sum of weighted cross-entropy / number of real characters), the learning rate
-follows the time budget, and a killed run resumes mid-epoch from its checkpoint
-(weights, optimizer slots, epoch, batch position, RNG seeds). Side effects
-(progress, logging, metrics) reach the caller through `Callback`s.
+The loop is ours rather than `Model.fit` so the loss counts real characters only (summed
+weighted cross-entropy / real characters of the whole batch), the learning rate follows the
+time budget exactly (computed in the graph at every step), and a killed run resumes mid-epoch
+from its checkpoint (every variable, optimizer slots and RNG states included).
+
+What runs where: tf.data streams each batch's row ids; a compiled call runs
+`TrainConfig.steps_per_call` steps, each cutting its batch from the corpus on the device
+(charlm.data.assemble_batch), updating the weights and adding the batch's summed loss and
+character count to device counters. The host reads the counters back every `report_every`
+steps or REPORT_SECONDS (progress callbacks, the NaN/inf check), so it never waits on the
+device per step. Under a MirroredStrategy each replica takes rows r::replicas of every batch;
+gradients are summed across replicas before clipping, so N devices train like one.
+
+Side effects reach the caller through `Callback`s; checkpoints are written through a
+`Checkpoint` the caller provides (storage.checkpoints.CheckpointDir on disk).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from charlm.config import TrainConfig
-from charlm.data import Corpus, batch_rows, to_dataset
+from charlm.data import Corpus, assemble_batch, batch_dataset, batch_rows, corpus_on_device
 from charlm.evaluate import LN2, headline_nats, make_scorer, metrics_from_nats
 
-STATE_FILE = "state.json"
-BEST_FILE = "best.weights.h5"
 WARMUP_STEPS = 100
+REPORT_SECONDS = 2.0  # the longest the host goes without reading the loss back
 
 
 class TrainingError(RuntimeError):
@@ -36,13 +42,28 @@ class TrainingError(RuntimeError):
 
 
 class Callback:
-    """Hooks the training loop calls; override what you need."""
+    """Hooks the training loop calls; override what you need.
+
+    `on_batch_end` runs after each read-back of the loss (every `report_every` steps, at
+    most REPORT_SECONDS apart, and at each epoch's end), not after every step: `step` is
+    the global step reached, logs hold epoch, batch, batches, steps and characters (trained
+    since the last call), bits_per_char (their mean) and learning_rate.
+    """
 
     def on_train_begin(self, info: dict[str, Any]) -> None: ...
     def on_batch_end(self, step: int, logs: dict[str, Any]) -> None: ...
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None: ...
-    def on_checkpoint(self, directory: Path, logs: dict[str, Any]) -> None: ...
+    def on_checkpoint(self, logs: dict[str, Any]) -> None: ...
     def on_train_end(self, result: TrainResult) -> None: ...
+
+
+class Checkpoint(Protocol):
+    """Where fit keeps what a resumed run needs (storage.checkpoints.CheckpointDir)."""
+
+    def save(self, arrays: Sequence[np.ndarray], state: dict[str, Any]) -> None: ...
+    def load(self) -> tuple[list[np.ndarray], dict[str, Any]] | None: ...
+    def save_best(self, arrays: Sequence[np.ndarray]) -> None: ...
+    def load_best(self) -> list[np.ndarray] | None: ...
 
 
 @dataclass
@@ -60,209 +81,312 @@ class TrainResult:
         return asdict(self)
 
 
+def _schedule(config: TrainConfig, progress: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+    progress = tf.clip_by_value(tf.cast(progress, tf.float64), 0.0, 1.0)
+    warm = tf.minimum(tf.constant(1.0, tf.float64),
+                      (tf.cast(step, tf.float64) + 1.0) / WARMUP_STEPS)
+    cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
+    low, peak = config.min_learning_rate, config.learning_rate
+    return warm * (low + (peak - low) * cosine)
+
+
 def learning_rate(config: TrainConfig, progress: float, step: int) -> float:
-    """Warm-up then cosine decay from learning_rate to min_learning_rate over `progress` 0..1."""
-    warm = min(1.0, (step + 1) / WARMUP_STEPS)
-    progress = min(max(progress, 0.0), 1.0)
-    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-    return warm * (config.min_learning_rate
-                   + (config.learning_rate - config.min_learning_rate) * cosine)
+    """Warm-up then cosine decay from learning_rate to min_learning_rate over `progress` 0..1.
+
+    The very formula the compiled step evaluates at every step.
+    """
+    return float(_schedule(config, tf.constant(progress, tf.float64),
+                           tf.constant(step, tf.int64)))
+
+
+def uses_float16(model: keras.Model) -> bool:
+    """True when any layer computes in float16 (the model's own policy stays float32)."""
+    return any(layer.dtype_policy.compute_dtype == "float16" for layer in model.layers)
 
 
 def make_optimizer(model: keras.Model, config: TrainConfig) -> keras.optimizers.Optimizer:
+    """Adam with global-norm clipping; wrapped in dynamic loss scaling for float16 models."""
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
                                       global_clipnorm=config.clip_norm)
-    if model.dtype_policy.name.startswith("mixed_float16"):
+    # The train step sums gradients across replicas itself, before the optimizer clips
+    # them; Keras would clip each replica's share first and sum after, so N devices
+    # would train differently from one. Its own all-reduce is therefore a no-op here.
+    optimizer._all_reduce_sum_gradients = lambda grads_and_vars: grads_and_vars
+    if uses_float16(model):
+        # float16 gradients of a loss averaged over ~40k characters underflow to zero.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     return optimizer
 
 
-def make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer):
-    """Compiled (inputs, targets, weights) -> summed nats of the batch, after one update.
+class _Trainer:
+    """The compiled multi-step call and the device counters it adds to."""
 
-    The loss is the mean over real characters (weights 1), so padding never counts.
-    """
-    variables = model.trainable_variables
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                 strategy: tf.distribute.Strategy, corpus: Corpus, config: TrainConfig,
+                 planned: int) -> None:
+        self.strategy = strategy
+        self.replicas = strategy.num_replicas_in_sync
+        # Counters live outside the strategy: one copy, added to in cross-replica context.
+        self.nats = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.chars = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.clock = tf.Variable(0.0, dtype=tf.float64, trainable=False)  # wall time at 0 s
+        parts = strategy.experimental_distribute_values_from_function(
+            lambda _: corpus_on_device(corpus))
+        variables = model.trainable_variables
+        with strategy.scope():
+            self.averages = [tf.Variable(v, trainable=False, name="average")
+                             for v in variables] if config.ema else []
+        replicas, max_length = self.replicas, config.truncate_length
+        budget = config.max_minutes * 60.0
 
-    @tf.function(reduce_retracing=True)
-    def train_step(inputs, targets, weights):
-        with tf.GradientTape() as tape:
-            logits = model(inputs, training=True)  # (B, T, V)
-            nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (B, T)
-            total = tf.reduce_sum(nll * weights)
-            loss = total / tf.reduce_sum(weights)
-            scaled = optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return total
+        def replica_step(rows: tf.Tensor, corpus_part) -> tuple[tf.Tensor, tf.Tensor]:
+            context = tf.distribute.get_replica_context()
+            own = tf.gather(corpus_part.lengths, tf.maximum(rows, 0))
+            own = tf.where(rows >= 0, own, -1)
+            # Real characters of the whole batch: every replica's loss is its share of one
+            # mean, so the summed gradients are those of the batch on one device.
+            total = tf.reduce_sum(tf.cast(tf.clip_by_value(own, 0, max_length), tf.float32)
+                                  + tf.cast((own >= 0) & (own <= max_length), tf.float32))
+            mine = rows[context.replica_id_in_sync_group::replicas]
+            inputs, targets, weights = assemble_batch(corpus_part, mine, max_length)
+            with tf.GradientTape() as tape:
+                logits = model(inputs, training=True)  # (b, T, V) float32
+                nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (b, T)
+                nats = tf.reduce_sum(nll * weights)
+                scaled = optimizer.scale_loss(nats / total)
+            grads = tape.gradient(scaled, variables)
+            if replicas > 1:
+                grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            optimizer.apply_gradients(zip(grads, variables))
+            return nats, tf.reduce_sum(weights)
 
-    return train_step
+        @tf.function
+        def run(iterator, steps: tf.Tensor) -> tf.Tensor:
+            done = tf.constant(0, tf.int64)
+            for _ in tf.range(steps):
+                batch = iterator.get_next_as_optional()
+                if not batch.has_value():
+                    break
+                elapsed = tf.timestamp() - self.clock
+                progress = tf.maximum(tf.cast(self.step, tf.float64) / planned, elapsed / budget)
+                optimizer.learning_rate.assign(
+                    tf.cast(_schedule(config, progress, self.step),
+                            optimizer.learning_rate.dtype))
+                nats, chars = strategy.run(replica_step, args=(batch.get_value(), parts))
+                sum_ = tf.distribute.ReduceOp.SUM
+                self.nats.assign_add(tf.cast(strategy.reduce(sum_, nats, axis=None), tf.float64))
+                self.chars.assign_add(
+                    tf.cast(strategy.reduce(sum_, chars, axis=None), tf.float64))
+                if self.averages:
+                    # TensorFlow's ExponentialMovingAverage warm-up: early weights fade fast.
+                    step = tf.cast(self.step, tf.float32)
+                    decay = tf.minimum(config.ema, (1.0 + step) / (10.0 + step))
+                    for average, variable in zip(self.averages, variables):
+                        average.assign(decay * average + (1.0 - decay) * variable)
+                self.step.assign_add(1)
+                done += 1
+            return done
+
+        self.run = run
+
+    def swap_averages(self, variables: Sequence[tf.Variable]) -> None:
+        """Exchange the weights and their moving averages (a no-op without ema)."""
+        for average, variable in zip(self.averages, variables):
+            kept = variable.numpy()
+            variable.assign(average.numpy())
+            average.assign(kept)
+
+    def counters(self) -> tuple[float, float, int]:
+        """(nats, characters, step) so far: the read-back that waits for the device."""
+        return float(self.nats.numpy()), float(self.chars.numpy()), int(self.step.numpy())
 
 
-def _save_checkpoint(directory: Path, model: keras.Model, optimizer, state: dict) -> None:
-    """Write weights, optimizer slots and state into a fresh folder, then swap it in."""
-    tmp = directory / "checkpoint.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_weights(tmp / "model.weights.h5")
-    np.savez(tmp / "optimizer.npz", *[v.numpy() for v in optimizer.variables])
-    (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
-    final = directory / "checkpoint"
-    old = directory / "checkpoint.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)  # a kill before this line leaves checkpoint.old to recover from
-    shutil.rmtree(old, ignore_errors=True)
+class _Reporter:
+    """Reads the device counters back: progress callbacks and the NaN/inf check."""
+
+    def __init__(self, trainer: _Trainer, optimizer: keras.optimizers.Optimizer,
+                 result: TrainResult, callbacks: Sequence[Callback],
+                 checkpoint: Checkpoint | None, epoch: int, batches: int) -> None:
+        self.trainer, self.optimizer, self.result = trainer, optimizer, result
+        self.callbacks, self.checkpoint = callbacks, checkpoint
+        self.epoch, self.batches = epoch, batches
+        self.nats, self.chars, self.step = trainer.counters()
+        self.time = time.monotonic()
+
+    def report(self, batch: int) -> None:
+        nats, chars, step = self.trainer.counters()
+        assert step == self.result.steps, "the device ran another number of steps"
+        new_nats, new_chars = nats - self.nats, chars - self.chars
+        if not math.isfinite(new_nats):
+            where = (f"the last good checkpoint is kept in {self.checkpoint}"
+                     if self.checkpoint is not None else "no checkpoint directory was given")
+            raise TrainingError(
+                f"loss became {new_nats} at epoch {self.epoch + 1}, within batches "
+                f"{batch - (step - self.step) + 1}..{batch}; {where}; try a lower "
+                "learning_rate or clip_norm")
+        self.result.characters += int(round(new_chars))
+        logs = {"epoch": self.epoch + 1, "batch": batch, "batches": self.batches,
+                "steps": step - self.step, "characters": int(round(new_chars)),
+                "bits_per_char": new_nats / max(new_chars, 1.0) / LN2,
+                "learning_rate": float(self.optimizer.learning_rate.numpy())}
+        self.nats, self.chars, self.step, self.time = nats, chars, step, time.monotonic()
+        for cb in self.callbacks:
+            cb.on_batch_end(step, logs)
 
 
-def _load_checkpoint(directory: Path, model: keras.Model, optimizer,
-                     fingerprint: str) -> dict | None:
-    for name in ("checkpoint", "checkpoint.old"):
-        path = directory / name
-        if (path / STATE_FILE).exists():
-            state = json.loads((path / STATE_FILE).read_text())
-            if state.get("fingerprint") != fingerprint:
-                return None  # another run's checkpoint: leave model and optimizer untouched
-            model.load_weights(path / "model.weights.h5")
-            with np.load(path / "optimizer.npz") as slots:
-                values = [slots[f"arr_{i}"] for i in range(len(slots.files))]
-            assert len(values) == len(optimizer.variables), "optimizer layout changed"
-            for var, value in zip(optimizer.variables, values):
-                var.assign(value)
-            return state
-    return None
+def _state_variables(model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                     trainer: _Trainer) -> list[tf.Variable]:
+    """What a resumed run needs: every model variable (RNG states included), optimizer
+    slots and the weights' moving averages."""
+    return [*model.variables, *optimizer.variables, *trainer.averages]
+
+
+def _arrays(variables: Sequence[tf.Variable]) -> list[np.ndarray]:
+    return [np.asarray(v.numpy()) for v in variables]
+
+
+def _restore(variables: Sequence[tf.Variable], arrays: list[np.ndarray]) -> None:
+    assert len(arrays) == len(variables), "checkpoint layout does not match the model"
+    for var, value in zip(variables, arrays):
+        var.assign(value)
 
 
 def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConfig,
-        callbacks: Sequence[Callback] = (), checkpoint_dir: Path | None = None,
-        fingerprint: str = "") -> TrainResult:
+        callbacks: Sequence[Callback] = (), checkpoint: Checkpoint | None = None,
+        fingerprint: str = "", strategy: tf.distribute.Strategy | None = None) -> TrainResult:
     """Train `model` in place; on return it holds the best weights seen on validation.
 
-    `checkpoint_dir`, when given, receives a checkpoint every `checkpoint_minutes`
-    and at each epoch end; a later call with the same directory and `fingerprint`
-    resumes from it. The directory is the caller's to create and remove.
+    `checkpoint`, when given, receives a checkpoint every `checkpoint_minutes` and at each
+    epoch end; a later call with a checkpoint holding the same `fingerprint` resumes from
+    it. With a `strategy` of several replicas, `model` must have been built in its scope.
     """
     if len(train) == 0:
         raise ValueError("no training headlines")
     if len(validation) == 0:
         raise ValueError("no validation headlines")
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size < replicas:
+        raise ValueError(f"batch_size {config.batch_size} is smaller than the {replicas} "
+                         "devices it is split over")
     if config.validation_limit and len(validation) > config.validation_limit:
         pick = np.random.default_rng(config.seed).choice(
             len(validation), config.validation_limit, replace=False)
         validation = validation.take(np.sort(pick))
 
-    optimizer = make_optimizer(model, config)
-    scorer = make_scorer(model)
-    train_step = make_train_step(model, optimizer)
+    per_epoch = math.ceil(len(train) / config.batch_size)
+    planned = config.epochs * per_epoch
+    with strategy.scope():
+        optimizer = make_optimizer(model, config)
+    trainer = _Trainer(model, optimizer, strategy, train, config, planned)
+    scorer = make_scorer(model, validation)
 
     result = TrainResult()
     epoch, skip = 0, 0
     best_weights = None
     state = None
-    if checkpoint_dir is not None:
-        checkpoint_dir = Path(checkpoint_dir)
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        state = _load_checkpoint(checkpoint_dir, model, optimizer, fingerprint)
-        if state is not None and state.get("fingerprint") != fingerprint:
-            state = None  # a checkpoint of another run: start over
+    if checkpoint is not None:
+        saved = checkpoint.load()
+        if saved is not None and saved[1].get("fingerprint") == fingerprint:
+            _restore(_state_variables(model, optimizer, trainer), saved[0])
+            state = saved[1]  # else another run's checkpoint: start over, untouched
     if state is not None:
         result = TrainResult(**state["result"])
         epoch, skip = state["epoch"], state["batch"]
         result.resumed_from = {"epoch": epoch, "batch": skip, "step": result.steps}
-        best_path = checkpoint_dir / BEST_FILE
-        if best_path.exists():
-            current = model.get_weights()
-            model.load_weights(best_path)
-            best_weights = model.get_weights()
-            model.set_weights(current)
+        best = checkpoint.load_best()
+        if best is not None:
+            best_weights = best
+    trainer.step.assign(result.steps)
 
     budget = config.max_minutes * 60.0
-    per_epoch = math.ceil(len(train) / config.batch_size)
-    planned = config.epochs * per_epoch
     info = {"headlines": len(train), "validation_headlines": len(validation),
             "batches_per_epoch": per_epoch, "characters_per_epoch": train.characters,
-            "resumed_from": result.resumed_from}
+            "replicas": replicas, "resumed_from": result.resumed_from}
     for cb in callbacks:
         cb.on_train_begin(info)
 
-    def checkpoint(epoch_: int, batch_: int) -> None:
-        if checkpoint_dir is None:
+    def save(epoch_: int, batch_: int) -> None:
+        if checkpoint is None:
             return
         payload = {"epoch": epoch_, "batch": batch_, "fingerprint": fingerprint,
                    "result": result.to_dict()}
-        _save_checkpoint(checkpoint_dir, model, optimizer, payload)
+        checkpoint.save(_arrays(_state_variables(model, optimizer, trainer)), payload)
         for cb in callbacks:
-            cb.on_checkpoint(checkpoint_dir, {"epoch": epoch_, "batch": batch_})
+            cb.on_checkpoint({"epoch": epoch_, "batch": batch_})
 
     start = time.monotonic() - result.seconds
+    trainer.clock.assign(time.time() - result.seconds)
     last_checkpoint = time.monotonic()
     bad_epochs = sum(1 for h in result.history if h["epoch"] > result.best_epoch)
     stopped = ""
     while epoch < config.epochs and not stopped:
         rng = np.random.default_rng([config.seed, epoch])  # same batches on resume
-        rows = batch_rows(train, config.batch_size, rng)
-        epoch_nats, epoch_chars, t0 = 0.0, 0, time.monotonic()
-        for b, (inputs, targets, weights) in enumerate(
-                to_dataset(train, rows[skip:], config.max_length), start=skip):
-            elapsed = time.monotonic() - start
-            progress = max(result.steps / planned, elapsed / budget)
-            optimizer.learning_rate.assign(learning_rate(config, progress, result.steps))
-            nats = float(train_step(inputs, targets, weights))
-            chars = int(weights.numpy().sum())
-            if not math.isfinite(nats):
-                raise TrainingError(
-                    f"loss became {nats} at epoch {epoch + 1}, batch {b + 1}; "
-                    + ("the last good checkpoint is kept in " + str(checkpoint_dir)
-                       if checkpoint_dir else "no checkpoint directory was given")
-                    + "; try a lower learning_rate or clip_norm")
-            epoch_nats += nats
-            epoch_chars += chars
-            result.steps += 1
-            result.characters += chars
-            logs = {"epoch": epoch + 1, "batch": b + 1, "batches": len(rows),
-                    "bits_per_char": nats / chars / LN2,
-                    "learning_rate": float(optimizer.learning_rate.numpy())}
-            for cb in callbacks:
-                cb.on_batch_end(result.steps, logs)
-            if time.monotonic() - start >= budget:
+        plan = batch_rows(train, config.batch_size, rng)
+        iterator = iter(batch_dataset(plan, skip, replicas))
+        t0 = time.monotonic()
+        epoch_nats, epoch_chars, _ = trainer.counters()
+        reporter = _Reporter(trainer, optimizer, result, callbacks, checkpoint, epoch, len(plan))
+        batch = skip
+
+        while batch < len(plan):
+            count = min(config.steps_per_call, len(plan) - batch)
+            trainer.run(iterator, tf.constant(count, tf.int64))
+            batch += count
+            result.steps += count
+            now = time.monotonic()
+            if (result.steps - reporter.step >= config.report_every
+                    or now - reporter.time >= REPORT_SECONDS):
+                reporter.report(batch)
+            if now - start >= budget:
                 stopped = "time_budget"
                 break
-            if time.monotonic() - last_checkpoint >= config.checkpoint_minutes * 60:
+            if now - last_checkpoint >= config.checkpoint_minutes * 60 and batch < len(plan):
+                if result.steps > reporter.step:
+                    reporter.report(batch)  # only a checked loss goes into a checkpoint
                 result.seconds = time.monotonic() - start
-                checkpoint(epoch, b + 1)
+                save(epoch, batch)
                 last_checkpoint = time.monotonic()
+        if result.steps > reporter.step:
+            reporter.report(batch)
+        train_seconds = time.monotonic() - t0
         skip = 0
-        nats = headline_nats(model, validation, scorer=scorer)
-        valid = metrics_from_nats(float(nats.sum()), validation.characters)["bits_per_char"]
+        nats, chars, _ = trainer.counters()
+        v0 = time.monotonic()
+        trainer.swap_averages(model.trainable_variables)  # validate (and keep) the averages
+        valid_nats = headline_nats(model, validation, scorer=scorer)
+        valid = metrics_from_nats(float(valid_nats.sum()), validation.characters)["bits_per_char"]
         entry = {
             "epoch": epoch + 1,
-            "train_bpc": epoch_nats / max(epoch_chars, 1) / LN2,
+            "train_bpc": (nats - epoch_nats) / max(chars - epoch_chars, 1.0) / LN2,
             "validation_bpc": valid,
             "seconds": time.monotonic() - t0,
+            "train_seconds": train_seconds,
+            "validation_seconds": time.monotonic() - v0,
             "elapsed": time.monotonic() - start,
             "learning_rate": float(optimizer.learning_rate.numpy()),
             "complete": stopped != "time_budget",
+            "traces": trainer.run.experimental_get_tracing_count(),  # stays 1: no retracing
         }
         result.history.append(entry)
         if valid < result.best_validation_bpc:
             result.best_validation_bpc, result.best_epoch = valid, epoch + 1
             best_weights = model.get_weights()
             bad_epochs = 0
-            if checkpoint_dir is not None:
-                tmp = checkpoint_dir / ("tmp-" + BEST_FILE)
-                model.save_weights(tmp)
-                tmp.replace(checkpoint_dir / BEST_FILE)
+            if checkpoint is not None:
+                checkpoint.save_best(best_weights)
         else:
             bad_epochs += 1
+        trainer.swap_averages(model.trainable_variables)
         for cb in callbacks:
             cb.on_epoch_end(epoch + 1, entry)
         epoch += 1
         if not stopped and bad_epochs >= config.patience:
             stopped = "early_stopping"
         result.seconds = time.monotonic() - start
-        checkpoint(epoch, 0)
+        save(epoch, 0)
         last_checkpoint = time.monotonic()
     result.stopped = stopped or "epochs"
     result.seconds = time.monotonic() - start
@@ -272,31 +396,3 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
         cb.on_train_end(result)
     return result
 
-
-class TensorBoardLog(Callback):
-    """Writes per-epoch and every-N-batch scalars as TensorBoard event files into `logdir`."""
-
-    def __init__(self, logdir: Path, every: int = 50) -> None:
-        self.logdir = Path(logdir)
-        self.every = every
-        self.writer = None
-
-    def on_train_begin(self, info: dict[str, Any]) -> None:
-        self.writer = tf.summary.create_file_writer(str(self.logdir))
-
-    def on_batch_end(self, step: int, logs: dict[str, Any]) -> None:
-        if step % self.every == 0 and self.writer is not None:
-            with self.writer.as_default(step=step):
-                tf.summary.scalar("batch/bits_per_char", logs["bits_per_char"])
-                tf.summary.scalar("batch/learning_rate", logs["learning_rate"])
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        if self.writer is not None:
-            with self.writer.as_default(step=epoch):
-                tf.summary.scalar("epoch/train_bits_per_char", logs["train_bpc"])
-                tf.summary.scalar("epoch/validation_bits_per_char", logs["validation_bpc"])
-            self.writer.flush()
-
-    def on_train_end(self, result: TrainResult) -> None:
-        if self.writer is not None:
-            self.writer.close()

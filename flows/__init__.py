@@ -1,6 +1,16 @@
-"""Prefect flows of the charlm pipeline: ingest-headlines, train-headlines, generate-headlines.
+"""Prefect flows of the charlm pipeline: the operations of `tasks/`, run and watched in Prefect.
 
-Each flow chains the thin tasks in `tasks/`; `flows/cli.py` runs the same task functions
-without a Prefect server. Deployments (schedules, the event trigger, the work pool) are in
-prefect.yaml at the project root; scripts/ starts a server and a worker and deploys.
+| flow (module) | wraps |
+| --- | --- |
+| `ingest-headlines` (ingest) | the inbox: scan, ingest file by file on failure, archive, event |
+| `train-headlines` (train) | `tasks.champion.train_challenger`, skipped when nothing is new |
+| `generate-headlines` (generate) | `tasks.generate.generate_headlines`, shards as mapped tasks |
+| `compare-architectures` (compare) | `tasks.compare.compare_architectures` |
+
+A flow adds what only Prefect has: mapping over a task runner (runners.py), artifacts and
+events; the command line (cli/) calls the same operations without a Prefect server.
+Deployments (schedules, the event trigger, the work pool) are in prefect.yaml at the project
+root; scripts/ starts a server and a worker and deploys. A flow run started from a
+deployment first filters TensorFlow's native log lines out of its stderr (the pull step
+tasks.native_logs.pull_step).
 """

@@ -1,47 +1,43 @@
 """The `compare-architectures` flow: rnn, gru and lstm on equal budgets, side by side.
 
-Reproduces the article's claim that deep GRU/LSTM beat the simple RNN on characters:
-each cell type trains with the same size, data and time budget, is evaluated on the
-same test split, and the comparison (table, plot, samples) is published as one
-evaluation version and shown as the `compare-architectures-report` artifact.
+Runs `tasks.compare.compare_architectures` (the operation `charlm compare` runs too) and
+shows the comparison table as the `compare-architectures-report` artifact.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow
 
 from charlm.config import ModelConfig, TrainConfig
-from tasks.common import open_store
-from tasks.compare import ComparisonOutcome, publish_comparison
-from tasks.evaluate import evaluate_model
+from tasks import compare
+from tasks.compare import ComparisonOutcome
+from tasks.presets import COMPARE_CELLS, COMPARE_NETWORK, COMPARE_SAMPLES, COMPARE_TRAINING
 from tasks.report import publish_markdown
-from tasks.train import train_model
 
 REPORT_KEY = "compare-architectures-report"
-DEFAULT_NETWORK = ModelConfig(hidden=256, depth=2)
-# Equal budgets: every model trains for the same minutes; early stopping is off.
-DEFAULT_TRAINING = TrainConfig(max_minutes=5.0, epochs=1000, patience=1000)
 
 
 @flow(name="compare-architectures",
       description="Train rnn, gru and lstm with equal budgets and compare them.")
 def compare_architectures(dataset: str = "latest", cells: list[str] | None = None,
-                          network: ModelConfig = DEFAULT_NETWORK,
-                          training: TrainConfig = DEFAULT_TRAINING, samples: int = 200,
+                          network: ModelConfig = COMPARE_NETWORK,
+                          training: TrainConfig = COMPARE_TRAINING,
+                          samples: int = COMPARE_SAMPLES,
                           storage: str | None = None) -> ComparisonOutcome:
-    cells = cells or ["rnn", "gru", "lstm"]
-    for cell in cells:
-        replace(network, cell=cell)  # validates each cell name before any training
-    dataset_id = open_store(storage).resolve("datasets", dataset)
-    evaluations = []
-    for cell in cells:  # one at a time: each run gets the whole machine, budgets stay equal
-        trained = train_model(storage, dataset_id, replace(network, cell=cell), training)
-        evaluations.append(evaluate_model(storage, trained.model_id, dataset_id, "test",
-                                          samples))
-    outcome = publish_comparison(storage, dataset_id, evaluations)
+    """Train one model per cell type on `dataset` with equal budgets and compare them.
+
+    Args:
+        dataset: dataset version id or alias.
+        cells: cell types to compare (default rnn, gru, lstm).
+        network: the shared model shape; its `cell` is replaced by each of `cells`.
+        training: the shared budget (max_minutes per model; early stopping off by default).
+        samples: headlines generated per model for the quality metrics.
+        storage: artifact store root (default: $CHARLM_STORAGE or ./charlm-store).
+    """
+    outcome = compare.compare_architectures(storage, dataset, cells or COMPARE_CELLS,
+                                            network, training, samples)
     publish_markdown(Path(outcome.table).read_text(), key=REPORT_KEY,
                      description=f"architecture comparison {outcome.evaluation_id}")
     return outcome

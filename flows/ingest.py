@@ -16,7 +16,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from charlm.config import IngestConfig
-from charlm.ingest import IngestError
+from ingestion.reasons import IngestError
 from tasks.common import open_store
 from tasks.events import emit_dataset_published
 from tasks.ingest import IngestOutcome, archive_inbox, ingest_csvs, scan_inbox
@@ -94,7 +94,7 @@ def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DE
                                           outcome.dataset_id if outcome.published else None)
     bad_inbox = [p for p in rejected if _in_inbox(p, inbox)]
     if bad_inbox:
-        run.archived += archive_inbox(storage, bad_inbox, "rejected")
+        run.archived += archive_inbox(storage, bad_inbox, None, rejected=True)
 
     if run.published:
         # One event for the newest version: training always starts from the latest dataset.

@@ -1,18 +1,21 @@
 """The `train-headlines` flow: train a challenger, compare it with the champion, maybe promote.
 
-Run nightly and on every `charlm.dataset.published` event by the `train-headlines/nightly`
-deployment (concurrency limit 1, so runs queue rather than train the same thing twice). A run
-whose dataset the champion was already trained on does nothing, so the nightly schedule is
-cheap when no headlines arrived. A crashed run resumes from its checkpoint when rerun with the
-same parameters on the same dataset version (train_model keys checkpoints by a fingerprint).
+Runs `tasks.champion.train_challenger` (the operation `charlm train` runs too): train on the
+dataset, evaluate challenger and champion on its test split, promote the challenger only if
+it is better. Run nightly and on every `charlm.dataset.published` event by the
+`train-headlines/nightly` deployment (concurrency limit 1, so runs queue rather than train
+the same thing twice). A run whose dataset the champion was already trained on does
+nothing, so the nightly schedule is cheap when no headlines arrived. A crashed run resumes
+from its checkpoint when rerun with the same parameters on the same dataset version
+(train_model keys checkpoints by a fingerprint).
 
 Prefect UI: one log line per epoch, the `train-headlines-progress` progress artifact during
-training and the `train-headlines-report` markdown artifact (metrics table, decision, samples).
+training, the challenger's evaluation report (`train-headlines-evaluation`) and the
+`train-headlines-report` markdown artifact (metrics table, decision, sample headlines).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,26 +23,22 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from pydantic import NonNegativeInt
 
-from charlm.config import ModelConfig, SampleConfig, TrainConfig
-from tasks.champion import champion_status, should_promote
+from charlm.config import ModelConfig, Precision, SampleConfig, TrainConfig
+from tasks.callbacks import TrainingProgress
+from tasks.champion import CHAMPION, champion_status, train_challenger
 from tasks.common import open_store
-from tasks.evaluate import evaluate_model
-from tasks.generate import METADATA_FILE, generate_shard, job_dir, publish_generation
-from tasks.promote import promote, promote_if_unset
+from tasks.generate import generate_headlines, read_generated
 from tasks.report import (
-    TrainingProgress,
     model_row,
     publish_markdown,
     skipped_report_markdown,
     train_report_markdown,
 )
-from tasks.train import train_model
 
 FLOW_NAME = "train-headlines"
 EVALUATION_KEY = "train-headlines-evaluation"
 # Frozen dataclasses: safe as shared defaults; equal to the `charlm train` CLI defaults.
 DEFAULT_NETWORK, DEFAULT_TRAINING = ModelConfig(), TrainConfig()
-Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
 
 
 @dataclass
@@ -87,47 +86,27 @@ def train_headlines(dataset: str = "latest", network: ModelConfig = DEFAULT_NETW
                          description="train-headlines: skipped, no new headlines")
         return TrainRun("skipped", status.dataset_id, status.champion_id)
 
-    trained = train_model(storage, status.dataset_id, network, training, precision,
-                          [TrainingProgress(training)])
-    challenger = evaluate_model(storage, trained.model_id, status.dataset_id, "test")
+    challenge = train_challenger(storage, status.dataset_id, network, training, precision,
+                                 [TrainingProgress(training)])
+    model_id = challenge.trained.model_id
     # The challenger's full evaluation report (likelihood, sample quality, examples).
-    publish_markdown(Path(challenger.report).read_text(), key=EVALUATION_KEY,
-                     description=f"evaluation {challenger.evaluation_id} of {trained.model_id}")
-    champion = (evaluate_model(storage, status.champion_id, status.dataset_id, "test")
-                if status.champion_id else None)
-    champion_bpc = champion.metrics["bits_per_char"] if champion else None
-    challenger_bpc = challenger.metrics["bits_per_char"]
-    promoted = should_promote(challenger_bpc, champion_bpc)
-    if not promoted:
-        log.info("champion %s stays: test %.4f bits/char vs the challenger's %.4f",
-                 status.champion_id, champion_bpc, challenger_bpc)
-    elif status.champion_id is None:
-        # promote_if_unset, not promote: another run may have crowned a model meanwhile.
-        promoted = promote_if_unset(storage, trained.model_id)
-    else:
-        log.info("challenger %s beats champion %s: %.4f < %.4f test bits/char",
-                 trained.model_id, status.champion_id, challenger_bpc, champion_bpc)
-        promote(storage, trained.model_id)
-
-    generation_id, headlines = None, []
+    publish_markdown(Path(challenge.challenger.report).read_text(), key=EVALUATION_KEY,
+                     description=f"evaluation {challenge.challenger.evaluation_id} of {model_id}")
+    generation_id, examples = None, []
     if samples:
-        config = SampleConfig(seed=training.seed)
-        job = job_dir(storage, trained.model_id, samples, config, [])
-        shard = generate_shard(storage, trained.model_id, 0, samples, config, [], str(job))
-        generated = publish_generation(storage, trained.model_id, [shard], config, [])
-        open_store(storage).remove_work_dir(job)
+        generated = generate_headlines(storage, model_id, samples,
+                                       SampleConfig(seed=training.seed))
         generation_id = generated.generation_id
-        # The JSONL, not the text file: a headline may hold \r or \x0c, which line-based
-        # readers take for line breaks.
-        with open(Path(generated.path).with_name(METADATA_FILE)) as f:
-            headlines = [json.loads(line)["text"] for line in f]
+        examples = [r["text"] for r in read_generated(generated)]
 
+    champion = challenge.champion
     report = train_report_markdown(
-        status.dataset_id, model_row(storage, trained.model_id, challenger.metrics),
-        model_row(storage, status.champion_id, champion.metrics) if champion else None,
-        promoted, headlines)
-    publish_markdown(report, description=f"train-headlines: challenger {trained.model_id} "
-                     + ("promoted" if promoted else "not promoted"))
-    champion_now = open_store(storage).aliases("models").get("champion")
-    return TrainRun("promoted" if promoted else "kept", status.dataset_id, champion_now,
-                    trained.model_id, challenger_bpc, champion_bpc, generation_id)
+        status.dataset_id, model_row(storage, model_id, challenge.challenger.metrics),
+        model_row(storage, champion.model_id, champion.metrics) if champion else None,
+        challenge.promoted, examples)
+    publish_markdown(report, description=f"train-headlines: challenger {model_id} "
+                     + ("promoted" if challenge.promoted else "not promoted"))
+    champion_now = open_store(storage).aliases("models").get(CHAMPION)
+    return TrainRun("promoted" if challenge.promoted else "kept", status.dataset_id,
+                    champion_now, model_id, challenge.challenger_bpc, challenge.champion_bpc,
+                    generation_id)

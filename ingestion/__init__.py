@@ -1,1 +1,19 @@
-"""Headline sources -> clean rows."""
+"""Ingestion: headline sources -> clean rows.
+
+Everything that turns external headline sources into the clean, split, de-duplicated rows
+of a dataset version:
+
+| module | holds |
+| --- | --- |
+| `csv_reader` | reading headline CSVs (the ABC news format) into raw rows, bad rows marked |
+| `reasons` | `IngestError` (a whole source is unusable) and the quarantine reasons |
+| `cleaning` | the cleaning rules: raw rows -> (clean rows, quarantined rows) |
+| `split` | the hash split rule: train / validation / test from the text alone |
+| `plan` | merging new rows onto the previous version (`plan_ingest`), writing it |
+| `feeds` | live RSS/Atom feeds: a safe conditional fetch, parsing into `FeedItem`s |
+| `style` | the training data's headline style and the one normalisation into it |
+
+A source reader produces raw rows (`cleaning.RAW_SCHEMA`); everything after that is shared
+by every source. Rows end up in storage's dataset format (storage.datasets), the only
+storage this package touches; it never imports prefect.
+"""

@@ -1,4 +1,8 @@
-"""Versioned, immutable artifact store for charlm: the only code that knows paths on disk.
+"""Versioned, immutable artifact store for charlm: it owns files and nothing else.
+
+Storage knows where everything lives and in which format; it does not know what the bytes
+mean (no CSV parsing, no models: it imports nothing from charlm or ingestion). Every file
+name the project writes is in storage.layout; the dataset format is storage.datasets.
 
 Every artifact (a dataset, a trained model, an evaluation, a batch of generated headlines) is a
 *version* of one of the KINDS. A version is a directory of files plus a ``manifest.json`` that
@@ -11,6 +15,7 @@ On-disk layout (root: ``default_root()``, i.e. ``$CHARLM_STORAGE`` or ``./charlm
     <root>/<kind>/<id>/...                  a published version: the caller's files
     <root>/<kind>/<id>/manifest.json        written last; its presence marks a complete version
     <root>/<kind>/.aliases/<name>           text file holding one version id
+    <root>/<kind>/.alias-history.jsonl      every alias change by set_alias, with its reason
     <root>/<kind>/.lock                     lock file for alias updates, commits and gc
     <root>/<kind>/.staging/<id>.<pid>/      a version being written by process <pid>
     <root>/<kind>/.staging/<id>.<pid>.lock  held by that process while the directory exists
@@ -30,13 +35,18 @@ the aliases are updated. A process killed at any moment therefore leaves either 
 or a complete version; its staging leftovers are removed by the next publish
 (``Store.clean_staging``), which only touches directories whose owner process is gone.
 
+Modules: store (the `Store` and publishing), manifests, aliases, locks, verify, gc, staging
+(clean-up after killed processes), workdirs, layout (every file name), datasets (the dataset
+file format), ids, fsutil, provenance, errors.
+
 This package must not import prefect or tensorflow: it is shared by every other layer.
 """
 
 from storage.errors import CorruptVersionError, StorageError
 from storage.ids import KINDS, check_alias_name, check_kind, is_version_id, new_version_id
+from storage.layout import MANIFEST
 from storage.provenance import code_version, default_root
-from storage.store import MANIFEST, Problem, Staging, Store
+from storage.store import Problem, Staging, Store
 
 __all__ = [
     "KINDS",

@@ -1,59 +1,55 @@
-"""The on-disk format of a dataset version, and the ingestion that computes one.
-
-A dataset version is a directory holding two Parquet files:
+"""The on-disk format of a dataset version: two Parquet files (names: storage.layout).
 
 - `headlines.parquet`: every clean headline so far (previous versions' rows first,
-  in their order, then this ingestion's new rows), with the columns of
-  charlm.ingest.CLEAN_SCHEMA: publish_date (Date), headline (String), split
-  ("train" | "validation" | "test"), source (file name), row (1-based data row).
-- `quarantine.parquet`: the rows *this* ingestion rejected (earlier rejections
-  live in earlier versions), with charlm.ingest.QUARANTINE_SCHEMA: source, row,
-  reason (one of charlm.ingest.REASONS), raw.
+  in their order, then the new rows), with the columns of `HEADLINES_SCHEMA`:
+  publish_date (Date), headline (String), split (one of `SPLITS`), source (file
+  name), row (1-based data row in its source).
+- `quarantine.parquet`: the rows the ingestion that made *this* version rejected
+  (earlier rejections live in earlier versions), with `QUARANTINE_SCHEMA`: source,
+  row, reason (why, see ingestion.reasons), raw (the rejected record's text).
 
 `write_dataset` only writes into a directory it is given (a staging directory the
-caller publishes atomically, see storage.Store); it never picks a path itself.
-`ingest_files` computes everything for a new version with one polars collect and
-writes nothing, so the caller decides whether there is anything to publish.
+caller publishes atomically, see storage.Store); it never picks a path itself. What
+the rows mean and how they are made is ingestion's business (the `ingestion` package).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from charlm.config import SPLITS, IngestConfig
-from charlm.ingest import (
-    CLEAN_SCHEMA,
-    QUARANTINE_SCHEMA,
-    IngestError,
-    clean,
-    merge,
-    merge_counts,
-    reason_counts,
-    split_counts,
-    transliterator,
-)
-from storage.sources import scan_headlines
+from storage.layout import DatasetFiles
 
 __all__ = [
     "FORMAT",
-    "HEADLINES_FILE",
-    "QUARANTINE_FILE",
-    "IngestPlan",
-    "ingest_files",
+    "HEADLINES_SCHEMA",
+    "QUARANTINE_SCHEMA",
+    "SPLITS",
+    "check_split",
     "read_headlines",
     "read_quarantine",
     "read_texts",
+    "value_counts",
     "write_dataset",
 ]
 
-HEADLINES_FILE = "headlines.parquet"
-QUARANTINE_FILE = "quarantine.parquet"
 FORMAT = "charlm-headlines/1"  # bump when the files' columns or meaning change
+SPLITS: tuple[str, ...] = ("train", "validation", "test")  # values of the `split` column
+HEADLINES_SCHEMA: dict[str, pl.DataType] = {
+    "publish_date": pl.Date(),
+    "headline": pl.String(),
+    "split": pl.String(),
+    "source": pl.String(),
+    "row": pl.Int64(),
+}
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "row": pl.Int64(),
+    "reason": pl.String(),
+    "raw": pl.String(),
+}
 
 
 def _conform(frame: pl.LazyFrame | pl.DataFrame, schema: dict[str, pl.DataType],
@@ -67,127 +63,70 @@ def _conform(frame: pl.LazyFrame | pl.DataFrame, schema: dict[str, pl.DataType],
     return lf.select(pl.col(c).cast(t) for c, t in schema.items())
 
 
+def value_counts(frame: pl.DataFrame | pl.LazyFrame, column: str) -> dict[str, int]:
+    """Rows per value of `column`, by value."""
+    counts = frame.lazy().group_by(column).len().sort(column).collect()
+    return dict(zip(counts[column].to_list(), map(int, counts["len"].to_list()), strict=True))
+
+
 def write_dataset(
     directory: Path,
     headlines: pl.LazyFrame | pl.DataFrame,
     quarantine: pl.LazyFrame | pl.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Write a dataset version's files into an existing `directory`; return its summary.
+    """Write a dataset version's files into an existing `directory`; return what they hold.
 
-    The summary is JSON-able: format, rows, splits (rows per split), quarantined
-    (rows per reason), sources (clean rows per source file) and transliterator.
+    The summary is JSON-able: format, rows, splits (rows per split, every split named),
+    sources (clean rows per source file), quarantined_by_reason (rows per reason).
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise NotADirectoryError(f"{directory}: not an existing directory")
     if quarantine is None:
         quarantine = pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    heads = _conform(headlines, CLEAN_SCHEMA, "headlines").collect()
+    heads = _conform(headlines, HEADLINES_SCHEMA, "headlines").collect()
     quar = _conform(quarantine, QUARANTINE_SCHEMA, "quarantine").collect()
+    files = DatasetFiles.at(directory)
     # zstd: ~3x smaller than the CSV and still fast to scan.
-    heads.write_parquet(directory / HEADLINES_FILE, compression="zstd")
-    quar.write_parquet(directory / QUARANTINE_FILE, compression="zstd")
-    return summarize(heads, quar)
-
-
-def summarize(headlines: pl.DataFrame, quarantine: pl.DataFrame) -> dict[str, Any]:
-    """The summary `write_dataset` returns, from collected frames."""
-    sources = headlines.group_by("source").len().sort("source")
+    heads.write_parquet(files.headlines, compression="zstd")
+    quar.write_parquet(files.quarantine, compression="zstd")
+    splits = value_counts(heads, "split")
     return {
         "format": FORMAT,
-        "rows": headlines.height,
-        "splits": split_counts(headlines),
-        "quarantined": reason_counts(quarantine),
-        "sources": dict(zip(sources["source"].to_list(), sources["len"].to_list(), strict=True)),
-        "transliterator": transliterator(),
+        "rows": heads.height,
+        "splits": {name: splits.get(name, 0) for name in SPLITS},
+        "sources": value_counts(heads, "source"),
+        "quarantined_by_reason": value_counts(quar, "reason"),
     }
 
 
-def _file(directory: Path, name: str) -> Path:
-    path = Path(directory) / name
+def _existing(path: Path) -> Path:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a dataset version (no {name})")
+        raise FileNotFoundError(f"{path.parent}: not a dataset version (no {path.name})")
     return path
 
 
 def read_headlines(directory: Path) -> pl.LazyFrame:
     """A dataset version's clean headlines, lazily."""
-    return pl.scan_parquet(_file(directory, HEADLINES_FILE))
+    return pl.scan_parquet(_existing(DatasetFiles.at(directory).headlines))
 
 
 def read_quarantine(directory: Path) -> pl.LazyFrame:
     """The rows the ingestion that produced this version rejected, lazily."""
-    return pl.scan_parquet(_file(directory, QUARANTINE_FILE))
+    return pl.scan_parquet(_existing(DatasetFiles.at(directory).quarantine))
+
+
+def check_split(split: str | None) -> str | None:
+    """`split` if it is one of SPLITS, "all" or None; else ValueError naming it."""
+    if split is not None and split != "all" and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)} "
+                         "or 'all'")
+    return split
 
 
 def read_texts(directory: Path, split: str | None = None) -> list[str]:
     """Headline texts of one split ("train", "validation", "test") or all ("all"/None)."""
     lf = read_headlines(directory)
-    if split is not None and split != "all":
-        if split not in SPLITS:
-            choices = ", ".join(SPLITS)
-            raise ValueError(f"unknown split {split!r}; expected one of {choices} or 'all'")
+    if check_split(split) not in (None, "all"):
         lf = lf.filter(pl.col("split") == split)
     return lf.select("headline").collect()["headline"].to_list()
-
-
-@dataclass(frozen=True)
-class IngestPlan:
-    """Everything a new dataset version needs, computed but not yet written."""
-
-    headlines: pl.DataFrame  # the whole new version: previous rows, then new ones
-    quarantine: pl.DataFrame  # rows rejected by this ingestion
-    new_rows: int  # rows added to the previous version
-    duplicates: int  # clean rows dropped as already present (or repeated in the input)
-    quarantined: dict[str, int]  # rows per reason
-    sources: list[str] = field(default_factory=list)  # file names ingested
-
-    @property
-    def rows(self) -> int:
-        """Rows in the whole new version."""
-        return self.headlines.height
-
-    total_rows = rows
-
-    @property
-    def changed(self) -> bool:
-        """True when there is something to publish."""
-        return self.new_rows > 0
-
-    def describe(self) -> str:
-        """One line for logs: "N new rows, M duplicates, Q quarantined (...)"."""
-        q = sum(self.quarantined.values())
-        detail = ", ".join(f"{k}: {v}" for k, v in self.quarantined.items())
-        return (
-            f"{self.new_rows} new rows, {self.duplicates} duplicates, {q} quarantined"
-            + (f" ({detail})" if detail else "")
-            + f"; {self.rows} rows in total"
-        )
-
-
-def ingest_files(
-    previous_dir: Path | None, paths: Sequence[Path | str], config: IngestConfig
-) -> IngestPlan:
-    """Scan, clean and merge CSVs onto the previous version, in one collect.
-
-    Raises IngestError for a file that cannot be read at all (the message names it)
-    and FileNotFoundError if `previous_dir` is not a dataset version.
-    """
-    if not paths:
-        raise IngestError("no CSV files given to ingest")
-    raw = pl.concat([scan_headlines(p) for p in paths])
-    new, quarantine = clean(raw, config)
-    previous = read_headlines(previous_dir) if previous_dir is not None else None
-    merged = merge(previous, new).cache()  # the counts reuse it rather than merge again
-    # One collect_all; clean() caches its shared sub-plan, so each UDF runs once.
-    heads, quar, counts = pl.collect_all(
-        [merged, quarantine, merge_counts(previous, new, merged)]
-    )
-    return IngestPlan(
-        headlines=heads,
-        quarantine=quar,
-        new_rows=int(counts["new_rows"][0]),
-        duplicates=int(counts["duplicates"][0]),
-        quarantined=reason_counts(quar),
-        sources=[Path(p).name for p in paths],
-    )

@@ -12,8 +12,9 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from storage.layout import DEFAULT_ROOT_NAME
+
 ENV_VAR = "CHARLM_STORAGE"
-DEFAULT_DIRNAME = "charlm-store"
 
 
 def default_root() -> Path:
@@ -23,7 +24,7 @@ def default_root() -> Path:
     project checkout keeps artifacts next to the code (``/charlm-store/`` is git-ignored).
     """
     value = os.environ.get(ENV_VAR, "").strip()
-    return Path(value).expanduser() if value else Path(DEFAULT_DIRNAME)
+    return Path(value).expanduser() if value else Path(DEFAULT_ROOT_NAME)
 
 
 @functools.lru_cache(maxsize=1)

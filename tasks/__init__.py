@@ -1,5 +1,23 @@
-"""Thin Prefect tasks, one per pipeline stage: load inputs, call charlm/storage, publish.
+"""Thin Prefect tasks, one per pipeline stage, and the operations built from them.
 
-The command line calls the same functions through `.fn`, so a run from the
-terminal and a run in a Prefect flow perform exactly the same operations.
+A task loads inputs, calls charlm / ingestion / storage and publishes a version, returning
+ids and paths rather than models or frames. An *operation* is a plain function that chains
+tasks through `tasks.common.run_task`; the command line (cli/), the Prefect flows (flows/)
+and the demo all call the same operation, so a run from the terminal and a run in a flow
+do exactly the same work (inside a flow run every step shows as a task run).
+
+| module | tasks | operation |
+| --- | --- | --- |
+| ingest | ingest-csv, scan-inbox, archive-inbox | |
+| train | train-model | |
+| evaluate | evaluate-model | |
+| champion | champion-status, promote, promote-if-unset | `train_challenger` |
+| generate | generate-shard, publish-generation | `generate_headlines` |
+| compare | publish-comparison | `compare_architectures` |
+| demo | write-demo-corpus | `run_demo` |
+| importer | import-article | |
+| events | emit-dataset-published | |
+| report | publish-report, publish-table (artifacts) | |
+| callbacks | training side effects: logs, TensorBoard, progress artifact, progress bar | |
+| native_logs | TensorFlow's C++ start-up chatter kept off stderr | |
 """

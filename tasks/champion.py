@@ -1,20 +1,32 @@
-"""Champion/challenger decisions for the training flow (reads the store, never trains).
+"""The champion: which model generation uses by default, and how a model earns the title.
 
-The `champion` alias of the models kind names the model that generation uses by default. A
-model version's manifest lists the dataset it was trained on in parents["datasets"], which is
-how the training flow tells whether the champion has already seen the newest headlines.
+The `champion` alias of the models kind names it. `train_challenger` is the one way training
+reaches it, for the `train-headlines` flow, `charlm train` and the demo alike: train a
+challenger, evaluate it and the current champion on the same test split, and promote the
+challenger only if its bits per character is lower (the first model is promoted
+unopposed). `promote` crowns a model by hand (`charlm promote`). Every change of the
+champion is recorded with its reason in the store's alias history (`charlm versions`).
+
+A model version's manifest lists the dataset it was trained on in parents["datasets"],
+which is how the training flow tells whether the champion has already seen the newest
+headlines (`champion_status`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from charlm.config import ModelConfig, TrainConfig
+from charlm.train import Callback
 from storage import StorageError
-from tasks.common import open_store
+from tasks.common import open_store, run_logger, run_task
+from tasks.evaluate import EvaluationOutcome, evaluate_model
+from tasks.train import TrainOutcome, train_model
 
 CHAMPION = "champion"
 
@@ -59,3 +71,75 @@ def should_promote(challenger_bpc: float, champion_bpc: float | None) -> bool:
     if champion_bpc is None or not math.isfinite(champion_bpc):
         return True
     return challenger_bpc < champion_bpc
+
+
+@task(name="promote", cache_policy=NO_CACHE)
+def promote(storage: str | None, model: str, reason: str) -> str:
+    """Make `model` (id, alias or id prefix) the champion, recording `reason`; its id."""
+    if not reason.strip():
+        raise ValueError("a promotion needs a reason (it is recorded in the alias history)")
+    store = open_store(storage)
+    model_id = store.resolve("models", model)
+    store.set_alias("models", CHAMPION, model_id, reason=reason)
+    run_logger().info("model %s promoted to champion: %s", model_id, reason)
+    return model_id
+
+
+@task(name="promote-if-unset", cache_policy=NO_CACHE)
+def promote_if_unset(storage: str | None, model_id: str, reason: str) -> bool:
+    """Make `model_id` the champion when there is none yet; True if it was promoted."""
+    store = open_store(storage)
+    if CHAMPION in store.aliases("models"):
+        return False
+    store.set_alias("models", CHAMPION, model_id, reason=reason)
+    run_logger().info("model %s promoted to champion: %s", model_id, reason)
+    return True
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """What `train_challenger` did: the new model, both evaluations, the decision."""
+
+    trained: TrainOutcome
+    challenger: EvaluationOutcome  # on the dataset's test split
+    champion: EvaluationOutcome | None  # the champion before the run, same split (None: none)
+    promoted: bool
+
+    @property
+    def challenger_bpc(self) -> float:
+        return self.challenger.metrics["bits_per_char"]
+
+    @property
+    def champion_bpc(self) -> float | None:
+        return self.champion.metrics["bits_per_char"] if self.champion else None
+
+
+def train_challenger(storage: str | None, dataset: str, network: ModelConfig,
+                     training: TrainConfig, precision: str = "auto",
+                     callbacks: Sequence[Callback] = ()) -> Challenge:
+    """Train a model on `dataset`, evaluate it and the champion on the dataset's test split,
+    and promote it if its test bits/char is lower."""
+    trained = run_task(train_model, storage, dataset, network, training, precision, callbacks)
+    dataset_id = trained.dataset_id
+    challenger = run_task(evaluate_model, storage, trained.model_id, dataset_id, "test")
+    champion_id = run_task(champion_status, storage, dataset_id).champion_id
+    champion = (run_task(evaluate_model, storage, champion_id, dataset_id, "test")
+                if champion_id else None)
+    challenge = Challenge(trained, challenger, champion, False)
+    log = run_logger()
+    if not should_promote(challenge.challenger_bpc, challenge.champion_bpc):
+        log.info("champion %s stays: test %.4f bits/char vs the challenger's %.4f",
+                 champion_id, challenge.champion_bpc, challenge.challenger_bpc)
+        return challenge
+    split = f"test split of dataset {dataset_id}"
+    if champion_id is None:
+        # promote_if_unset, not promote: another run may have crowned a model meanwhile.
+        promoted = run_task(promote_if_unset, storage, trained.model_id,
+                            f"first model: {challenge.challenger_bpc:.4f} bits/char on the "
+                            f"{split}")
+    else:
+        promoted = bool(run_task(
+            promote, storage, trained.model_id,
+            f"beat champion {champion_id} on the {split}: {challenge.challenger_bpc:.4f} < "
+            f"{challenge.champion_bpc:.4f} bits/char"))
+    return Challenge(trained, challenger, champion, promoted)

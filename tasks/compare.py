@@ -3,13 +3,16 @@
 Reproduces the article's claim (deep GRU/LSTM beat the simple RNN on characters)
 with numbers: each cell type is trained with the same size, data and time budget,
 evaluated on the same test split, and the comparison (table, JSON, plot of
-validation bits per char against training time, samples) is published as one
-evaluation version whose parents are the models and the dataset.
+validation bits per char against training time, example headlines) is published as one
+evaluation version (storage.layout.ComparisonFiles) whose parents are the models and the
+dataset. `compare_architectures` is the one operation: `charlm compare` and the
+`compare-architectures` flow both call it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,20 +21,18 @@ from prefect.cache_policies import NO_CACHE
 
 from charlm.config import ModelConfig, TrainConfig
 from charlm.report import comparison_table, plot_comparison
-from tasks.common import open_store, run_logger
+from storage.layout import ComparisonFiles
+from tasks.common import open_store, run_logger, run_task
 from tasks.evaluate import EvaluationOutcome, evaluate_model
+from tasks.presets import COMPARE_CELLS, COMPARE_NETWORK, COMPARE_SAMPLES, COMPARE_TRAINING
 from tasks.train import train_model
-
-TABLE_FILE = "comparison.md"
-PLOT_FILE = "comparison.png"
-DATA_FILE = "comparison.json"
 
 
 @dataclass(frozen=True)
 class ComparisonOutcome:
     evaluation_id: str
-    table: str  # path of comparison.md
-    plot: str  # path of comparison.png
+    table: str  # path of the markdown table
+    plot: str  # path of the plot
     rows: list[dict[str, Any]]
 
 
@@ -54,39 +55,44 @@ def publish_comparison(storage: str | None, dataset_id: str,
             "test_bpc": ev.metrics["bits_per_char"],
             "novelty": ev.metrics.get("novelty"),
             "word_validity": ev.metrics.get("word_validity"),
-            "samples": list(ev.metrics.get("examples", []))[:3],
+            "examples": list(ev.metrics.get("examples", []))[:3],
             "model": ev.model_id, "evaluation": ev.evaluation_id,
         })
     parents = {"models": [ev.model_id for ev in evaluations], "datasets": [dataset_id]}
     with store.publish("evaluations", parents=parents, params={"comparison": True},
                        aliases=("latest", "comparison")) as staging:
-        (staging.path / DATA_FILE).write_text(json.dumps(rows, indent=2) + "\n")
-        plot_comparison(runs, staging.path / PLOT_FILE)
-        (staging.path / TABLE_FILE).write_text(
+        out = ComparisonFiles.at(staging.path)
+        out.data.write_text(json.dumps(rows, indent=2) + "\n")
+        plot_comparison(runs, out.plot)
+        out.table.write_text(
             "# Architecture comparison\n\n"
             f"Dataset `{dataset_id}`, equal training budget per model; test bits per char "
             "on the dataset's test split.\n\n" + comparison_table(rows)
-            + f"\n![validation bits per char against training time]({PLOT_FILE})\n")
+            + f"\n![validation bits per char against training time]({out.plot.name})\n")
         staging.summary.update(comparison=[{k: r[k] for k in (
             "cell", "validation_bpc", "test_bpc")} for r in rows])
-    where = store.path("evaluations", staging.id, verify=False)
+    where = ComparisonFiles.at(store.path("evaluations", staging.id, verify=False))
     run_logger().info("published comparison %s: %s", staging.id, ", ".join(
         f"{r['cell']} {r['test_bpc']:.4f}" for r in rows))
-    return ComparisonOutcome(staging.id, str(where / TABLE_FILE), str(where / PLOT_FILE), rows)
+    return ComparisonOutcome(staging.id, str(where.table), str(where.plot), rows)
 
 
-def compare_architectures(storage: str | None, dataset: str, cells: list[str],
-                          model_config: ModelConfig, train_config: TrainConfig,
-                          samples: int = 200) -> ComparisonOutcome:
-    """Train and evaluate one model per cell type in turn (the CLI's path; the flow maps)."""
+def compare_architectures(storage: str | None, dataset: str = "latest",
+                          cells: Sequence[str] = COMPARE_CELLS,
+                          network: ModelConfig = COMPARE_NETWORK,
+                          training: TrainConfig = COMPARE_TRAINING,
+                          samples: int = COMPARE_SAMPLES) -> ComparisonOutcome:
+    """Train and evaluate one model per cell type, one at a time (each gets the whole
+    machine, so budgets stay equal), then publish the comparison."""
     if not cells:
         raise ValueError("no cell types to compare")
-    store = open_store(storage)
-    dataset_id = store.resolve("datasets", dataset)
+    if samples < 0:
+        raise ValueError(f"samples must be >= 0, got {samples}")
+    networks = [replace(network, cell=cell) for cell in cells]  # validates every cell name
+    dataset_id = open_store(storage).resolve("datasets", dataset)
     evaluations = []
-    for cell in cells:
-        trained = train_model.fn(storage, dataset_id, replace(model_config, cell=cell),
-                                 train_config)
-        evaluations.append(evaluate_model.fn(storage, trained.model_id, dataset_id, "test",
-                                             samples))
-    return publish_comparison.fn(storage, dataset_id, evaluations)
+    for cell_network in networks:
+        trained = run_task(train_model, storage, dataset_id, cell_network, training)
+        evaluations.append(run_task(evaluate_model, storage, trained.model_id, dataset_id,
+                                    "test", samples))
+    return run_task(publish_comparison, storage, dataset_id, evaluations)

@@ -11,6 +11,7 @@ from charlm.article import read_article, to_keras
 from charlm.config import to_dict
 from charlm.model import count_parameters, save_model
 from storage.fsutil import sha256_file
+from storage.layout import ModelFiles
 from tasks.common import open_store, run_logger
 
 
@@ -25,7 +26,8 @@ def import_article(storage: str | None, directory: str) -> str:
              for p in sorted(source.rglob("*")) if p.is_file()}
     with store.publish("models", params={"model": to_dict(config), "imported_from": str(source),
                                          "source_files": files}) as staging:
-        save_model(model, config, staging.path, extra={"imported_from": str(source)})
+        save_model(model, config, ModelFiles.at(staging.path),
+                   extra={"imported_from": str(source)})
         staging.summary.update(imported=True, parameters=count_parameters(model))
     run_logger().info("imported the article's %s %dx%d model from %s as %s", article.cell,
                       article.hidden, article.depth, source, staging.id)

@@ -1,4 +1,8 @@
-"""The ingestion stage: headline CSVs in, a dataset version out (only when rows are new)."""
+"""The ingestion stage: headline CSVs in, a dataset version out (only when rows are new).
+
+The work itself is the `ingestion` package's; these tasks add the store (the previous
+version, publishing) and the inbox the `ingest-headlines` flow watches.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from charlm.config import IngestConfig, to_dict
-from charlm.grammar import make_corpus
-from charlm.ingest import transliterator
+from ingestion.plan import plan_ingest, write_version
 from storage import StorageError
-from storage.datasets import ingest_files, write_dataset
 from storage.fsutil import sha256_file
+from storage.layout import Inbox
 from tasks.common import open_store, run_logger
 
 
@@ -26,7 +27,7 @@ class IngestOutcome:
     published: bool
     new_rows: int
     duplicates: int
-    quarantined: int
+    quarantined_rows: int
     rows: int
     message: str
 
@@ -40,64 +41,44 @@ def latest_dataset(storage: str | None) -> str | None:
 
 @task(name="ingest-csv", cache_policy=NO_CACHE)
 def ingest_csvs(storage: str | None, paths: list[str],
-                config: IngestConfig = IngestConfig()) -> IngestOutcome:
+                cleaning: IngestConfig = IngestConfig()) -> IngestOutcome:
     """Clean and merge `paths` into the latest dataset; publish a version if any row is new."""
     if not paths:
         raise ValueError("no CSV files given")
     store = open_store(storage)
     previous = latest_dataset(storage)
     previous_dir = store.path("datasets", previous) if previous else None
-    plan = ingest_files(previous_dir, [Path(p) for p in paths], config)
-    quarantined = sum(plan.quarantined.values())
+    plan = plan_ingest(previous_dir, [Path(p) for p in paths], cleaning)
     names = ", ".join(Path(p).name for p in paths)
-    if plan.new_rows == 0:
-        message = (f"{names}: 0 new rows ({plan.duplicates} duplicates, {quarantined} "
-                   f"quarantined); dataset {previous or '(none)'} unchanged")
+    if not plan.changed:
+        message = f"{names}: {plan.describe()}; dataset {previous or '(none)'} unchanged"
         run_logger().info(message)
-        return IngestOutcome(previous, False, 0, plan.duplicates, quarantined, plan.rows,
-                             message)
+        return IngestOutcome(previous, False, 0, plan.duplicates, plan.quarantined_rows,
+                             plan.rows, message)
     sources = [{"path": str(Path(p).resolve()), "sha256": sha256_file(Path(p))} for p in paths]
     with store.publish("datasets", parents={"datasets": [previous]} if previous else {},
-                       params={"ingest": to_dict(config), "sources": sources}) as staging:
-        summary = write_dataset(staging.path, plan.headlines, plan.quarantine)
-        staging.summary.update(summary, new_rows=plan.new_rows, duplicates=plan.duplicates,
-                               quarantined_by_reason=plan.quarantined,
-                               transliterator=transliterator())
-    message = (f"{names}: {plan.new_rows} new rows, {plan.duplicates} duplicates dropped, "
-               f"{quarantined} quarantined; published dataset {staging.id} "
-               f"({plan.rows} headlines)")
+                       params={"ingest": to_dict(cleaning), "sources": sources}) as staging:
+        staging.summary.update(write_version(plan, staging.path))
+    message = f"{names}: {plan.describe()}; published dataset {staging.id}"
     run_logger().info(message)
-    return IngestOutcome(staging.id, True, plan.new_rows, plan.duplicates, quarantined,
-                         plan.rows, message)
-
-
-@task(name="write-demo-corpus", cache_policy=NO_CACHE)
-def write_demo_corpus(storage: str | None, n: int, seed: int) -> str:
-    """Write the embedded grammar corpus as an ABC-format CSV into the store's inbox."""
-    rows = make_corpus(n, np.random.default_rng(seed))
-    inbox = open_store(storage).inbox
-    inbox.mkdir(parents=True, exist_ok=True)
-    path = inbox / f"demo-headlines-{n}-seed{seed}.csv"
-    tmp = path.with_suffix(".tmp")
-    pl.DataFrame(rows, schema=["publish_date", "headline_text"], orient="row").write_csv(tmp)
-    tmp.replace(path)
-    return str(path)
+    return IngestOutcome(staging.id, True, plan.new_rows, plan.duplicates,
+                         plan.quarantined_rows, plan.rows, message)
 
 
 @task(name="scan-inbox", cache_policy=NO_CACHE)
 def scan_inbox(storage: str | None) -> list[str]:
     """CSV files waiting in the store's inbox, oldest first."""
-    inbox = open_store(storage).inbox
-    if not inbox.is_dir():
-        return []
-    files = [p for p in inbox.glob("*.csv") if p.is_file()]
+    files = Inbox.at(open_store(storage).root).waiting()
     return [str(p) for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
 
 
 @task(name="archive-inbox", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def archive_inbox(storage: str | None, paths: list[str], dataset_id: str | None) -> list[str]:
-    """Move processed inbox files aside (inbox/processed/<dataset id>/), never overwriting."""
-    target = open_store(storage).inbox / "processed" / (dataset_id or "unchanged")
+def archive_inbox(storage: str | None, paths: list[str], dataset_id: str | None,
+                  rejected: bool = False) -> list[str]:
+    """Move processed inbox files aside, never overwriting: to processed/<dataset id>/,
+    processed/unchanged/ (dataset_id None) or processed/rejected/ (unreadable files)."""
+    inbox = Inbox.at(open_store(storage).root)
+    target = inbox.rejected if rejected else inbox.processed(dataset_id)
     target.mkdir(parents=True, exist_ok=True)
     moved = []
     for p in map(Path, paths):

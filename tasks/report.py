@@ -1,4 +1,6 @@
-"""What the flows show in Prefect's UI: a training progress bar, reports and tables (artifacts).
+"""What the flows show in Prefect's UI: reports and tables (artifacts).
+
+The training progress artifact is a training callback (tasks.callbacks.TrainingProgress).
 
 Artifact keys are fixed (lowercase, dashes), so every run adds a new version of the same
 artifact and the UI's Artifacts page shows its history. Artifacts are a view, never a source
@@ -7,104 +9,18 @@ of truth: failing to write one logs a warning and never fails a run (the store h
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from charlm.config import TrainConfig
-from charlm.train import Callback, TrainResult
-from tasks.common import open_store, run_logger
+from tasks.common import in_prefect_run, open_store, run_logger
 
-PROGRESS_KEY = "train-headlines-progress"
 REPORT_KEY = "train-headlines-report"
 GENERATION_KEY = "generate-headlines"
 MAX_TABLE_ROWS = 200  # the UI renders tables client-side; a million rows would hang it
-
-
-def in_prefect_run() -> bool:
-    """True inside a flow or task run (artifacts need one to attach to; the CLI has none)."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
-
-
-class TrainingProgress(Callback):
-    """A progress artifact (0-100 %) updated while a model trains.
-
-    Progress is the larger of the planned batches done and the time budget used, since
-    training stops at whichever ends first. Updates are throttled to one per
-    `every_seconds` (plus one per epoch): each is an API call.
-    """
-
-    def __init__(self, train_config: TrainConfig, key: str = PROGRESS_KEY,
-                 every_seconds: float = 5.0) -> None:
-        self.config = train_config
-        self.key = key
-        self.every = every_seconds
-        self.artifact_id: Any = None
-        self.enabled = in_prefect_run()
-        self.start = time.monotonic()
-        self.last = 0.0
-        self.progress = 0.0
-
-    def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as error:  # a dashboard glitch must not kill a training run
-            self.enabled = False
-            run_logger().warning("progress artifact %s failed (%s); no further updates",
-                                 action, error)
-            return None
-
-    def _update(self, progress: float, description: str) -> None:
-        self.progress = max(self.progress, min(100.0, progress))  # never moves backwards
-        if not self.enabled:
-            return
-        if self.artifact_id is None:
-            self.artifact_id = self._call("creation", create_progress_artifact,
-                                          progress=self.progress, key=self.key,
-                                          description=description)
-        else:
-            self._call("update", update_progress_artifact, artifact_id=self.artifact_id,
-                       progress=self.progress, description=description)
-        self.last = time.monotonic()
-
-    def _fraction(self, epoch: int, batch: int, batches: int) -> float:
-        by_batches = (epoch - 1 + batch / max(batches, 1)) / self.config.epochs
-        by_time = (time.monotonic() - self.start) / (self.config.max_minutes * 60.0)
-        return 100.0 * max(by_batches, by_time)
-
-    def on_train_begin(self, info: dict[str, Any]) -> None:
-        self.start = time.monotonic()
-        resumed = info.get("resumed_from")
-        start = 100.0 * resumed["epoch"] / self.config.epochs if resumed else 0.0
-        self._update(start, f"training on {info['headlines']} headlines"
-                     + (f", resumed at epoch {resumed['epoch'] + 1}" if resumed else ""))
-
-    def on_batch_end(self, step: int, logs: dict[str, Any]) -> None:
-        if time.monotonic() - self.last < self.every:
-            return
-        self._update(self._fraction(logs["epoch"], logs["batch"], logs["batches"]),
-                     f"epoch {logs['epoch']}/{self.config.epochs}, batch "
-                     f"{logs['batch']}/{logs['batches']}: {logs['bits_per_char']:.3f} bits/char")
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        self._update(self._fraction(epoch, 1, 1),
-                     f"epoch {epoch}/{self.config.epochs}: validation "
-                     f"{logs['validation_bpc']:.4f} bits/char")
-
-    def on_train_end(self, result: TrainResult) -> None:
-        self._update(100.0, f"done ({result.stopped}): best validation "
-                     f"{result.best_validation_bpc:.4f} bits/char at epoch {result.best_epoch}")
 
 
 @dataclass(frozen=True)
@@ -143,8 +59,8 @@ def _code(text: str) -> str:
 
 
 def train_report_markdown(dataset_id: str, challenger: ModelRow, champion: ModelRow | None,
-                          promoted: bool, samples: list[str]) -> str:
-    """The training report: metrics table, the decision, sample headlines."""
+                          promoted: bool, examples: list[str]) -> str:
+    """The training report: metrics table, the decision, example headlines."""
     columns = [("challenger", challenger)] + ([("champion", champion)] if champion else [])
     rows = [
         ("model", lambda r: _code(r.model_id)),
@@ -170,10 +86,10 @@ def train_report_markdown(dataset_id: str, challenger: ModelRow, champion: Model
     else:
         lines.append("**Decision:** the champion stays (the challenger is not better on the "
                      "test split).")
-    if samples:
+    if examples:
         # A fenced block: headlines may hold |, *, # or _ that markdown would interpret.
         lines += ["", f"## Sample headlines from {_code(challenger.model_id)}", "", "```"]
-        lines += [s.replace("```", "'''") for s in samples]
+        lines += [s.replace("```", "'''") for s in examples]
         lines.append("```")
     return "\n".join(lines) + "\n"
 

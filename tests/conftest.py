@@ -1,5 +1,8 @@
 """Suite-wide set-up.
 
+The project root goes on sys.path: `pytest` alone (unlike `python -m pytest`) does not put
+it there, and `benchmarks/` is not an installed package.
+
 Prefect configures logging with logging.config.dictConfig on its first import, and
 dictConfig shuts down every handler that exists at that moment, pytest's per-test
 log-capture handlers included; a test that imports Prefect for the first time then breaks
@@ -7,4 +10,25 @@ pytest's capture ("I/O operation on closed file"). Importing it here, at collect
 before any test runs, keeps that from depending on test order.
 """
 
-import prefect.main  # noqa: F401  (runs prefect.logging.configuration.setup_logging)
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import prefect.main  # noqa: E402, F401  (runs prefect.logging.configuration.setup_logging)
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def csv_file():
+    """csv_file(directory, name, body, header=...) -> Path of a new headline CSV."""
+
+    def write(directory, name: str, body: bytes,
+              header: bytes = b"publish_date,headline_text\n"):
+        path = directory / name
+        path.write_bytes(header + body)
+        return path
+
+    return write

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from benchmarks.article_baseline import ArticleModel, next_char_probs, threshold_filter
-from benchmarks.article_numpy import read_article_dir
 from benchmarks.common import VOCABULARY
+from charlm.article import read_article
 
 HEADLINES = [
     "man charged over fatal crash",
@@ -83,7 +83,7 @@ def test_save_writes_the_article_format(tmp_path: Path, unit: str, depth: int) -
             np.testing.assert_array_equal(array, getattr(model, name)[level].numpy())
     assert np.load(tmp_path / "m" / "weights" / "wy.npy").shape == (hidden, 118)
     assert np.load(tmp_path / "m" / "weights" / "by.npy").shape == (1, 118)
-    assert read_article_dir(tmp_path / "m").vocabulary == list(VOCABULARY)
+    assert read_article(tmp_path / "m").vocabulary == list(VOCABULARY)
     reloaded = ArticleModel.load(tmp_path / "m")
     np.testing.assert_array_equal(reloaded.next_char_probs("storm"), model.next_char_probs("storm"))
 

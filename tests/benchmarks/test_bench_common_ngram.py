@@ -25,18 +25,19 @@ TINY = [
 REPETITIVE = ["abcabcabcabc", "abcabc", "abcabcabc", "cabcab", "bcabcabca"] * 4
 
 
-def _bucket(text: str) -> int:
+def _hash_percentile(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") % 100
 
 
 def test_split_of_rule_and_known_values() -> None:
-    # Known buckets: "g" -> 0, "headline 6" -> 7, "a" -> 43.
+    # Known hash percentiles: "g" -> 0, "headline 6" -> 7, "a" -> 43.
     assert split_of("g") == "test"
     assert split_of("headline 6") == "validation"
     assert split_of("a") == "train"
     texts = [f"headline {i}" for i in range(3000)]
     for text in texts[:300]:
-        expected = "test" if _bucket(text) < 5 else "validation" if _bucket(text) < 10 else "train"
+        expected = ("test" if _hash_percentile(text) < 5
+                    else "validation" if _hash_percentile(text) < 10 else "train")
         assert split_of(text) == expected == split_of(text)
     counts = Counter(map(split_of, texts))
     assert 0.03 < counts["test"] / 3000 < 0.07 and 0.03 < counts["validation"] / 3000 < 0.07

@@ -13,7 +13,7 @@ from benchmarks.bench_recipe import main, parse_shape
 
 @pytest.fixture(scope="module")
 def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from charlm.grammar import make_corpus
+    from charlm.demo_corpus import make_corpus
     from tasks.ingest import ingest_csvs
 
     root = tmp_path_factory.mktemp("recipe")

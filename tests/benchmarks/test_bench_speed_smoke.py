@@ -7,19 +7,48 @@ import re
 
 import pytest
 
-from benchmarks import bench_generate, bench_memory, bench_train, run_all
+from benchmarks import bench_generate, bench_memory, bench_train, harness, run_all
 
-VERDICT = re.compile(r"\(target (>=|<=) [0-9.]+x\): (PASS|MISS)$", re.MULTILINE)
+
+def _verdicts_agree(out: str) -> None:
+    """Every verdict line says PASS exactly when its value meets its target."""
+    lines = re.findall(r"= (-?[0-9.]+)x? \(target (>=|<=) ([0-9.]+)x?\): (PASS|MISS)$", out,
+                       re.MULTILINE)
+    assert lines
+    for value, op, target, word in lines:
+        met = float(value) >= float(target) if op == ">=" else float(value) <= float(target)
+        assert word == ("PASS" if met else "MISS"), (value, op, target, word)
 
 
 def test_train_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_train.main(["--tiny"]) == 0
     out = capsys.readouterr().out
     assert "tensorflow" in out and "cpu_count" in out
-    assert re.search(r"^ratio tiny .*charlm/article chars/s = [0-9.]+x", out, re.MULTILINE)
-    assert re.search(r"^tiny +charlm .*one-hot (f32|bf16)", out, re.MULTILINE)
-    assert re.search(r"^tiny +article ", out, re.MULTILINE)
-    assert VERDICT.search(out)
+    ratio = re.search(r"^ratio tiny .*charlm whole run / article chars/s = ([0-9.]+)x", out,
+                      re.MULTILINE)
+    assert ratio and float(ratio.group(1)) > 0
+    # one row per epoch, each with train and validation seconds, never a retrace
+    rows = re.findall(r"^ +(\d+) +([0-9.]+) +([0-9.]+) +([0-9.]+) .* (\d+)$", out, re.MULTILINE)
+    assert [int(r[0]) for r in rows] == [1, 2]
+    for _, seconds, train, valid, traces in rows:
+        assert float(train) + float(valid) <= float(seconds) + 0.05
+        assert traces == "1"
+    whole = re.search(r"whole run: ([0-9,]+) characters", out)
+    assert whole and int(whole.group(1).replace(",", "")) > 0
+    _verdicts_agree(out)
+
+
+def test_gpu_epoch_cpu_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import gpu_epoch
+
+    assert gpu_epoch.main(["--cpu-smoke"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^epoch 1: [0-9.]+ s training .* chars/s = .* of the measured matmul",
+                     out, re.MULTILINE)
+    assert re.search(r"^epoch 2: ", out, re.MULTILINE)
+    assert "steady state (tracing and validation left out)" in out
+    assert re.search(r"^scoring: 3,000 headlines", out, re.MULTILINE)
+    assert re.search(r"^sampling: 64 headlines", out, re.MULTILINE)
 
 
 def test_generate_tiny(capsys: pytest.CaptureFixture[str]) -> None:
@@ -28,7 +57,7 @@ def test_generate_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"^ratio generate: charlm/article headlines/s = [0-9.]+x", out,
                      re.MULTILINE)
     assert "charlm steady state" in out and "article sample" in out
-    assert VERDICT.search(out)
+    _verdicts_agree(out)
 
 
 def test_memory_tiny(capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,7 +68,7 @@ def test_memory_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"^ratio memory: charlm train-peak growth / corpus-buffer growth = "
                      r"-?[0-9.]+x", out, re.MULTILINE)
     assert re.search(r"^charlm +8,000 ", out, re.MULTILINE)
-    assert VERDICT.search(out)
+    _verdicts_agree(out)
 
 
 def test_memory_child_article_in_process() -> None:
@@ -53,15 +82,15 @@ def test_run_all_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_all.main(["--tiny", "--only", "generate"]) == 0
     out = capsys.readouterr().out
     summary = out[out.index("== summary"):]
-    assert VERDICT.search(summary)
+    _verdicts_agree(summary)
 
 
 def test_verdict_and_flops() -> None:
     # LSTM 128x2 one-hot: 2*(118+128)*512 + 2*(128+128)*512 + 2*128*118 per forward char.
     forward = 2 * 246 * 512 + 2 * 256 * 512 + 2 * 128 * 118
-    assert bench_train.forward_flops_per_char("lstm", 118, 128, 2) == forward
-    assert bench_train.train_flops_per_char("lstm", 118, 128, 2) == 3 * forward
-    assert bench_train.Verdict("b", "m", 10.0, 10.0).passed
-    assert not bench_train.Verdict("b", "m", 9.9, 10.0).passed
-    assert bench_train.Verdict("b", "m", 1.2, 1.5, higher_is_better=False).passed
-    assert "MISS" in bench_train.Verdict("b", "m", float("nan"), 1.0).line()
+    assert harness.forward_flops_per_char("lstm", 118, 128, 2) == forward
+    assert harness.train_flops_per_char("lstm", 118, 128, 2) == 3 * forward
+    assert harness.Verdict("b", "m", 10.0, 10.0).passed
+    assert not harness.Verdict("b", "m", 9.9, 10.0).passed
+    assert harness.Verdict("b", "m", 1.2, 1.5, higher_is_better=False).passed
+    assert "MISS" in harness.Verdict("b", "m", float("nan"), 1.0).line()

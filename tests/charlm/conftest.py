@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from charlm.grammar import make_corpus  # noqa: E402
+from charlm.demo_corpus import make_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="session")

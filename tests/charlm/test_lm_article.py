@@ -1,15 +1,15 @@
-"""Import of the article's saved models, checked against its equations written out in numpy."""
+"""Import of the article's saved models, checked against its equations written out in numpy
+(the oracle in benchmarks/article_numpy.py)."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from charlm.article import read_article, to_keras
+from benchmarks.article_numpy import sequence_probs
+from charlm.article import GATES, ArticleWeights, read_article, to_keras
 from charlm.vocab import ALPHABET, START, VOCAB_SIZE, encode
 
-GATES = {"gru": ("wr", "br", "wu", "bu", "wa", "ba"),
-         "lstm": ("wu", "bu", "wf", "bf", "wo", "bo", "wc", "bc")}
 TEXTS = ["council calls for new hospital", "", "A\rB\x0b~\x7f 12%$", "x"]
 
 
@@ -39,48 +39,19 @@ def write_article_dir(directory: Path, cell: str, depth: int, hidden: int, seed:
     return weights
 
 
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def reference_probs(weights: dict, cell: str, depth: int, hidden: int, text: str) -> np.ndarray:
-    """The article's __call__ per time step, in float64: row t = P(next | zeros, text[:t])."""
-    a = [np.zeros((1, hidden)) for _ in range(depth)]
-    c = [np.zeros((1, hidden)) for _ in range(depth)]
-    x = np.zeros((1, VOCAB_SIZE))  # sample()'s first input
-    out = []
-    for t in range(len(text) + 1):
-        h = x
-        for i in range(depth):
-            w = {g: weights[f"{g}_{i}"] for g in GATES[cell]}
-            concat = np.concatenate([a[i], h], axis=1)
-            if cell == "gru":
-                r = _sigmoid(concat @ w["wr"] + w["br"])
-                u = _sigmoid(concat @ w["wu"] + w["bu"])
-                cand = np.tanh(np.concatenate([r * a[i], h], axis=1) @ w["wa"] + w["ba"])
-                a[i] = u * cand + (1 - u) * a[i]
-            else:
-                u = _sigmoid(concat @ w["wu"] + w["bu"])
-                f = _sigmoid(concat @ w["wf"] + w["bf"])
-                o = _sigmoid(concat @ w["wo"] + w["bo"])
-                cand = np.tanh(concat @ w["wc"] + w["bc"])
-                c[i] = u * cand + f * c[i]
-                a[i] = o * np.tanh(c[i])
-            h = a[i]
-        logits = (h @ weights["wy"] + weights["by"])[0]
-        e = np.exp(logits - logits.max())
-        out.append(e / e.sum())
-        if t < len(text):
-            x = np.zeros((1, VOCAB_SIZE))
-            x[0, ALPHABET.index(text[t])] = 1.0
-    return np.array(out)
-
-
 def keras_probs(model, text: str) -> np.ndarray:
     tokens = np.concatenate([[START], encode(text)]).astype(np.int32)[None]
     logits = model(tokens, training=False).numpy()[0].astype(np.float64)
     e = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def oracle_probs(weights: dict, cell: str, depth: int, hidden: int, text: str) -> np.ndarray:
+    """The article's equations (the numpy oracle in benchmarks/article_numpy.py) on the
+    weights as this test wrote them, not as the importer read them back."""
+    levels = [{g: weights[f"{g}_{level}"] for g in GATES[cell]} for level in range(depth)]
+    return sequence_probs(ArticleWeights(list(ALPHABET), cell, hidden, depth, levels,
+                                         weights["wy"], weights["by"]), text)
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -93,7 +64,7 @@ def test_imported_model_matches_article_equations(tmp_path, cell, depth):
     model, config = to_keras(article)
     assert config.embedding == 0 and config.dropout == 0.0 and config.depth == depth
     for text in TEXTS:
-        want = reference_probs(weights, cell, depth, hidden, text)
+        want = oracle_probs(weights, cell, depth, hidden, text)
         got = keras_probs(model, text)
         assert got.shape == want.shape == (len(text) + 1, VOCAB_SIZE)
         assert np.abs(got - want).max() < 1e-5, (text, np.abs(got - want).max())
@@ -102,13 +73,12 @@ def test_imported_model_matches_article_equations(tmp_path, cell, depth):
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_agrees_with_benchmarks_reference(tmp_path, cell):
-    article_numpy = pytest.importorskip("benchmarks.article_numpy")
+def test_agrees_with_the_oracle_on_what_the_reader_read(tmp_path, cell):
     write_article_dir(tmp_path / "m", cell, 2, 12, seed=99)
-    model, _ = to_keras(read_article(tmp_path / "m"))
-    saved = article_numpy.read_article_dir(tmp_path / "m")
+    article = read_article(tmp_path / "m")
+    model, _ = to_keras(article)
     for text in TEXTS:
-        want = article_numpy.sequence_probs(saved, text)
+        want = sequence_probs(article, text)
         assert np.abs(keras_probs(model, text) - want).max() < 1e-5
 
 

@@ -1,6 +1,15 @@
 import numpy as np
+import tensorflow as tf
 
-from charlm.data import PAD_MULTIPLE, Corpus, batch_rows, pad_batch, to_dataset
+from charlm.data import (
+    PAD_ROW,
+    Corpus,
+    assemble_batch,
+    batch_dataset,
+    batch_rows,
+    corpus_on_device,
+    pad_batch,
+)
 from charlm.vocab import EOS, START, encode
 
 
@@ -28,7 +37,7 @@ def test_pad_batch_layout():
     inputs, targets, weights = pad_batch(corpus, rows, max_length=256)
     steps = inputs.shape[1]
     assert inputs.shape == targets.shape == weights.shape == (4, steps)
-    assert steps % PAD_MULTIPLE == 0 and steps >= len(texts[3]) + 1
+    assert steps == len(texts[3]) + 1  # padded to the longest headline only
     assert (inputs[:, 0] == START).all()
     for b, i in enumerate(rows):
         ids = encode(texts[i])
@@ -44,7 +53,7 @@ def test_pad_batch_layout():
 def test_pad_batch_cuts_long_headlines():
     corpus = Corpus.from_texts(["x" * 30, "abc"])
     inputs, targets, weights = pad_batch(corpus, np.array([0, 1]), max_length=10)
-    assert inputs.shape[1] == -(-11 // PAD_MULTIPLE) * PAD_MULTIPLE  # 10 + 1, rounded up
+    assert inputs.shape[1] == 11  # 10 + 1
     assert weights[0].sum() == 10  # cut: its end marker is not predicted
     assert weights[1].sum() == 4
 
@@ -93,13 +102,65 @@ def test_bucketing_keeps_padding_low():
     assert 1 - corpus.characters / padded > 0.3
 
 
-def test_to_dataset_yields_pad_batch():
-    corpus = _corpus([5, 9, 17, 3, 0])
-    rows = batch_rows(corpus, 2, np.random.default_rng(0))
-    got = list(to_dataset(corpus, rows, 256))
-    assert len(got) == len(rows)
-    for (i, t, w), r in zip(got, rows, strict=True):
-        ei, et, ew = pad_batch(corpus, r, 256)
-        np.testing.assert_array_equal(i.numpy(), ei)
-        np.testing.assert_array_equal(t.numpy(), et)
-        np.testing.assert_array_equal(w.numpy(), ew)
+def test_batch_dataset_streams_the_plan_from_skip():
+    corpus = _corpus([5, 9, 17, 3, 0, 12, 7])
+    plan = batch_rows(corpus, 2, np.random.default_rng(0))
+    got = [r.numpy() for r in batch_dataset(plan)]
+    assert len(got) == len(plan) == 4
+    for rows, expected in zip(got, plan, strict=True):
+        np.testing.assert_array_equal(rows, expected)
+    later = [r.numpy() for r in batch_dataset(plan, skip=2)]
+    assert [r.tolist() for r in later] == [r.tolist() for r in got[2:]]
+
+
+def test_batch_dataset_fills_batches_for_replicas():
+    corpus = _corpus([5, 9, 17, 3, 0, 12, 7])
+    plan = batch_rows(corpus, 3, None)  # batches of 3, 3 and 1 rows
+    got = [r.numpy().tolist() for r in batch_dataset(plan, replicas=2)]
+    assert [len(r) for r in got] == [4, 4, 2]
+    assert [r[-1] for r in got] == [PAD_ROW] * 3
+    assert sorted(i for r in got for i in r if i != PAD_ROW) == list(range(7))
+
+
+def test_pad_rows_weigh_nothing():
+    corpus = Corpus.from_texts(["abc", "de"])
+    _, _, weights = pad_batch(corpus, np.array([1, PAD_ROW, 0, PAD_ROW]), 256)
+    assert weights.sum(axis=1).tolist() == [3, 0, 4, 0]
+
+
+def test_assemble_batch_in_a_compiled_step_matches_eager():
+    corpus = _corpus(np.random.default_rng(6).integers(0, 70, 200))
+    tensors = corpus_on_device(corpus)
+    assemble = tf.function(lambda rows: assemble_batch(tensors, rows, 40),
+                           reduce_retracing=True)
+    for rows in batch_rows(corpus, 16, np.random.default_rng(1)):
+        compiled = [x.numpy() for x in assemble(tf.constant(rows))]
+        eager = pad_batch(corpus, rows, 40)
+        for a, b in zip(compiled, eager, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_corpus_tensors_share_the_numpy_buffer():
+    corpus = Corpus.from_texts(["police probe", "wool prices"])
+    flat = corpus.tensors.flat
+    assert flat.dtype == tf.int8 and flat.shape == (len("police probewool prices"),)
+    np.testing.assert_array_equal(flat.numpy(), corpus.flat)
+    # zero-copy: the tensor reads the numpy array's memory
+    assert corpus.flat.ctypes.data % 64 == 0
+    original = int(corpus.flat[0])
+    corpus.flat[0] = original + 1
+    try:
+        assert int(flat[0]) == original + 1
+    finally:
+        corpus.flat[0] = original
+
+
+def test_take_is_a_vectorised_copy():
+    texts = ["abc", "", "council backs plan", "x"]
+    corpus = Corpus.from_texts(texts)
+    sub = corpus.take(np.array([2, 1, 3, 2]))
+    assert sub.lengths.tolist() == [18, 0, 1, 18]
+    assert sub.offsets.tolist() == [0, 18, 18, 19, 37]
+    expected = Corpus.from_texts([texts[2], texts[1], texts[3], texts[2]])
+    np.testing.assert_array_equal(sub.flat, expected.flat)
+    assert len(corpus.take(np.array([], dtype=np.int64))) == 0

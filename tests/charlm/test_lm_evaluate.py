@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from charlm.data import Corpus
-from charlm.evaluate import BUCKETS, evaluate, headline_nats
+from charlm.evaluate import LENGTH_RANGES, evaluate, headline_nats
 from charlm.vocab import EOS, START, encode
 
 
@@ -42,20 +42,20 @@ def test_bits_per_char_matches_hand_computation(tiny_model):
     np.testing.assert_allclose(nats / math.log(2), per_text, rtol=1e-6)
 
 
-def test_buckets_add_up(tiny_model, headlines):
+def test_length_breakdown_adds_up(tiny_model, headlines):
     model, _ = tiny_model(seed=9)
     texts = headlines[:40] + ["x", "", "short one", "y" * 85, "z" * 100, "w" * 79]
     corpus = Corpus.from_texts(texts)
     result = evaluate(model, corpus, batch_size=16)
-    buckets = result["buckets"]
-    assert sum(b["headlines"] for b in buckets) == result["headlines"] == len(texts)
-    assert sum(b["characters"] for b in buckets) == result["characters"] == corpus.characters
-    weighted = sum(b["bits_per_char"] * b["characters"] for b in buckets) / result["characters"]
+    by_length = result["by_length"]
+    assert sum(b["headlines"] for b in by_length) == result["headlines"] == len(texts)
+    assert sum(b["characters"] for b in by_length) == result["characters"] == corpus.characters
+    weighted = sum(b["bits_per_char"] * b["characters"] for b in by_length) / result["characters"]
     assert weighted == pytest.approx(result["bits_per_char"], rel=1e-9)
-    assert {b["length"] for b in buckets} >= {"0-19", "60-79", "80+"}
-    for b in buckets:
+    assert {b["length"] for b in by_length} >= {"0-19", "60-79", "80+"}
+    for b in by_length:
         assert b["perplexity"] == pytest.approx(2.0 ** b["bits_per_char"])
-    assert len(buckets) <= len(BUCKETS)
+    assert len(by_length) <= len(LENGTH_RANGES)
 
 
 def test_batch_size_does_not_change_the_result(tiny_model, headlines):

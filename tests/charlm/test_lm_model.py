@@ -6,8 +6,6 @@ import tensorflow as tf
 
 from charlm.config import SampleConfig
 from charlm.model import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
     build_model,
     count_parameters,
     initial_states,
@@ -19,6 +17,7 @@ from charlm.model import (
 )
 from charlm.sample import generate
 from charlm.vocab import START, VOCAB_SIZE
+from storage.layout import ModelFiles
 
 
 def _tokens(batch, steps, seed=0):
@@ -74,14 +73,15 @@ def test_save_load_round_trip(tmp_path, tiny_model):
                        for w in model.get_weights()])
     directory = tmp_path / "m"
     directory.mkdir()
-    save_model(model, config, directory, extra={"note": "x"})
-    loaded, loaded_config = load_model(directory, precision="float32")
+    files = ModelFiles.at(directory)
+    save_model(model, config, files, extra={"note": "x"})
+    loaded, loaded_config = load_model(files, precision="float32")
     assert loaded_config == config
-    assert read_config(directory)[1]["note"] == "x"
+    assert read_config(files)[1]["note"] == "x"
     tokens = _tokens(3, 12, seed=2)
     np.testing.assert_array_equal(loaded(tokens, training=False).numpy(),
                                   model(tokens, training=False).numpy())
-    sample = SampleConfig(max_length=20, seed=5)
+    sample = SampleConfig(max_new_chars=20, seed=5)
     assert generate(loaded, 4, sample).texts == generate(model, 4, sample).texts
     # a freshly built model with the same config differs: the weights came from disk
     fresh = build_model(config, precision="float32")
@@ -92,16 +92,17 @@ def test_load_model_rejects_bad_directories(tmp_path, tiny_model):
     model, config = tiny_model()
     good = tmp_path / "good"
     good.mkdir()
-    save_model(model, config, good)
-    assert (good / WEIGHTS_FILE).exists()
+    good_files = ModelFiles.at(good)
+    save_model(model, config, good_files)
+    assert good_files.weights.exists()
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    (empty / WEIGHTS_FILE).write_bytes((good / WEIGHTS_FILE).read_bytes())
-    with pytest.raises(ValueError, match=CONFIG_FILE):
-        load_model(empty)
+    ModelFiles.at(empty).weights.write_bytes(good_files.weights.read_bytes())
+    with pytest.raises(ValueError, match=good_files.config.name):
+        load_model(ModelFiles.at(empty))
 
-    payload = json.loads((good / CONFIG_FILE).read_text())
+    payload = json.loads(good_files.config.read_text())
     for name, text in [("format", json.dumps({**payload, "format": 99})),
                        ("noformat", json.dumps({k: v for k, v in payload.items()
                                                 if k != "format"})),
@@ -112,9 +113,9 @@ def test_load_model_rejects_bad_directories(tmp_path, tiny_model):
         bad.mkdir()
         for f in good.iterdir():
             (bad / f.name).write_bytes(f.read_bytes())
-        (bad / CONFIG_FILE).write_text(text)
+        ModelFiles.at(bad).config.write_text(text)
         with pytest.raises(ValueError):
-            load_model(bad)
+            load_model(ModelFiles.at(bad))
 
 
 def test_start_tokens():

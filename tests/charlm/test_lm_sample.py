@@ -124,9 +124,9 @@ def manual_greedy(model, prefix: str, max_length: int) -> str:
 
 
 def test_greedy_is_deterministic_argmax(greedy_model):
-    config = SampleConfig(greedy=True, max_length=25, seed=1)
+    config = SampleConfig(greedy=True, max_new_chars=25, seed=1)
     a = generate(greedy_model, 3, config)
-    b = generate(greedy_model, 3, SampleConfig(greedy=True, max_length=25, seed=2, top_p=0.3))
+    b = generate(greedy_model, 3, SampleConfig(greedy=True, max_new_chars=25, seed=2, top_p=0.3))
     assert a == b  # greedy ignores seed and top_p
     assert len(set(a.texts)) == 1
     assert len(a.texts[0]) > 3
@@ -135,7 +135,7 @@ def test_greedy_is_deterministic_argmax(greedy_model):
 
 def test_rows_stop_at_end_marker_or_max_length(eos_model):
     max_length = 12
-    config = SampleConfig(max_length=max_length, seed=3, top_p=0.95)
+    config = SampleConfig(max_new_chars=max_length, seed=3, top_p=0.95)
     result = generate(eos_model, 200, config)
     # raw tokens from the same compiled sampler (same seed, chunk 0, same batch)
     tokens = _sample_chunk(eos_model, sampler(eos_model, config), np.zeros((200, 1), np.int32),
@@ -157,7 +157,7 @@ def test_rows_stop_at_end_marker_or_max_length(eos_model):
 
 
 def test_truncated_flag_counts_new_characters_only(eos_model):
-    config = SampleConfig(max_length=6, seed=4)
+    config = SampleConfig(max_new_chars=6, seed=4)
     result = generate(eos_model, 40, config, prefixes=["council backs plan"])
     for text, truncated in zip(result.texts, result.truncated, strict=True):
         assert text.startswith("council backs plan")
@@ -167,10 +167,10 @@ def test_truncated_flag_counts_new_characters_only(eos_model):
 
 
 def test_same_seed_same_output(eos_model):
-    config = SampleConfig(max_length=30, seed=7)
+    config = SampleConfig(max_new_chars=30, seed=7)
     a = generate(eos_model, 16, config)
     b = generate(eos_model, 16, config)
-    c = generate(eos_model, 16, SampleConfig(max_length=30, seed=8))
+    c = generate(eos_model, 16, SampleConfig(max_new_chars=30, seed=8))
     assert a == b
     assert a.texts != c.texts
     assert len(set(a.texts)) > 4  # rows of one call differ from each other
@@ -178,7 +178,7 @@ def test_same_seed_same_output(eos_model):
 
 def test_complete_conditions_on_start_and_whole_prefix(greedy_model):
     prefixes = ["police", "", "wool prices rise again in", "x", "council calls for"]
-    config = SampleConfig(greedy=True, max_length=15)
+    config = SampleConfig(greedy=True, max_new_chars=15)
     got = complete(greedy_model, prefixes, config)
     assert len(got) == len(prefixes)
     want = [manual_greedy(greedy_model, p, 15) for p in prefixes]

@@ -71,11 +71,11 @@ def test_length_percentiles():
     assert q["data_length"] == {"mean": 15.0, "p10": 11.0, "p50": 15.0, "p90": 19.0}
 
 
-def test_runaway_rate_from_flags_or_max_length():
+def test_runaway_rate_from_flags_or_max_new_chars():
     generated = ["short", "x" * 8, "y" * 8, "z" * 7]
     assert sample_quality(generated, TRAINING, truncated=[False, True, False, False],
-                          max_length=8)["runaway_rate"] == pytest.approx(1 / 4)
-    assert sample_quality(generated, TRAINING, max_length=8)["runaway_rate"] == \
+                          max_new_chars=8)["runaway_rate"] == pytest.approx(1 / 4)
+    assert sample_quality(generated, TRAINING, max_new_chars=8)["runaway_rate"] == \
         pytest.approx(2 / 4)
     with pytest.raises(ValueError):
         sample_quality(generated, TRAINING, truncated=[True])

@@ -25,7 +25,7 @@ def history(offset: float = 0.0, epochs: int = 3) -> list[dict]:
 METRICS = {
     "bits_per_char": 2.3456, "perplexity": 5.0823, "characters": 1234, "headlines": 40,
     "model": "m-001", "dataset": "d-042", "split": "test",
-    "buckets": [
+    "by_length": [
         {"length": "0-19", "headlines": 10, "bits_per_char": 2.9876, "perplexity": 7.93,
          "characters": 150},
         {"length": "80+", "headlines": 30, "bits_per_char": 2.1111, "perplexity": 4.32,
@@ -93,14 +93,14 @@ def test_escape_keeps_headlines_literal():
 def test_comparison_table_bolds_the_best():
     rows = [
         {"cell": "gru", "hidden": 512, "depth": 2, "parameters": 2_500_000, "minutes": 30.04,
-         "validation_bpc": 2.1, "test_bpc": 2.12, "samples": ["a | b", "c"]},
+         "validation_bpc": 2.1, "test_bpc": 2.12, "examples": ["a | b", "c"]},
         {"cell": "lstm", "hidden": 512, "depth": 2, "parameters": 3_300_000, "minutes": 30,
-         "validation_bpc": 2.05, "test_bpc": 2.07, "samples": "x"},
+         "validation_bpc": 2.05, "test_bpc": 2.07, "examples": "x"},
         {"cell": "rnn", "hidden": 512, "depth": 2},
     ]
     lines = comparison_table(rows).splitlines()
     assert lines[0] == ("| cell | hidden | depth | parameters | minutes | validation bpc | "
-                        "test bpc | samples |")
+                        "test bpc | example headlines |")
     assert len(lines) == 5
     assert lines[2] == ("| gru | 512 | 2 | 2,500,000 | 30.0 | 2.1000 | 2.1200 | "
                         r"a \| b / c |")

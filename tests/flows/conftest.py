@@ -11,17 +11,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:  # `pytest` alone does not put the project root on sys.path
-    sys.path.insert(0, _ROOT)
 
 _PREFECT_TMP = Path(tempfile.mkdtemp(prefix="charlm-flow-tests-"))
 atexit.register(shutil.rmtree, _PREFECT_TMP, True)
@@ -92,7 +87,7 @@ def trained(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Trai
     import numpy as np
     import polars as pl
 
-    from charlm.grammar import make_corpus
+    from charlm.demo_corpus import make_corpus
     from flows.train import train_headlines
     from tasks.ingest import ingest_csvs
 

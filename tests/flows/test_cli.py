@@ -6,6 +6,8 @@ cost seconds each); one test runs the installed console script for real.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -16,9 +18,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from charlm.grammar import make_corpus
+from charlm.demo_corpus import make_corpus
 from charlm.vocab import ALPHABET
-from flows.cli import main
+from cli.main import main
+from storage import Store
 from storage.datasets import read_texts
 
 TINY = ["--cell", "gru", "--hidden", "8", "--depth", "1", "--embedding", "4",
@@ -48,8 +51,10 @@ def trained(tmp_path_factory) -> dict[str, str]:
     store = root / "store"
     csv = write_csv(root / "headlines.csv", 600, seed=1)
     assert main(["--storage", str(store), "ingest", str(csv)]) == 0
-    assert main(["--storage", str(store), "train", *TINY]) == 0
-    return {"store": str(store), "root": str(root)}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["--storage", str(store), "train", *TINY]) == 0
+    return {"store": str(store), "root": str(root), "printed": printed.getvalue()}
 
 
 def assert_usage_error(code: int, err: str, *needles: str) -> None:
@@ -91,9 +96,17 @@ def test_ingest_bad_arguments(capsys, tmp_path):
 
 
 def test_train_prints_model_id_and_first_model_becomes_champion(trained, capsys):
+    store = Store(trained["store"])
+    model_id = last_line(trained["printed"])  # what `charlm train` printed
+    assert [m["id"] for m in store.versions("models")] == [model_id]
+    assert store.resolve("models", "champion") == model_id
     code, out, _ = run(capsys, Path(trained["store"]), "versions", "models")
     assert code == 0
-    assert "champion" in out and "latest" in out
+    [line] = [line for line in out.splitlines() if line.split()[1] == model_id]
+    assert "champion" in line and "latest" in line
+    [change] = store.alias_history("models", "champion")
+    assert change["id"] == model_id and change["reason"].startswith("first model")
+    assert f"alias champion -> {model_id}" in out  # the history, shown by `versions`
 
 
 def test_train_bad_arguments(capsys, tmp_path, trained):
@@ -172,6 +185,62 @@ def test_versions_lists_every_kind(trained, capsys):
     assert {"datasets", "models"} <= kinds
     code, _, err = run(capsys, Path(trained["store"]), "versions", "widgets")
     assert_usage_error(code, err, "widgets")
+
+
+def test_train_reaches_the_champion_through_the_test_split_decision(capsys, tmp_path):
+    store_dir = tmp_path / "s"
+    csv = write_csv(tmp_path / "a.csv", 400, seed=6)
+    assert main(["--storage", str(store_dir), "ingest", str(csv)]) == 0
+    code, out, err = run(capsys, store_dir, "train", *TINY)
+    assert code == 0 and "promoted to champion" in err
+    first = last_line(out)
+    code, out, err = run(capsys, store_dir, "train", *TINY, "--seed", "1")
+    assert code == 0
+    second = last_line(out)
+    assert f"vs champion {first}" in err
+    store = Store(store_dir)
+    # Both were just scored on the same test split; the better one holds the title.
+    scores = {m["summary"]["model"]: m["summary"]["bits_per_char"]
+              for m in store.versions("evaluations")[-2:]}
+    assert set(scores) == {first, second}
+    better = second if scores[second] < scores[first] else first
+    assert store.resolve("models", "champion") == better
+    assert ("promoted to champion" in err) == (better == second)
+
+    # By hand, with the reason recorded and shown.
+    other = first if better == second else second
+    code, out, _ = run(capsys, store_dir, "promote", other[:15], "--reason", "nicer samples")
+    assert code == 0 and last_line(out) == other
+    assert store.resolve("models", "champion") == other
+    assert store.alias_history("models", "champion")[-1]["reason"] == "by hand: nicer samples"
+    code, out, _ = run(capsys, store_dir, "versions", "models")
+    assert f"alias champion -> {other}" in out and "by hand: nicer samples" in out
+
+
+def test_promote_bad_arguments(capsys, tmp_path, trained):
+    code, _, err = run(capsys, tmp_path, "promote", "latest")
+    assert_usage_error(code, err, "--reason")
+    code, _, err = run(capsys, tmp_path, "promote", "latest", "--reason", "  ")
+    assert_usage_error(code, err, "--reason")
+    code, _, err = run(capsys, Path(trained["store"]), "promote", "nosuchmodel", "--reason",
+                       "x")
+    assert_runtime_error(code, err, "nosuchmodel")
+
+
+def test_every_option_says_its_default():
+    from cli.parser import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, command in [("charlm", parser), *commands.items()]:
+        for action in command._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help and "default" in action.help, (name, action.option_strings)
+            shown = command.format_help()
+            if action.default not in (None, False, []):
+                assert f"default: {action.default}" in " ".join(shown.split()), (
+                    name, action.option_strings)
 
 
 def test_verify_passes_then_reports_a_corrupted_file(capsys, tmp_path):
@@ -260,15 +329,46 @@ def test_usage_errors_without_a_command(capsys):
     assert "fly" in capsys.readouterr().err
 
 
-def test_console_script_reports_errors_in_one_line(tmp_path):
+def charlm(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """The installed `charlm` program, as a user runs it (its own process)."""
     exe = Path(sys.executable).parent / "charlm"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "flows.cli"]
-    proc = subprocess.run([*command, "--storage", str(tmp_path), "evaluate", "nosuchmodel"],
-                          capture_output=True, text=True, timeout=120)
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "cli.main"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([*command, *argv], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def test_console_script_reports_errors_in_one_line(tmp_path):
+    proc = charlm("--storage", str(tmp_path), "evaluate", "nosuchmodel")
     assert proc.returncode == 1
     assert proc.stdout == ""
-    assert proc.stderr.strip().splitlines()[-1].startswith("charlm: error:")
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [proc.stderr.strip().splitlines()[-1]]
+    assert proc.stderr.startswith("charlm: error:")
+
+
+def test_console_script_stderr_holds_only_charlms_own_lines(tmp_path):
+    """TensorFlow's native start-up chatter never reaches the user, unless --debug."""
+    from tasks.native_logs import is_native_log_line
+
+    write_article(tmp_path / "article", "gru", 8, 1, seed=7)
+    store = str(tmp_path / "s")
+    imported = charlm("--storage", store, "import-article", str(tmp_path / "article"))
+    assert imported.returncode == 0, imported.stderr
+    model_id = imported.stdout.strip()
+    assert imported.stderr.splitlines() == [
+        f"imported the article's gru 8x1 model from {tmp_path / 'article'} as {model_id}"]
+    generated = charlm("--storage", store, "generate", model_id, "-n", "2", "--seed", "1")
+    assert generated.returncode == 0, generated.stderr
+    lines = generated.stderr.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0] == f"generating 2 headlines from model {model_id} in 1 shard(s)"
+    assert lines[1].startswith("published generation ") and lines[1].endswith(
+        f": 2 headlines from model {model_id}")
+    assert lines[2].startswith("published generation ") and "2 headlines (" in lines[2]
+    # The same command with --debug shows what the filter keeps away.
+    debug = charlm("--storage", store, "--debug", "generate", model_id, "-n", "2")
+    assert debug.returncode == 0, debug.stderr
+    assert any(is_native_log_line(line.encode()) for line in debug.stderr.splitlines())
 
 
 @pytest.mark.slow

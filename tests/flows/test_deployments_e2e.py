@@ -3,7 +3,8 @@
 Exercises scripts/server.sh, scripts/deploy.sh and scripts/worker.sh as documented, then:
 nightly training completes and crowns a champion; a CSV dropped into the inbox and ingested
 by the ingest deployment emits charlm.dataset.published, whose trigger starts a training run;
-a further nightly run with no new data trains nothing. The server's scheduler is off so the
+a further nightly run with no new data trains nothing; and no flow run's output carries
+TensorFlow's native start-up chatter. The server's scheduler is off so the
 deployments' own schedules cannot start runs in the middle of the test.
 """
 
@@ -25,8 +26,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from charlm.grammar import make_corpus
+from charlm.demo_corpus import make_corpus
 from storage import Store
+from tasks.native_logs import is_native_log_line
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {  # deployment parameters: JSON, validated by the flow into its config dataclasses
@@ -195,6 +197,12 @@ def test_deployed_pipeline(tmp_path: Path) -> None:
                       "--params", json.dumps(TINY))
         assert "Completed" in out, out
         assert len(store.versions("models")) == models_before
+
+        # 4. The flow runs' output (the worker prints it) holds no TensorFlow chatter.
+        worker_log = (logs / "worker.log").read_text()
+        assert "Beginning flow run" in worker_log
+        chatter = [line for line in worker_log.splitlines() if is_native_log_line(line.encode())]
+        assert chatter == []
     except BaseException:
         for log in sorted(logs.iterdir()):
             print(f"----- {log.name} (tail) -----\n{log.read_text()[-6000:]}")

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from charlm.config import SampleConfig
-from flows.generate import generate_headlines, plan_shards, rotate
+from flows.generate import generate_headlines
 from flows.runners import dask_runner, task_runner_from_env
 from storage import Store
+from tasks.generate import plan_shards, rotate
 from tasks.report import GENERATION_KEY
 
 
@@ -56,7 +57,7 @@ def check_generation(storage: str, run, n: int, prefixes: list[str]) -> list[dic
 @pytest.mark.usefixtures("prefect_api")
 def test_sharded_job_publishes_one_version(trained, read_artifact):
     before = len(Store(trained.storage).versions("generations"))
-    config = SampleConfig(seed=3, max_length=40)
+    config = SampleConfig(seed=3, max_new_chars=40)
     run = generate_headlines(model="champion", n=7, sampling=config, prefixes=["A", "B"],
                              shard_size=3, storage=trained.storage)
     assert run.shards == 3
@@ -74,7 +75,7 @@ def test_shards_on_a_dask_cluster(trained):
     pytest.importorskip("prefect_dask")
     on_dask = generate_headlines.with_options(
         task_runner=dask_runner(workers=1, processes=False))
-    run = on_dask(model="champion", n=4, sampling=SampleConfig(max_length=30), shard_size=2,
+    run = on_dask(model="champion", n=4, sampling=SampleConfig(max_new_chars=30), shard_size=2,
                   storage=trained.storage)
     assert run.shards == 2
     check_generation(trained.storage, run, 4, [])

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from charlm.grammar import make_corpus
+from charlm.demo_corpus import make_corpus
 from flows.ingest import ingest_headlines
 from storage import Store
 from tasks.events import DATASET_PUBLISHED

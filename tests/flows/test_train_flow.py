@@ -7,11 +7,12 @@ import dataclasses
 import pytest
 from prefect import task
 
-import flows.train
+import tasks.champion
 from flows.train import EVALUATION_KEY, train_headlines
 from storage import Store
+from tasks.callbacks import PROGRESS_KEY
 from tasks.evaluate import evaluate_model
-from tasks.report import PROGRESS_KEY, REPORT_KEY
+from tasks.report import REPORT_KEY
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -83,7 +84,7 @@ def test_worse_challenger_is_not_promoted(trained, tiny, read_artifact, monkeypa
                                                             "bits_per_char": 0.01})
         return outcome
 
-    monkeypatch.setattr(flows.train, "evaluate_model", champion_always_better)
+    monkeypatch.setattr(tasks.champion, "evaluate_model", champion_always_better)
     run = train_headlines(network=tiny[0], training=tiny[1], force=True, samples=0,
                           storage=trained.storage)
     assert run.action == "kept"

@@ -1,7 +1,11 @@
-"""Fixtures shared by the storage tests: a store in tmp_path and a quick way to publish."""
+"""Fixtures shared by the storage tests: a store in tmp_path, a quick way to publish, and
+child Python processes that use the store."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,3 +34,17 @@ def publish(store: Store) -> Callable[..., str]:
         return staging.id
 
     return _publish
+
+
+@pytest.fixture
+def spawn_python() -> Callable[..., subprocess.Popen]:
+    """spawn_python(code, *args) -> a child `python -c code args` (stdout piped, text) that
+    imports this checkout's packages."""
+    repo = Path(__file__).resolve().parents[2]
+
+    def spawn(code: str, *args: object) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], cwd=repo,
+                                env={**os.environ, "PYTHONPATH": str(repo)},
+                                stdout=subprocess.PIPE, text=True)
+
+    return spawn

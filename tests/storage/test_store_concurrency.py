@@ -12,7 +12,6 @@ from pathlib import Path
 
 from storage import Store
 
-REPO = Path(__file__).resolve().parents[2]
 ROUNDS = 40
 
 
@@ -66,22 +65,16 @@ with store.publish("models") as staging:
 """
 
 
-def start_publisher(root: Path) -> tuple[subprocess.Popen, Path]:
+def start_publisher(spawn_python, root: Path) -> tuple[subprocess.Popen, Path]:
     """A child process that is inside publish() with a half-written staging directory."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", HOLD_OPEN, str(root)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    child = spawn_python(HOLD_OPEN, root)
     staging = Path(child.stdout.readline().strip())
     assert staging.is_dir(), staging
     return child, staging
 
 
-def test_clean_staging_spares_live_publisher_and_removes_dead_ones(store):
-    child, staging = start_publisher(store.root)
+def test_clean_staging_spares_live_publisher_and_removes_dead_ones(store, spawn_python):
+    child, staging = start_publisher(spawn_python, store.root)
     try:
         assert store.clean_staging() == 0
         # A publish in this process must not disturb the other process's work either.

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,6 @@ import pytest
 
 from storage import KINDS, MANIFEST, Store, is_version_id
 
-REPO = Path(__file__).resolve().parents[2]
 KILLS = 30
 
 # Publishes datasets and models (with lineage), moves aliases and runs gc, forever.
@@ -51,18 +48,12 @@ def leftover_staging(root: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_random_sigkills_never_leave_partial_versions(tmp_path):
+def test_random_sigkills_never_leave_partial_versions(tmp_path, spawn_python):
     root = tmp_path / "store"
     rng = random.Random(int(os.environ.get("CHARLM_CRASH_SEED", "20261128")))
     leftovers_seen = 0
     for _ in range(KILLS):
-        child = subprocess.Popen(
-            [sys.executable, "-c", PUBLISHER, str(root)],
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        child = spawn_python(PUBLISHER, root)
         try:
             assert child.stdout.readline().strip() == "ready"
             time.sleep(rng.uniform(0.0, 0.25))

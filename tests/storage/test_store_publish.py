@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import storage.fsutil
-import storage.store
+import storage.manifests
 from storage import MANIFEST, CorruptVersionError, StorageError, Store, code_version
 
 
@@ -140,6 +140,35 @@ def test_set_alias_and_bad_alias_names(store, publish):
     assert store.aliases("models") == {"champion": second, "latest": second}
 
 
+def test_alias_changes_are_recorded_with_their_reason(store, publish):
+    first = publish("models")
+    second = publish("models")
+    store.set_alias("models", "champion", first, reason="first model")
+    store.set_alias("models", "champion", second, reason="by hand: better samples")
+    store.set_alias("models", "showcase", first)
+    history = store.alias_history("models", "champion")
+    assert [(h["id"], h["previous"], h["reason"]) for h in history] == [
+        (first, None, "first model"), (second, first, "by hand: better samples")]
+    assert [h["alias"] for h in store.alias_history("models")] == [
+        "champion", "champion", "showcase"]
+    assert store.alias_history("datasets") == []
+    # publishing moves `latest` without a history entry, and the history is bookkeeping
+    publish("models")
+    assert len(store.alias_history("models")) == 3
+    assert store.verify() == []
+
+
+def test_copy_in_adds_files_and_folders_to_the_version(store, tmp_path):
+    (tmp_path / "logs" / "sub").mkdir(parents=True)
+    (tmp_path / "logs" / "sub" / "events").write_bytes(b"e")
+    (tmp_path / "weights.bin").write_bytes(b"w")
+    with store.publish("models") as staging:
+        staging.copy_in(tmp_path / "logs", "tensorboard")
+        staging.copy_in(tmp_path / "weights.bin", "deep/weights.bin")
+    files = store.manifest("models", staging.id)["files"]
+    assert sorted(files) == ["deep/weights.bin", "tensorboard/sub/events"]
+
+
 def test_publish_without_aliases_leaves_latest_alone(store, publish):
     first = publish("models")
     second = publish("models", aliases=())
@@ -216,11 +245,11 @@ def test_disk_full_while_copying_files_into_staging(store, publish, monkeypatch)
 
     source = store.root.parent / "big.bin"
     source.write_bytes(b"0" * 100)
-    monkeypatch.setattr(shutil, "copyfile", full_disk_copy)
+    monkeypatch.setattr(shutil, "copyfile", full_disk_copy)  # what Staging.copy_in calls
     with pytest.raises(StorageError, match="disk full while publishing models") as info:
         with store.publish("models", aliases=("latest", "champion")) as staging:
             (staging.path / "partial.bin").write_bytes(b"0" * 10)
-            shutil.copyfile(source, staging.path / "big.bin")
+            staging.copy_in(source, "big.bin")  # the store's own copy meets the full disk
     assert isinstance(info.value.__cause__, OSError)
     assert not staging.path.exists()
     assert store.aliases("models") == {"latest": before}
@@ -233,7 +262,7 @@ def test_disk_full_while_writing_manifest(store, publish, monkeypatch):
     def full_disk_write(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(storage.store, "write_file", full_disk_write)
+    monkeypatch.setattr(storage.manifests, "write_file", full_disk_write)
     with pytest.raises(StorageError, match="disk full while publishing models"):
         with store.publish("models") as staging:
             (staging.path / "weights.bin").write_bytes(b"w")

@@ -1,22 +1,16 @@
-"""Fixtures for the task tests: the project importable, a store in tmp_path, fake versions.
+"""Fixtures for the task tests: a store in tmp_path, fake versions.
 
 Tasks are called through `.fn`, i.e. as plain functions without a Prefect run or server.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-# `pytest` (unlike `python -m pytest`) does not put the project root on sys.path.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from storage import Store  # noqa: E402
+from storage import Store
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from charlm.config import TrainConfig
 from charlm.train import TrainResult
+from tasks.callbacks import TrainingProgress
 from tasks.report import (
     ModelRow,
-    TrainingProgress,
     model_row,
     publish_markdown,
     publish_table,

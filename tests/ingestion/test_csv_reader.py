@@ -12,15 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charlm.config import IngestConfig
-from charlm.ingest import clean
-from storage.sources import (
-    RAW_SCHEMA,
-    IngestError,
-    _parse_fast,
-    _parse_tolerant,
-    parse_headlines,
-    scan_headlines,
-)
+from ingestion.cleaning import RAW_SCHEMA, clean
+from ingestion.csv_reader import _parse_fast, _parse_tolerant, parse_headlines, scan_headlines
+from ingestion.reasons import IngestError
 
 SHARED = Path(__file__).parents[2] / ".." / "shared" / "data"
 HEADER = b"publish_date,headline_text\n"
@@ -190,13 +184,14 @@ def test_unclosed_quote_costs_one_row(tmp_path: Path) -> None:
     ]
 
 
-def test_text_after_closing_quote(tmp_path: Path) -> None:
-    data = HEADER + b'20030219,"quoted"tail\r\n20030220,b\r\n'
-    frame = scan_headlines(write(tmp_path, data)).collect()
-    assert frame.select("row", "reason", "raw").rows() == [
-        (1, "bad quoting", '20030219,"quoted"tail'),
-        (2, None, None),
-    ]
+@pytest.mark.parametrize("body,reason,raw", [
+    (b'20030219,"quoted"tail\r\n20030220,b\r\n', "bad quoting", '20030219,"quoted"tail'),
+    (b"20030219,a\0b\n20030220,fine\n", "NUL bytes", "20030219,a\0b"),
+], ids=["text after closing quote", "NUL bytes"])
+def test_bad_first_row_is_reported_with_its_raw_text(tmp_path: Path, body: bytes, reason: str,
+                                                     raw: str) -> None:
+    frame = scan_headlines(write(tmp_path, HEADER + body)).collect()
+    assert frame.select("row", "reason", "raw").rows() == [(1, reason, raw), (2, None, None)]
 
 
 def test_quote_inside_unquoted_field_is_literal(tmp_path: Path) -> None:
@@ -204,15 +199,6 @@ def test_quote_inside_unquoted_field_is_literal(tmp_path: Path) -> None:
     assert rows(write(tmp_path, data)) == [
         (1, "20030219", 'man says "hi', None),
         (2, "20030220", "b", None),
-    ]
-
-
-def test_nul_bytes(tmp_path: Path) -> None:
-    data = HEADER + b"20030219,a\0b\n20030220,fine\n"
-    frame = scan_headlines(write(tmp_path, data)).collect()
-    assert frame.select("row", "reason", "raw").rows() == [
-        (1, "NUL bytes", "20030219,a\0b"),
-        (2, None, None),
     ]
 
 
@@ -277,7 +263,7 @@ def test_arbitrary_bytes_give_valid_rows_or_ingest_error(
     tmp_path: Path, with_header: bool, body: bytes
 ) -> None:
     path = write(tmp_path, (HEADER if with_header else b"") + body)
-    config = IngestConfig(max_length=20)
+    config = IngestConfig(max_headline_length=20)
     try:
         good, bad = clean(scan_headlines(path), config)
         good_rows, bad_rows = pl.collect_all([good, bad])

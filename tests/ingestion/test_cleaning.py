@@ -11,19 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charlm.config import IngestConfig
-from charlm.ingest import (
-    CLEAN_SCHEMA,
-    QUARANTINE_SCHEMA,
-    REASONS,
-    IngestError,
-    bucket_of,
-    clean,
-    clean_text,
-    merge,
-    merge_counts,
-    split_of,
-    transliterator,
-)
+from ingestion.cleaning import clean, clean_text, transliterator
+from ingestion.plan import merge, merge_counts
+from ingestion.reasons import REASONS, IngestError
+from ingestion.split import hash_percentile, split_of
+from storage.datasets import HEADLINES_SCHEMA, QUARANTINE_SCHEMA
 
 CONFIG = IngestConfig()
 PRINTABLE = re.compile(r"[ -~]*")  # ASCII 32..126
@@ -82,7 +74,7 @@ def test_clean_text_idempotent_and_printable(text: str, lowercase: bool) -> None
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(min_size=1), min_size=1, max_size=20), st.booleans())
 def test_vectorised_clean_matches_clean_text(texts: list[str], lowercase: bool) -> None:
-    config = IngestConfig(lowercase=lowercase, max_length=10_000)
+    config = IngestConfig(lowercase=lowercase, max_headline_length=10_000)
     good, bad = run([("20030219", t) for t in texts], config)
     expected = [clean_text(t, lowercase) for t in texts]
     assert good["headline"].to_list() == [e for e in expected if e]
@@ -99,7 +91,7 @@ def test_transliterator() -> None:
 
 def test_clean_schema_and_values() -> None:
     good, bad = run([("20030219", "  Hello,\tWorld  "), (" 20031001 ", "Zoë")])
-    assert good.schema == pl.Schema(CLEAN_SCHEMA)
+    assert good.schema == pl.Schema(HEADLINES_SCHEMA)
     assert bad.schema == pl.Schema(QUARANTINE_SCHEMA)
     assert good.select("publish_date", "headline", "source", "row").rows() == [
         (dt.date(2003, 2, 19), "Hello, World", "t.csv", 1),
@@ -125,18 +117,18 @@ def test_empty_after_cleaning() -> None:
     assert bad["reason"].to_list() == ["empty after cleaning"] * 5
 
 
-def test_max_length_boundary() -> None:
-    config = IngestConfig(max_length=10)
+def test_max_headline_length_boundary() -> None:
+    config = IngestConfig(max_headline_length=10)
     good, bad = run([("20030219", "x" * 10), ("20030219", "y" * 11),
                      ("20030219", " " * 5 + "z" * 10 + " " * 5)], config)
     assert good["headline"].to_list() == ["x" * 10, "z" * 10]
-    assert bad.select("row", "reason").rows() == [(2, "longer than max_length")]
+    assert bad.select("row", "reason").rows() == [(2, "longer than max_headline_length")]
 
 
 def test_100k_character_headline() -> None:
     good, bad = run([("20030219", "word " * 20_000)])
     assert good.height == 0
-    assert bad["reason"].to_list() == ["longer than max_length"]
+    assert bad["reason"].to_list() == ["longer than max_headline_length"]
     assert len(bad["raw"][0]) == 9 + 100_000
 
 
@@ -177,9 +169,9 @@ def test_clean_is_lazy() -> None:
 # -- splits ----------------------------------------------------------------------------
 
 
-def test_bucket_values_are_pinned() -> None:
+def test_hash_percentiles_are_pinned() -> None:
     # These must never change: a changed hash would move headlines between splits.
-    assert [bucket_of(t) for t in ("hello world", "headline 3", "headline 6", "")] == [
+    assert [hash_percentile(t) for t in ("hello world", "headline 3", "headline 6", "")] == [
         20, 1, 7, 76
     ]
     assert split_of("headline 3", CONFIG) == "test"
@@ -220,7 +212,7 @@ def test_merge_dedupes_keeping_first_in_order() -> None:
     new = clean_rows([("20030219", "b"), ("20030220", "b"), ("20030219", "c"),
                       ("20030219", "c"), ("20030219", "a")])
     merged = merge(previous, new).collect()
-    assert merged.schema == pl.Schema(CLEAN_SCHEMA)
+    assert merged.schema == pl.Schema(HEADLINES_SCHEMA)
     assert merged.select("publish_date", "headline", "source").rows() == [
         (dt.date(2003, 2, 19), "a", "old.csv"),
         (dt.date(2003, 2, 19), "b", "old.csv"),

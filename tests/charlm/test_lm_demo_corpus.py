@@ -3,7 +3,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from charlm.grammar import make_corpus
+from charlm.demo_corpus import make_corpus
 from charlm.vocab import encode
 
 

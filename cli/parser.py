@@ -1,0 +1,181 @@
+"""The `charlm` command line's arguments: one subcommand per operation, every option with
+help text that shows its default (defaults come from the config dataclasses and the
+operations, never repeated here)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from charlm.config import (
+    CELLS,
+    PRECISIONS,
+    IngestConfig,
+    ModelConfig,
+    SampleConfig,
+    TrainConfig,
+)
+from storage import KINDS
+from storage.datasets import SPLITS
+from tasks import presets
+
+DEFAULT_MODEL, DEFAULT_TRAIN = ModelConfig(), TrainConfig()
+DEFAULT_SAMPLE, DEFAULT_INGEST = SampleConfig(), IngestConfig()
+
+
+class UsageError(Exception):
+    """A bad argument: reported in one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line instead of usage + message
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _dataset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="latest",
+                   help="dataset version id, unique id prefix or alias (default: %(default)s)")
+
+
+_SHAPE_HELP = {"hidden": "units per recurrent layer", "depth": "stacked recurrent layers",
+               "embedding": "embedding size; 0 = one-hot input as in the article"}
+
+
+def _model_shape(p: argparse.ArgumentParser, defaults: ModelConfig) -> None:
+    for field, text in _SHAPE_HELP.items():
+        p.add_argument(f"--{field}", type=int, default=getattr(defaults, field),
+                       help=f"{text} (default: %(default)s)")
+
+
+def _budget(p: argparse.ArgumentParser, defaults: TrainConfig, what: str) -> None:
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                   help="headlines per batch (default: %(default)s)")
+    p.add_argument("--max-minutes", type=float, default=defaults.max_minutes,
+                   help=f"wall-clock training budget{what} in minutes (default: %(default)s)")
+
+
+def _seed(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--seed", type=int, default=0, help=f"seed of {what} (default: %(default)s)")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="charlm", description="Character-level language models of news "
+                    "headlines: ingest, train, evaluate, generate, without a Prefect server.")
+    parser.add_argument("--storage", metavar="DIR",
+                        help="artifact store root (default: $CHARLM_STORAGE, else "
+                             "./charlm-store)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks on errors and TensorFlow's native log lines "
+                             "(default: off)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    p = sub.add_parser("ingest", help="publish a dataset version from headline CSVs")
+    p.add_argument("csv", nargs="+", help="CSV files with publish_date,headline_text columns")
+    p.add_argument("--lowercase", action="store_true",
+                   help="lowercase every headline (default: off)")
+    p.add_argument("--max-headline-length", "--max-length", type=positive_int,
+                   default=DEFAULT_INGEST.max_headline_length, metavar="N",
+                   help="quarantine cleaned headlines longer than N characters "
+                        "(default: %(default)s)")
+
+    p = sub.add_parser("train", help="train a model; it becomes champion if it beats the "
+                                     "champion on the test split")
+    _dataset(p)
+    p.add_argument("--cell", choices=CELLS, default=DEFAULT_MODEL.cell,
+                   help="recurrent cell type (default: %(default)s)")
+    _model_shape(p, DEFAULT_MODEL)
+    p.add_argument("--dropout", type=float, default=DEFAULT_MODEL.dropout,
+                   help="dropout between layers and before the softmax (default: %(default)s)")
+    _budget(p, DEFAULT_TRAIN, "")
+    p.add_argument("--epochs", type=int, default=DEFAULT_TRAIN.epochs,
+                   help="most epochs to train (default: %(default)s)")
+    p.add_argument("--learning-rate", type=float, default=DEFAULT_TRAIN.learning_rate,
+                   help="peak learning rate after warm-up (default: %(default)s)")
+    _seed(p, "weights, batches and dropout")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto = mixed_float16 on a GPU, mixed_bfloat16 on CPUs with bfloat16 "
+                        "instructions, else float32 (default: %(default)s)")
+
+    p = sub.add_parser("evaluate", help="bits per char and perplexity of a model (JSON)")
+    p.add_argument("model", help="model id or alias (latest, champion)")
+    _dataset(p)
+    p.add_argument("--split", default="test", choices=(*SPLITS, "all"),
+                   help="the dataset's split to score (default: %(default)s)")
+    p.add_argument("--samples", type=int, default=presets.EVALUATION_SAMPLES,
+                   help="headlines generated to measure novelty etc.; 0 skips "
+                        "(default: %(default)s)")
+
+    p = sub.add_parser("generate", help="generate headlines into a generation version")
+    p.add_argument("model", help="model id or alias (latest, champion)")
+    p.add_argument("-n", type=positive_int, default=presets.GENERATE_N,
+                   help="number of headlines (default: %(default)s)")
+    p.add_argument("--top-p", type=float, default=DEFAULT_SAMPLE.top_p,
+                   help="nucleus sampling: the article's threshold (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=DEFAULT_SAMPLE.temperature,
+                   help="softmax temperature (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=DEFAULT_SAMPLE.top_k,
+                   help="sample among the k likeliest characters; 0 = off (default: "
+                        "%(default)s)")
+    p.add_argument("--greedy", action="store_true",
+                   help="always take the likeliest character (default: off)")
+    p.add_argument("--max-new-chars", "--max-length", type=positive_int,
+                   default=DEFAULT_SAMPLE.max_new_chars, metavar="N",
+                   help="stop a headline after N generated characters (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SAMPLE.seed,
+                   help="sampling seed (default: %(default)s)")
+    p.add_argument("--prefix", action="append", default=[],
+                   help="start headlines with this text; repeatable, rows cycle through them "
+                        "(default: none)")
+    p.add_argument("--novel-only", action="store_true",
+                   help="drop verbatim copies of training headlines and draw replacements "
+                        "(default: off)")
+
+    p = sub.add_parser("promote", help="make a model the champion by hand, with a reason")
+    p.add_argument("model", help="model id, unique id prefix or alias")
+    p.add_argument("--reason", required=True,
+                   help="why (recorded in the alias history; required, no default)")
+
+    p = sub.add_parser("versions", help="list stored versions, aliases and the alias history")
+    p.add_argument("kind", nargs="?", choices=KINDS, help="one kind (default: all)")
+
+    sub.add_parser("verify", help="check every stored version against its manifest")
+
+    p = sub.add_parser("gc", help="remove old versions (dry run unless --apply)")
+    p.add_argument("--keep", type=positive_int, default=5,
+                   help="newest versions kept per kind (default: %(default)s)")
+    p.add_argument("--apply", action="store_true", help="really delete (default: off)")
+
+    p = sub.add_parser("import-article", help="publish a model saved by the article's save()")
+    p.add_argument("directory", help="folder with vocabulary.txt, unit_type.txt, weights/, ...")
+
+    p = sub.add_parser("compare", help="train rnn, gru and lstm on equal budgets and compare")
+    _dataset(p)
+    p.add_argument("--cells", default=",".join(presets.COMPARE_CELLS),
+                   help="comma-separated cell types (default: %(default)s)")
+    _model_shape(p, presets.COMPARE_NETWORK)
+    _budget(p, presets.COMPARE_TRAINING, " per model,")
+    p.add_argument("--samples", type=int, default=presets.COMPARE_SAMPLES,
+                   help="headlines generated per model for quality metrics "
+                        "(default: %(default)s)")
+    _seed(p, "weights and batches")
+
+    p = sub.add_parser("demo", help="the whole pipeline on the embedded corpus")
+    p.add_argument("--headlines", type=positive_int, default=presets.DEMO_HEADLINES,
+                   help="size of the generated demo corpus (default: %(default)s)")
+    p.add_argument("--max-minutes", type=float, default=presets.DEMO_TRAINING.max_minutes,
+                   help="training budget in minutes (default: %(default)s)")
+    p.add_argument("-n", type=positive_int, default=presets.DEMO_N,
+                   help="headlines to generate (default: %(default)s)")
+    _seed(p, "the corpus, the model and the sampling")
+    return parser

@@ -1,0 +1,214 @@
+"""Every file and folder name the project writes: the one home of the on-disk layout.
+
+Callers never join names themselves. A version's files come from a files object built for
+its directory, e.g. ``ModelFiles.at(store.path("models", "champion")).weights``; each
+attribute is a Path. The store's own bookkeeping names (manifest, staging, aliases, locks,
+work directories, the inbox) are constants here too; storage/__init__.py describes how the
+store uses them.
+
+    <root>/datasets/<id>/      headlines.parquet, quarantine.parquet         (DatasetFiles)
+    <root>/models/<id>/        config.json, vocabulary.json, model.weights.h5,
+                               tensorboard/                                   (ModelFiles)
+    <root>/evaluations/<id>/   metrics.json, report.md, learning_curve.png    (EvaluationFiles)
+                               or comparison.md, comparison.json, comparison.png
+                                                                            (ComparisonFiles)
+    <root>/generations/<id>/   headlines.txt, headlines.jsonl                 (GenerationFiles)
+    <root>/.work/train-<key>/  tensorboard/, checkpoint/ (arrays.npz, state.json),
+                               best.npz                  (TrainingWorkFiles, CheckpointFiles)
+    <root>/.work/generate-<key>/shard-00000.jsonl (+ .json counts, .tmp)         (ShardFiles)
+    <root>/inbox/              CSVs waiting for the ingest flow; processed/<dataset id>/,
+                               processed/unchanged/, processed/rejected/          (Inbox)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = [
+    "ALIASES_DIR",
+    "ALIAS_HISTORY_FILE",
+    "CLAIM_SUFFIX",
+    "DEFAULT_ROOT_NAME",
+    "GC_SUFFIX",
+    "LOCK_FILE",
+    "MANIFEST",
+    "STAGING_DIR",
+    "WORK_DIR",
+    "CheckpointFiles",
+    "ComparisonFiles",
+    "DatasetFiles",
+    "EvaluationFiles",
+    "GenerationFiles",
+    "Inbox",
+    "ModelFiles",
+    "ShardFiles",
+    "TrainingWorkFiles",
+    "demo_corpus_name",
+    "generation_work_name",
+    "training_work_name",
+]
+
+# -- the store's bookkeeping, per kind (<root>/<kind>/...) and per store --------------------
+
+DEFAULT_ROOT_NAME = "charlm-store"  # the store root when $CHARLM_STORAGE is not set
+MANIFEST = "manifest.json"  # in every version; written last
+STAGING_DIR = ".staging"  # versions being written: <id>.<pid>/, claimed by <id>.<pid>.lock
+CLAIM_SUFFIX = ".lock"
+GC_SUFFIX = ".gc"  # <id>.<pid>.gc/: a version gc is deleting
+ALIASES_DIR = ".aliases"  # one text file per alias, holding a version id
+ALIAS_HISTORY_FILE = ".alias-history.jsonl"  # one JSON line per alias change by set_alias
+LOCK_FILE = ".lock"  # the kind's lock: alias updates, commits, gc
+WORK_DIR = ".work"  # <root>/.work/<name>/: scratch space of resumable jobs
+INBOX_DIR = "inbox"
+PROCESSED_DIR = "processed"
+
+F = TypeVar("F", bound="_Files")
+
+
+def _file(name: str) -> Any:
+    """A files-object field: the Path of `name` inside the directory given to `at`."""
+    return field(metadata={"name": name})
+
+
+class _Files:
+    """Base of the files objects: `at(directory)` fills every field with directory / name."""
+
+    @classmethod
+    def at(cls: type[F], directory: str | Path) -> F:
+        base = Path(directory)
+        return cls(**{f.name: base / f.metadata["name"] for f in fields(cls)})  # type: ignore
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The file and folder names, in field order."""
+        return [f.metadata["name"] for f in fields(cls)]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class DatasetFiles(_Files):
+    """A dataset version (format: storage.datasets)."""
+
+    headlines: Path = _file("headlines.parquet")  # every clean headline so far
+    quarantine: Path = _file("quarantine.parquet")  # rows this ingestion rejected
+
+
+@dataclass(frozen=True)
+class ModelFiles(_Files):
+    """A model version: what charlm.model.save_model writes, plus the training curves."""
+
+    config: Path = _file("config.json")
+    vocabulary: Path = _file("vocabulary.json")
+    weights: Path = _file("model.weights.h5")
+    tensorboard: Path = _file("tensorboard")  # a folder: `tensorboard --logdir` on it
+
+
+@dataclass(frozen=True)
+class EvaluationFiles(_Files):
+    """An evaluation version of one model on one split."""
+
+    metrics: Path = _file("metrics.json")
+    report: Path = _file("report.md")
+    learning_curve: Path = _file("learning_curve.png")  # linked from report.md by name
+
+
+@dataclass(frozen=True)
+class ComparisonFiles(_Files):
+    """An evaluation version comparing architectures."""
+
+    table: Path = _file("comparison.md")
+    data: Path = _file("comparison.json")
+    plot: Path = _file("comparison.png")  # linked from comparison.md by name
+
+
+@dataclass(frozen=True)
+class GenerationFiles(_Files):
+    """A generation version: the same headlines twice."""
+
+    lines: Path = _file("headlines.txt")  # one headline per line
+    records: Path = _file("headlines.jsonl")  # one JSON object per headline, with metadata
+
+
+@dataclass(frozen=True)
+class TrainingWorkFiles(_Files):
+    """The work directory of one training run (kept across a resume; storage.checkpoints)."""
+
+    tensorboard: Path = _file("tensorboard")  # published with the model
+    checkpoint: Path = _file("checkpoint")  # the newest whole checkpoint (CheckpointFiles)
+    previous_checkpoint: Path = _file("checkpoint.old")  # while a new one replaces it
+    incoming_checkpoint: Path = _file("checkpoint.tmp")  # being written
+    best: Path = _file("best.npz")  # the arrays of the best weights so far
+
+
+@dataclass(frozen=True)
+class CheckpointFiles(_Files):
+    """One checkpoint folder (TrainingWorkFiles.checkpoint and its siblings)."""
+
+    arrays: Path = _file("arrays.npz")  # every array the trainer handed over, in order
+    state: Path = _file("state.json")  # the trainer's JSON-able state
+
+
+@dataclass(frozen=True)
+class ShardFiles:
+    """The files of generation shard `index` in a generation work directory."""
+
+    records: Path  # shard-00000.jsonl, complete
+    partial: Path  # shard-00000.tmp, being written
+    counts: Path  # shard-00000.json: {"dropped_copies": n}
+
+    @classmethod
+    def at(cls, directory: str | Path, index: int) -> ShardFiles:
+        return cls._named(Path(directory) / f"shard-{index:05d}")
+
+    @classmethod
+    def of(cls, records: str | Path) -> ShardFiles:
+        """The files of the shard whose complete records file is `records`."""
+        return cls._named(Path(records).with_suffix(""))
+
+    @classmethod
+    def _named(cls, stem: Path) -> ShardFiles:
+        return cls(stem.with_suffix(".jsonl"), stem.with_suffix(".tmp"),
+                   stem.with_suffix(".json"))
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """`<root>/inbox`: where new headline CSVs are dropped for the ingest flow."""
+
+    directory: Path
+
+    @classmethod
+    def at(cls, root: str | Path) -> Inbox:
+        return cls(Path(root) / INBOX_DIR)
+
+    def waiting(self) -> list[Path]:
+        """The CSV files waiting to be ingested (write under another name, then rename to
+        *.csv: a scan takes every *.csv it sees)."""
+        if not self.directory.is_dir():
+            return []
+        return [p for p in self.directory.glob("*.csv") if p.is_file()]
+
+    def processed(self, dataset_id: str | None) -> Path:
+        """Where ingested files go: processed/<dataset id>/, or processed/unchanged/."""
+        return self.directory / PROCESSED_DIR / (dataset_id or "unchanged")
+
+    @property
+    def rejected(self) -> Path:
+        """Where files that could not be read at all go."""
+        return self.directory / PROCESSED_DIR / "rejected"
+
+
+def training_work_name(run_key: str) -> str:
+    """The work directory name of the training run with fingerprint `run_key`."""
+    return f"train-{run_key}"
+
+
+def generation_work_name(job_key: str) -> str:
+    """The work directory name of the generation job with fingerprint `job_key`."""
+    return f"generate-{job_key}"
+
+
+def demo_corpus_name(headlines: int, seed: int) -> str:
+    """The inbox file name of the embedded demo corpus."""
+    return f"demo-headlines-{headlines}-seed{seed}.csv"

@@ -1,0 +1,49 @@
+"""Work directories: persistent scratch space of resumable jobs, ``<root>/.work/<name>``.
+
+Unlike staging, a work directory survives its process so a rerun with the same name can
+pick up where a killed one stopped (training checkpoints, generation shards). It is not
+versioned, verified or touched by gc or the staging clean-up; the job removes it once its
+result is published. Names come from storage.layout (training_work_name, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from storage.errors import StorageError
+from storage.layout import WORK_DIR
+
+__all__ = ["remove_work_dir", "work_dir"]
+
+_WORK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
+def _check_work_name(name: object) -> str:
+    if not isinstance(name, str) or _WORK_NAME_RE.fullmatch(name) is None or ".." in name:
+        raise StorageError(
+            f"bad work directory name {name!r}: use letters, digits, '.', '_' and '-'"
+        )
+    return name
+
+
+def work_dir(root: Path, name: str) -> Path:
+    """``<root>/.work/<name>``, created if missing."""
+    path = root / WORK_DIR / _check_work_name(name)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def remove_work_dir(root: Path, directory: str | Path) -> None:
+    """Delete a work directory of the store at `root`, given as its name or its path."""
+    work_root = root / WORK_DIR
+    candidate = Path(directory)
+    if candidate.is_absolute() or len(candidate.parts) > 1:
+        if Path(os.path.abspath(candidate)).parent != work_root:
+            raise StorageError(f"{str(directory)!r} is not a work directory of store {root}")
+        name = candidate.name
+    else:
+        name = str(directory)
+    shutil.rmtree(work_root / _check_work_name(name), ignore_errors=True)
