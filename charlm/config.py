@@ -124,6 +124,9 @@ class IngestConfig:
 
     max_headline_length: int = 256  # cleaned headlines longer than this are quarantined
     lowercase: bool = False
+    # Map every headline to the ABC style (ingestion/style.py: lowercase a-z, digits, single
+    # spaces). Off by default so CSV datasets stay as they were; feed items always get it.
+    normalise: bool = False
     validation_percent: int = 5  # hash split: the rest after test+validation is train
     test_percent: int = 5
 

@@ -34,7 +34,7 @@ def err(text: str) -> None:
 
 def cmd_ingest(args: argparse.Namespace) -> Callable[[], None]:
     cleaning = IngestConfig(max_headline_length=args.max_headline_length,
-                            lowercase=args.lowercase)
+                            lowercase=args.lowercase, normalise=args.normalise)
 
     def run() -> None:
         from tasks.ingest import ingest_csvs
@@ -43,6 +43,19 @@ def cmd_ingest(args: argparse.Namespace) -> Callable[[], None]:
         if outcome.dataset_id is None:
             raise RuntimeError("no dataset version exists and the files held no usable rows")
         out(outcome.dataset_id)
+
+    return run
+
+
+def cmd_ingest_feed(args: argparse.Namespace) -> Callable[[], None]:
+    def run() -> None:
+        from tasks.feeds import ingest_feeds
+
+        # logs one line per feed and the buffer's state; failed feeds do not stop the rest
+        feeds = ingest_feeds(args.storage, args.url, args.min_new, args.max_wait_hours)
+        if feeds.dataset_id is not None:
+            out(feeds.dataset_id)
+        feeds.raise_for_errors()
 
     return run
 
@@ -240,8 +253,9 @@ def cmd_demo(args: argparse.Namespace) -> Callable[[], None]:
 
 
 COMMANDS: dict[str, Command] = {
-    "ingest": cmd_ingest, "train": cmd_train, "evaluate": cmd_evaluate,
-    "generate": cmd_generate, "promote": cmd_promote, "versions": cmd_versions,
+    "ingest": cmd_ingest, "ingest-feed": cmd_ingest_feed, "train": cmd_train,
+    "evaluate": cmd_evaluate, "generate": cmd_generate, "promote": cmd_promote,
+    "versions": cmd_versions,
     "verify": cmd_verify, "gc": cmd_gc, "import-article": cmd_import_article,
     "compare": cmd_compare, "demo": cmd_demo,
 }

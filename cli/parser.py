@@ -42,6 +42,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _dataset(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="latest",
                    help="dataset version id, unique id prefix or alias (default: %(default)s)")
@@ -87,6 +97,21 @@ def build_parser() -> Parser:
     p.add_argument("--max-headline-length", "--max-length", type=positive_int,
                    default=DEFAULT_INGEST.max_headline_length, metavar="N",
                    help="quarantine cleaned headlines longer than N characters "
+                        "(default: %(default)s)")
+    p.add_argument("--normalise", action="store_true",
+                   help="map every headline to the ABC style (lowercase a-z, digits, single "
+                        "spaces: \"PM's $1.5b plan\" -> \"pms 15b plan\"; default: off)")
+
+    p = sub.add_parser("ingest-feed", help="poll RSS/Atom feeds into the buffer; publish it "
+                                           "as a dataset version when enough has arrived")
+    p.add_argument("url", nargs="+", help="feed URLs (RSS 2.0 or Atom), e.g. "
+                                          + " ".join(presets.FEED_URLS))
+    p.add_argument("--min-new", type=positive_int, default=presets.FEED_MIN_NEW, metavar="N",
+                   help="publish once N new headlines wait in the buffer "
+                        "(default: %(default)s)")
+    p.add_argument("--max-wait-hours", type=non_negative_float,
+                   default=presets.FEED_MAX_WAIT_HOURS, metavar="H",
+                   help="publish anyway once the oldest waiting headline is H hours old "
                         "(default: %(default)s)")
 
     p = sub.add_parser("train", help="train a model; it becomes champion if it beats the "

@@ -12,7 +12,10 @@ clean headline holds only printable ASCII 32..126. Cleaning rules, identical in
 2. tab, newline, vertical tab, form feed and carriage return become spaces;
 3. every other control character (NUL..US, DEL) is removed;
 4. runs of spaces collapse to one space, and leading/trailing spaces are trimmed;
-5. the text is lowercased only when `IngestConfig.lowercase` is set.
+5. the text is lowercased only when `IngestConfig.lowercase` is set;
+6. when `IngestConfig.normalise` is set, the text is mapped to the training data's style by
+   ingestion.style.normalise (lowercase a-z, digits, single spaces: ``PM's $1.5b plan`` ->
+   ``pms 15b plan``); a headline left empty by it is quarantined as empty.
 
 A row that cannot become a clean headline is quarantined with a reason (see
 ingestion.reasons); clean rows get their split from ingestion.split.
@@ -27,6 +30,7 @@ import polars as pl
 from anyascii import anyascii
 
 from charlm.config import IngestConfig
+from ingestion import style
 from ingestion.reasons import BAD_DATE, EMPTY, TOO_LONG, IngestError
 from ingestion.split import split_expr
 
@@ -63,14 +67,15 @@ def transliterator() -> dict[str, str]:
     return {"name": "anyascii", "version": ver}
 
 
-def clean_text(s: str, lowercase: bool = False) -> str:
+def clean_text(s: str, lowercase: bool = False, normalise: bool = False) -> str:
     """Clean one headline by the module's rules; idempotent, output is printable ASCII."""
     if not s.isascii():
         s = anyascii(s)
     s = _SPACE_LIKE_RE.sub(" ", s)
     s = _CONTROL_RE.sub("", s)
     s = _SPACES_RE.sub(" ", s).strip(" ")
-    return s.lower() if lowercase else s
+    s = s.lower() if lowercase else s
+    return style.normalise(s) if normalise else s
 
 
 _DIRTY = [chr(i) for i in range(32)] + ["\x7f", "  "]  # what steps 2-4 would change
@@ -108,11 +113,12 @@ def _clean_batch(lowercase: bool):
     return compute
 
 
-def _clean_expr(column: str, lowercase: bool) -> pl.Expr:
+def _clean_expr(column: str, config: IngestConfig) -> pl.Expr:
     """The vectorised twin of `clean_text`."""
-    return pl.col(column).map_batches(
-        _clean_batch(lowercase), return_dtype=pl.String, is_elementwise=True
+    expr = pl.col(column).map_batches(
+        _clean_batch(config.lowercase), return_dtype=pl.String, is_elementwise=True
     )
+    return style.normalise_expr(expr) if config.normalise else expr
 
 
 def _date_expr(column: str) -> pl.Expr:
@@ -151,7 +157,7 @@ def clean(raw: pl.LazyFrame, config: IngestConfig) -> tuple[pl.LazyFrame, pl.Laz
         pl.col("source").cast(pl.String),
         pl.col("row").cast(pl.Int64),
         _date_expr("publish_date").alias("publish_date"),
-        _clean_expr("headline_text", config.lowercase).alias("headline"),
+        _clean_expr("headline_text", config).alias("headline"),
         pl.col("reason").cast(pl.String),
         pl.col("raw").cast(pl.String),
         # the raw fields, kept to build `raw` for the (few) quarantined rows only

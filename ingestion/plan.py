@@ -1,8 +1,10 @@
 """Planning a dataset version: read, clean and merge new rows onto the previous version.
 
-`plan_ingest` computes everything for a new version with one polars collect and writes
-nothing, so the caller decides whether there is anything to publish; `write_version`
-then writes the plan into a (staging) directory in storage's dataset format.
+`plan_rows` computes everything for a new version from raw rows of any source
+(`cleaning.RAW_SCHEMA`: CSV files via `plan_ingest`, feed items via ingestion.feed_rows) with
+one polars collect and writes nothing, so the caller decides whether there is anything to
+publish; `write_version` then writes the plan into a (staging) directory in storage's
+dataset format.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from ingestion.csv_reader import scan_headlines
 from ingestion.reasons import IngestError, in_reason_order
 from storage.datasets import HEADLINES_SCHEMA, read_headlines, value_counts, write_dataset
 
-__all__ = ["KEY", "IngestPlan", "merge", "merge_counts", "plan_ingest", "write_version"]
+__all__ = ["KEY", "IngestPlan", "merge", "merge_counts", "plan_ingest", "plan_rows",
+           "write_version"]
 
 # Two rows are the same headline when both the date and the cleaned text match.
 KEY: tuple[str, str] = ("publish_date", "headline")
@@ -117,7 +120,12 @@ def plan_ingest(
     """
     if not paths:
         raise IngestError("no CSV files given to ingest")
-    raw = pl.concat([scan_headlines(p) for p in paths])
+    return plan_rows(previous_dir, pl.concat([scan_headlines(p) for p in paths]), config)
+
+
+def plan_rows(previous_dir: Path | None, raw: pl.LazyFrame, config: IngestConfig) -> IngestPlan:
+    """Clean raw rows (`cleaning.RAW_SCHEMA`) and merge them onto the previous version, in
+    one collect. Raises FileNotFoundError if `previous_dir` is not a dataset version."""
     new, quarantine = clean(raw, config)
     previous = read_headlines(previous_dir) if previous_dir is not None else None
     merged = merge(previous, new).cache()  # the counts reuse it rather than merge again

@@ -21,6 +21,7 @@ On-disk layout (root: ``default_root()``, i.e. ``$CHARLM_STORAGE`` or ``./charlm
     <root>/<kind>/.staging/<id>.<pid>.lock  held by that process while the directory exists
     <root>/<kind>/.staging/<id>.<pid>.gc/   a version gc is deleting
     <root>/inbox/                           new CSVs for the ingest flow; processed/ keeps done ones
+    <root>/feeds/                           live feeds: item buffer, validators (storage.feeds)
     <root>/.work/<name>/                    scratch space of resumable jobs (Store.work_dir)
 
 Version ids look like ``20261128-123456-123456-a1b2c3`` (UTC time of creation to the
@@ -37,7 +38,8 @@ or a complete version; its staging leftovers are removed by the next publish
 
 Modules: store (the `Store` and publishing), manifests, aliases, locks, verify, gc, staging
 (clean-up after killed processes), workdirs, layout (every file name), datasets (the dataset
-file format), ids, fsutil, provenance, errors.
+file format), feeds (the live feeds' item buffer and validators), ids, fsutil, provenance,
+errors.
 
 This package must not import prefect or tensorflow: it is shared by every other layer.
 """

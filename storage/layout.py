@@ -18,6 +18,8 @@ store uses them.
     <root>/.work/generate-<key>/shard-00000.jsonl (+ .json counts, .tmp)         (ShardFiles)
     <root>/inbox/              CSVs waiting for the ingest flow; processed/<dataset id>/,
                                processed/unchanged/, processed/rejected/          (Inbox)
+    <root>/feeds/              items.jsonl, validators.json, published.json, .lock
+                               (FeedFiles; format: storage.feeds)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "ComparisonFiles",
     "DatasetFiles",
     "EvaluationFiles",
+    "FeedFiles",
     "GenerationFiles",
     "Inbox",
     "ModelFiles",
@@ -63,6 +66,7 @@ LOCK_FILE = ".lock"  # the kind's lock: alias updates, commits, gc
 WORK_DIR = ".work"  # <root>/.work/<name>/: scratch space of resumable jobs
 INBOX_DIR = "inbox"
 PROCESSED_DIR = "processed"
+FEEDS_DIR = "feeds"
 
 F = TypeVar("F", bound="_Files")
 
@@ -197,6 +201,21 @@ class Inbox:
     def rejected(self) -> Path:
         """Where files that could not be read at all go."""
         return self.directory / PROCESSED_DIR / "rejected"
+
+
+@dataclass(frozen=True)
+class FeedFiles(_Files):
+    """`<root>/feeds`: the state of the live feed sources (format: storage.feeds)."""
+
+    items: Path = _file("items.jsonl")  # append-only: every accepted feed item, in order
+    validators: Path = _file("validators.json")  # ETag / Last-Modified per feed URL
+    published: Path = _file("published.json")  # the last item already in a dataset version
+    lock: Path = _file(".lock")  # held while the buffer or the validators change
+
+    @classmethod
+    def of(cls, root: str | Path) -> FeedFiles:
+        """The feed files of the store at `root`."""
+        return cls.at(Path(root) / FEEDS_DIR)
 
 
 def training_work_name(run_key: str) -> str:

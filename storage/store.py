@@ -13,6 +13,7 @@ them to its root:
 | garbage collection (`gc`) | storage.gc |
 | clean-up after killed processes | storage.staging |
 | work directories of resumable jobs | storage.workdirs |
+| the live feeds' validators and item buffer | storage.feeds |
 
 A version is written into a private staging directory, hashed, fsynced, described by a
 ``manifest.json`` written last, and only then renamed into place in one atomic step. A version
@@ -35,6 +36,7 @@ from storage import aliases as alias_files
 from storage import staging as staging_cleanup
 from storage import workdirs
 from storage.errors import CorruptVersionError, StorageError
+from storage.feeds import FeedState
 from storage.fsutil import fsync_dir
 from storage.gc import Version, plan_gc
 from storage.ids import (
@@ -290,8 +292,11 @@ class Store:
     # -- integrity and clean-up --------------------------------------------------------------
 
     def verify(self, kind: str | None = None) -> list[Problem]:
-        """Check every version of ``kind`` (default: all kinds) and its aliases against disk."""
-        return verify_kinds(self.root, KINDS if kind is None else (check_kind(kind),))
+        """Check every version of ``kind`` (default: all kinds, and the feed buffer) and its
+        aliases against disk."""
+        if kind is not None:
+            return verify_kinds(self.root, (check_kind(kind),))
+        return verify_kinds(self.root, KINDS) + self.feeds.problems()
 
     def gc(self, keep: int = 5, apply: bool = False) -> list[Version]:
         """The (kind, id) pairs that are (``apply``) or would be (dry run) removed, in the
@@ -342,6 +347,11 @@ class Store:
         Not created here; processed files are moved to ``inbox/processed/<dataset id>/``.
         """
         return Inbox.at(self.root).directory
+
+    @property
+    def feeds(self) -> FeedState:
+        """The live feeds' state: validators per URL and the item buffer (storage.feeds)."""
+        return FeedState(self)
 
     def work_dir(self, name: str) -> Path:
         """A persistent scratch directory ``<root>/.work/<name>``, created if missing (for

@@ -9,13 +9,14 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from charlm.config import IngestConfig, to_dict
-from ingestion.plan import plan_ingest, write_version
-from storage import StorageError
+from ingestion.plan import IngestPlan, plan_ingest, write_version
+from storage import StorageError, Store
 from storage.fsutil import sha256_file
 from storage.layout import Inbox
 from tasks.common import open_store, run_logger
@@ -56,13 +57,23 @@ def ingest_csvs(storage: str | None, paths: list[str],
         return IngestOutcome(previous, False, 0, plan.duplicates, plan.quarantined_rows,
                              plan.rows, message)
     sources = [{"path": str(Path(p).resolve()), "sha256": sha256_file(Path(p))} for p in paths]
-    with store.publish("datasets", parents={"datasets": [previous]} if previous else {},
-                       params={"ingest": to_dict(cleaning), "sources": sources}) as staging:
-        staging.summary.update(write_version(plan, staging.path))
-    message = f"{names}: {plan.describe()}; published dataset {staging.id}"
+    dataset_id = publish_plan(store, previous, plan,
+                              {"ingest": to_dict(cleaning), "sources": sources})
+    message = f"{names}: {plan.describe()}; published dataset {dataset_id}"
     run_logger().info(message)
-    return IngestOutcome(staging.id, True, plan.new_rows, plan.duplicates,
+    return IngestOutcome(dataset_id, True, plan.new_rows, plan.duplicates,
                          plan.quarantined_rows, plan.rows, message)
+
+
+def publish_plan(store: Store, previous: str | None, plan: IngestPlan, params: dict[str, Any],
+                 summary: dict[str, Any] | None = None) -> str:
+    """Publish `plan` as a dataset version on top of `previous` (its parent; None for the
+    first); `params` and `summary` join the manifest. The new version's id."""
+    with store.publish("datasets", parents={"datasets": [previous]} if previous else {},
+                       params=params) as staging:
+        staging.summary.update(write_version(plan, staging.path))
+        staging.summary.update(summary or {})
+    return staging.id
 
 
 @task(name="scan-inbox", cache_policy=NO_CACHE)

@@ -22,3 +22,13 @@ DEMO_N = 20  # headlines the demo generates
 # Small enough to learn the demo grammar in a minute or two on 2 CPU cores.
 DEMO_NETWORK = ModelConfig(cell="gru", hidden=128, depth=1, embedding=32, dropout=0.0)
 DEMO_TRAINING = TrainConfig(batch_size=64, epochs=20, max_minutes=1.5, learning_rate=5e-3)
+
+# The live feeds `ingest-feed` polls by default: ABC News "Just In" and "Top Stories".
+FEED_URLS: tuple[str, ...] = (
+    "https://www.abc.net.au/news/feed/51120/rss.xml",
+    "https://www.abc.net.au/news/feed/45910/rss.xml",
+)
+FEED_MIN_NEW = 200  # the buffer becomes a dataset version at this many new headlines ...
+FEED_MAX_WAIT_HOURS = 24.0  # ... or once its oldest item has waited this long
+FEED_RETRIES = 3  # a fetch failing transiently (network, 5xx) is retried this often ...
+FEED_RETRY_DELAY_S = 10.0  # ... after 10, 20, 40 s (exponential backoff)

@@ -1,4 +1,4 @@
-"""Suite-wide set-up.
+"""Suite-wide set-up, and fixtures more than one test package uses.
 
 The project root goes on sys.path: `pytest` alone (unlike `python -m pytest`) does not put
 it there, and `benchmarks/` is not an installed package.
@@ -19,6 +19,17 @@ if _ROOT not in sys.path:
 
 import prefect.main  # noqa: E402, F401  (runs prefect.logging.configuration.setup_logging)
 import pytest  # noqa: E402
+from feedserver import FeedServer  # noqa: E402  (tests/feedserver.py)
+
+
+@pytest.fixture
+def feed_server():
+    """A feed server on 127.0.0.1 (tests/feedserver.py), stopped at teardown."""
+    server = FeedServer()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

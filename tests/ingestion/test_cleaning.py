@@ -81,6 +81,26 @@ def test_vectorised_clean_matches_clean_text(texts: list[str], lowercase: bool) 
     assert bad["reason"].to_list() == ["empty after cleaning"] * expected.count("")
 
 
+def test_normalise_option_maps_headlines_to_the_abc_style() -> None:
+    assert clean_text("PM's $1.5b plan 'on track'", normalise=True) == "pms 15b plan on track"
+    good, bad = run([("20030219", "PM's $1.5b plan 'on track'"), ("20030219", "?!"),
+                     ("20030219", "already in style")], IngestConfig(normalise=True))
+    assert good["headline"].to_list() == ["pms 15b plan on track", "already in style"]
+    assert good["split"].to_list() == [split_of(h) for h in good["headline"].to_list()]
+    assert bad["reason"].to_list() == ["empty after cleaning"]
+    unchanged, _ = run([("20030219", "PM's $1.5b plan 'on track'")])  # default: off
+    assert unchanged["headline"].to_list() == ["PM's $1.5b plan 'on track'"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(min_size=1), min_size=1, max_size=20))
+def test_vectorised_normalise_matches_clean_text(texts: list[str]) -> None:
+    good, _ = run([("20030219", t) for t in texts],
+                  IngestConfig(normalise=True, max_headline_length=10_000))
+    expected = [clean_text(t, normalise=True) for t in texts]
+    assert good["headline"].to_list() == [e for e in expected if e]
+
+
 def test_transliterator() -> None:
     info = transliterator()
     assert info["name"] == "anyascii" and re.fullmatch(r"\d+(\.\d+)*", info["version"])
