@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from feedserver import Reply, conditional, rss, rss_item
 
 from charlm.demo_corpus import make_corpus
 from charlm.vocab import ALPHABET
@@ -93,6 +94,44 @@ def test_ingest_bad_arguments(capsys, tmp_path):
     assert_usage_error(code, err, "--max-length", "0")
     code, _, err = run(capsys, tmp_path, "ingest", str(tmp_path / "missing.csv"))
     assert_runtime_error(code, err, "missing.csv")
+
+
+def test_ingest_normalise_maps_headlines_to_the_abc_style(capsys, tmp_path):
+    csv = tmp_path / "feedish.csv"
+    csv.write_text("publish_date,headline_text\n20240501,PM's $1.5b plan 'on track'\n")
+    code, out, _ = run(capsys, tmp_path / "s", "ingest", str(csv), "--normalise")
+    assert code == 0
+    assert read_texts(tmp_path / "s" / "datasets" / last_line(out)) == ["pms 15b plan on track"]
+
+
+def test_ingest_feed_publishes_once_enough_items_wait(capsys, tmp_path, feed_server):
+    url = feed_server.serve("/feed.xml", Reply(200, rss(
+        [rss_item(f"CLI story {n}", guid=f"urn:cli:{n}") for n in range(5)])))
+    code, out, err = run(capsys, tmp_path / "s", "ingest-feed", url, "--min-new", "6")
+    assert code == 0 and out == ""  # 5 < 6: nothing published yet
+    assert f"{url}: fetched 5, new 5" in err and "5 item(s) waiting" in err
+    code, out, err = run(capsys, tmp_path / "s", "ingest-feed", url, "--max-wait-hours", "0")
+    assert code == 0
+    assert len(read_texts(tmp_path / "s" / "datasets" / last_line(out))) == 5
+    assert "duplicates 5" in err
+
+
+def test_ingest_feed_errors(capsys, tmp_path, feed_server):
+    good = feed_server.serve("/ok.xml", conditional_feed())
+    missing = feed_server.url("/missing.xml")
+    code, out, err = run(capsys, tmp_path / "s", "ingest-feed", missing, good, "--min-new", "1")
+    assert_runtime_error(code, err, "1 of 2 feed(s) failed", f"{missing}: HTTP 404")
+    assert len(read_texts(tmp_path / "s" / "datasets" / last_line(out))) == 1  # still published
+    code, _, err = run(capsys, tmp_path, "ingest-feed")
+    assert_usage_error(code, err, "url")
+    code, _, err = run(capsys, tmp_path, "ingest-feed", good, "--min-new", "0")
+    assert_usage_error(code, err, "--min-new", "0")
+    code, _, err = run(capsys, tmp_path, "ingest-feed", good, "--max-wait-hours", "-2")
+    assert_usage_error(code, err, "--max-wait-hours", "-2")
+
+
+def conditional_feed():
+    return conditional(rss([rss_item("One story", guid="urn:one")]), etag='"1"')
 
 
 def test_train_prints_model_id_and_first_model_becomes_champion(trained, capsys):

@@ -3,7 +3,9 @@
 Exercises scripts/server.sh, scripts/deploy.sh and scripts/worker.sh as documented, then:
 nightly training completes and crowns a champion; a CSV dropped into the inbox and ingested
 by the ingest deployment emits charlm.dataset.published, whose trigger starts a training run;
-a further nightly run with no new data trains nothing; and no flow run's output carries
+the ingest-feed/poll deployment fetches a feed of 300 new headlines from a local server,
+publishes one dataset version and its trigger starts one training run that completes; a
+further nightly run with no new data trains nothing; and no flow run's output carries
 TensorFlow's native start-up chatter. The server's scheduler is off so the
 deployments' own schedules cannot start runs in the middle of the test.
 """
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from feedserver import FeedServer, conditional, rss, rss_item
 
 from charlm.demo_corpus import make_corpus
 from storage import Store
@@ -37,7 +40,7 @@ TINY = {  # deployment parameters: JSON, validated by the flow into its config d
     "samples": 3,
 }
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(720)]
 
 
 def free_port() -> int:
@@ -101,6 +104,7 @@ def test_deployed_pipeline(tmp_path: Path) -> None:
         TF_CPP_MIN_LOG_LEVEL="2",
     )
     procs: list[subprocess.Popen] = []
+    feeds = FeedServer()  # the feeds the ingest-feed deployment polls, on 127.0.0.1
 
     def start(name: str, *args: str) -> subprocess.Popen:
         out = (logs / f"{name}.log").open("w")
@@ -133,7 +137,7 @@ def test_deployed_pipeline(tmp_path: Path) -> None:
                                   env=env, text=True, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, timeout=240)
         assert deployed.returncode == 0, deployed.stdout[-4000:]
-        for name in ("train-headlines/nightly", "ingest-headlines/inbox",
+        for name in ("train-headlines/nightly", "ingest-headlines/inbox", "ingest-feed/poll",
                      "generate-headlines/batch"):
             assert name in deployed.stdout, deployed.stdout[-4000:]
 
@@ -145,6 +149,12 @@ def test_deployed_pipeline(tmp_path: Path) -> None:
             client.update_deployment(nightly.id, DeploymentUpdate(parameters=TINY))
             assert nightly.global_concurrency_limit.limit == 1
             assert [s.schedule.timezone for s in nightly.schedules] == ["Australia/Sydney"]
+            poll = client.read_deployment_by_name("ingest-feed/poll")
+            assert poll.global_concurrency_limit.limit == 1
+            assert [s.schedule.interval.total_seconds() for s in poll.schedules] == [600]
+            defaults = poll.parameter_openapi_schema["properties"]["urls"]["default"]
+            assert defaults == ["https://www.abc.net.au/news/feed/51120/rss.xml",
+                                "https://www.abc.net.au/news/feed/45910/rss.xml"]
 
         start("worker", "--limit", "1")
         write_csv(tmp_path / "first.csv", 300, 0)
@@ -191,14 +201,40 @@ def test_deployed_pipeline(tmp_path: Path) -> None:
                           if m["parents"]["datasets"] == [second_dataset]]
         assert len(trained_on_new) == 1
 
-        # 3. Nightly again with no new data: completes without training.
+        # 3. A feed with 300 new headlines -> ingest-feed/poll -> one dataset version -> event
+        #    -> one triggered training run, which completes.
+        feeds.serve("/just-in.xml", conditional(rss(
+            [rss_item(f"Feed headline {n}: council's $1.{n}m plan", guid=f"urn:e2e:{n}")
+             for n in range(300)]), etag='"e2e-1"'))
+        earlier = {r.id for r in training_runs()}
+        out = prefect("deployment", "run", "ingest-feed/poll", "--watch", "--params",
+                      json.dumps({"urls": [feeds.url("/just-in.xml")]}))
+        assert "Completed" in out, out
+        feed_dataset = store.resolve("datasets", "latest")
+        assert [m["id"] for m in store.versions("datasets")][-2:] == [second_dataset,
+                                                                       feed_dataset]
+        assert store.manifest("datasets", feed_dataset)["summary"]["new_rows"] == 300
+        assert len(feeds.hits("/just-in.xml")) == 1
+        triggered = wait_for("a training run started by the feed's dataset",
+                             lambda: [r for r in training_runs() if r.id not in earlier], 90,
+                             every=2)
+        assert len(triggered) == 1, triggered
+        run_id = triggered[0].id
+        final = wait_for("the feed-triggered training run to finish",
+                         lambda: next((r for r in training_runs() if r.id == run_id
+                                       and r.state and r.state.is_final()), None), 200, every=3)
+        assert final.state.is_completed(), final.state
+        assert [m for m in store.versions("models")
+                if m["parents"]["datasets"] == [feed_dataset]]
+
+        # 4. Nightly again with no new data: completes without training.
         models_before = len(store.versions("models"))
         out = prefect("deployment", "run", "train-headlines/nightly", "--watch",
                       "--params", json.dumps(TINY))
         assert "Completed" in out, out
         assert len(store.versions("models")) == models_before
 
-        # 4. The flow runs' output (the worker prints it) holds no TensorFlow chatter.
+        # 5. The flow runs' output (the worker prints it) holds no TensorFlow chatter.
         worker_log = (logs / "worker.log").read_text()
         assert "Beginning flow run" in worker_log
         chatter = [line for line in worker_log.splitlines() if is_native_log_line(line.encode())]
@@ -210,6 +246,7 @@ def test_deployed_pipeline(tmp_path: Path) -> None:
     finally:
         for proc in reversed(procs):  # worker first, then server
             stop(proc)
+        feeds.close()
 
 
 class api_client:  # noqa: N801 (used like a function, in `with`)

@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from storage import Store, StorageError
+from storage import StorageError, Store
 from storage.feeds import BUFFER_PARAM, BufferedItem, FeedState
 from storage.layout import FeedFiles
 
