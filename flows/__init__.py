@@ -3,6 +3,7 @@
 | flow (module) | wraps |
 | --- | --- |
 | `ingest-headlines` (ingest) | the inbox: scan, ingest file by file on failure, archive, event |
+| `ingest-feed` (feeds) | `tasks.feeds.ingest_feeds`, then the dashboard tables and the event |
 | `train-headlines` (train) | `tasks.champion.train_challenger`, skipped when nothing is new |
 | `generate-headlines` (generate) | `tasks.generate.generate_headlines`, shards as mapped tasks |
 | `compare-architectures` (compare) | `tasks.compare.compare_architectures` |

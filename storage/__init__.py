@@ -35,6 +35,9 @@ is written and fsynced, and the directory is renamed into place in one atomic st
 the aliases are updated. A process killed at any moment therefore leaves either nothing visible
 or a complete version; its staging leftovers are removed by the next publish
 (``Store.clean_staging``), which only touches directories whose owner process is gone.
+A publish may name the aliases it built on (``expect={"latest": id}``): if one moved
+meanwhile, nothing is published (``AliasMovedError``) and the caller plans again, so two
+writers building on "latest" (a CSV ingestion, a feed publish) never drop each other's rows.
 
 Modules: store (the `Store` and publishing), manifests, aliases, locks, verify, gc, staging
 (clean-up after killed processes), workdirs, layout (every file name), datasets (the dataset
@@ -44,7 +47,7 @@ errors.
 This package must not import prefect or tensorflow: it is shared by every other layer.
 """
 
-from storage.errors import CorruptVersionError, StorageError
+from storage.errors import AliasMovedError, CorruptVersionError, StorageError
 from storage.ids import KINDS, check_alias_name, check_kind, is_version_id, new_version_id
 from storage.layout import MANIFEST
 from storage.provenance import code_version, default_root
@@ -53,6 +56,7 @@ from storage.store import Problem, Staging, Store
 __all__ = [
     "KINDS",
     "MANIFEST",
+    "AliasMovedError",
     "CorruptVersionError",
     "Problem",
     "Staging",

@@ -20,3 +20,8 @@ class CorruptVersionError(StorageError):
         self.file = file
         self.reason = reason
         super().__init__(f"corrupt {kind} version {version_id}: {file}: {reason}")
+
+
+class AliasMovedError(StorageError):
+    """An alias the caller built on moved while it was publishing (`Store.publish`'s
+    `expect`): nothing was published; plan again on top of the alias's new target."""

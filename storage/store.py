@@ -35,7 +35,7 @@ from typing import Any
 from storage import aliases as alias_files
 from storage import staging as staging_cleanup
 from storage import workdirs
-from storage.errors import CorruptVersionError, StorageError
+from storage.errors import AliasMovedError, CorruptVersionError, StorageError
 from storage.feeds import FeedState
 from storage.fsutil import fsync_dir
 from storage.gc import Version, plan_gc
@@ -101,6 +101,7 @@ class Store:
         params: Mapping[str, Any] | None = None,
         seed: int | None = None,
         aliases: Sequence[str] = ("latest",),
+        expect: Mapping[str, str | None] | None = None,
     ) -> Iterator[Staging]:
         """Create a new version of ``kind``; see the package docstring for the protocol.
 
@@ -108,9 +109,14 @@ class Store:
         now). On normal exit of the ``with`` block the files written under ``staging.path``
         become the new version and every name in ``aliases`` points to it. If the block raises,
         the staging directory is removed and the exception propagates; nothing becomes visible.
+        ``expect`` maps alias names of ``kind`` to the version id (None: unset) the caller
+        built on; if one has moved when the version would become visible (checked under the
+        kind's lock, with the rename), `AliasMovedError` is raised and nothing is published,
+        so two writers building on "latest" cannot silently drop each other's work.
         """
         check_kind(kind)
         alias_names = alias_files.check_alias_list(aliases)
+        alias_files.check_alias_list(list(expect or {}))
         parent_ids = self._resolve_parents(kind, parents)
         params = dict(params or {})
         to_json(params, f"params of the new {kind} version")  # fail now, not after training
@@ -134,6 +140,7 @@ class Store:
                         # gc may have dropped a parent while the caller was busy; it cannot do
                         # so now (it needs this lock too), so check and rename are atomic.
                         self._check_parents_exist(kind, parent_ids)
+                        self._check_expected(kind, expect or {})
                         os.rename(path, self._kind_dir(kind) / version_id)
                         visible = True
                         fsync_dir(self._kind_dir(kind))
@@ -184,6 +191,15 @@ class Store:
                         f"cannot publish {kind}: parent {parent_kind} version {version_id} "
                         "was removed while publishing (by gc?)"
                     )
+
+    def _check_expected(self, kind: str, expect: Mapping[str, str | None]) -> None:
+        for name, expected in expect.items():
+            current = alias_files.read_alias(self._kind_dir(kind), kind, name)
+            if current != expected:
+                raise AliasMovedError(
+                    f"cannot publish {kind}: alias {name!r} moved to {current} while this "
+                    f"version was built on {expected or '(unset)'}"
+                )
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ do exactly the same work (inside a flow run every step shows as a task run).
 
 | module | tasks | operation |
 | --- | --- | --- |
-| ingest | ingest-csv, scan-inbox, archive-inbox | |
+| ingest | ingest-csv, scan-inbox, archive-inbox (and `publish_on_latest`, shared with feeds) | |
+| feeds | poll-feed, publish-buffer | `ingest_feeds` |
 | train | train-model | |
 | evaluate | evaluate-model | |
 | champion | champion-status, promote, promote-if-unset | `train_challenger` |
@@ -17,6 +18,7 @@ do exactly the same work (inside a flow run every step shows as a task run).
 | demo | write-demo-corpus | `run_demo` |
 | importer | import-article | |
 | events | emit-dataset-published | |
+| presets | the operations' defaults (feed URLs, batching, retries, demo, compare) | |
 | report | publish-report, publish-table (artifacts) | |
 | callbacks | training side effects: logs, TensorBoard, progress artifact, progress bar | |
 | native_logs | TensorFlow's C++ start-up chatter kept off stderr | |

@@ -12,7 +12,8 @@
    is reported in one line naming its URL and the other feeds go on.
 2. ``publish-buffer`` (`publish_buffer`): the one way the buffer becomes a dataset version:
    when at least ``min_new`` items wait or the oldest has waited ``max_wait_hours``. The
-   version is planned and published like a CSV ingestion (ingestion.plan, `publish_plan`):
+   version is planned and published like a CSV ingestion (ingestion.plan,
+   `tasks.ingest.publish_on_latest`):
    parent = the latest version, splits by the hash rule, source = the feed URL.
 3. `buffer_status`: what waits and when it will be published (logs, dashboard).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -34,7 +36,7 @@ from ingestion.plan import plan_rows
 from storage.feeds import BUFFER_PARAM, BufferedItem, FeedState
 from tasks import presets
 from tasks.common import open_store, run_logger, run_task
-from tasks.ingest import latest_dataset, publish_plan
+from tasks.ingest import Publication, latest_dataset, publish_on_latest
 
 __all__ = ["BufferStatus", "FeedResult", "FeedRun", "buffer_status", "check_batching",
            "ingest_feeds", "poll_into_buffer", "publish_buffer"]
@@ -170,28 +172,30 @@ def publish_buffer(storage: str | None, min_new: int = presets.FEED_MIN_NEW,
         if not status.due:
             return None
         through = pending[-1].seq
-        previous = latest_dataset(storage)
-        previous_dir = store.path("datasets", previous) if previous else None
-        stored = stored_texts(previous_dir, (item.headline for item in pending))
-        fresh = [item for item in pending if item.headline not in stored]
-        plan = plan_rows(previous_dir, raw_rows(fresh), FEED_CLEANING) if fresh else None
-        if plan is None or not plan.changed:
-            state.mark_published(through, previous or "")
-            log.info("the %d waiting item(s) are already in dataset %s: nothing to publish",
-                     len(pending), previous)
-            return None
-        sources: dict[str, int] = {}
-        for item in fresh:
-            sources[item.source] = sources.get(item.source, 0) + 1
-        dataset_id = publish_plan(
-            store, previous, plan,
-            params={"ingest": to_dict(FEED_CLEANING),
-                    BUFFER_PARAM: {"first": pending[0].seq, "through": through},
-                    "min_new": min_new, "max_wait_hours": max_wait_hours},
-            summary={"feed": {"items": len(fresh), "already_stored": len(pending) - len(fresh),
-                              "undated": sum(not item.dated for item in fresh),
-                              "sources": sources, "trigger": status.reason()}})
-        state.mark_published(through, dataset_id)
+
+        def build(previous_dir: Path | None) -> Publication | None:
+            stored = stored_texts(previous_dir, (item.headline for item in pending))
+            kept = [item for item in pending if item.headline not in stored]
+            if not kept:
+                return None
+            sources: dict[str, int] = {}
+            for item in kept:
+                sources[item.source] = sources.get(item.source, 0) + 1
+            return Publication(
+                plan_rows(previous_dir, raw_rows(kept), FEED_CLEANING),
+                params={"ingest": to_dict(FEED_CLEANING),
+                        BUFFER_PARAM: {"first": pending[0].seq, "through": through},
+                        "min_new": min_new, "max_wait_hours": max_wait_hours},
+                summary={"feed": {"items": len(kept), "already_stored": len(pending) - len(kept),
+                                  "undated": sum(not item.dated for item in kept),
+                                  "sources": sources, "trigger": status.reason()}})
+
+        dataset_id, previous, plan = publish_on_latest(store, build)
+        state.mark_published(through, dataset_id or previous or "")
+    if dataset_id is None:
+        log.info("the %d waiting item(s) are already in dataset %s: nothing to publish",
+                 len(pending), previous)
+        return None
     log.info("published dataset %s from the feed buffer (%s): %s", dataset_id,
              status.reason(), plan.describe())
     return dataset_id

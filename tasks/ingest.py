@@ -7,7 +7,8 @@ version, publishing) and the inbox the `ingest-headlines` flow watches.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from charlm.config import IngestConfig, to_dict
 from ingestion.plan import IngestPlan, plan_ingest, write_version
-from storage import StorageError, Store
+from storage import AliasMovedError, StorageError, Store
 from storage.fsutil import sha256_file
 from storage.layout import Inbox
 from tasks.common import open_store, run_logger
@@ -34,10 +35,8 @@ class IngestOutcome:
 
 
 def latest_dataset(storage: str | None) -> str | None:
-    try:
-        return open_store(storage).resolve("datasets", "latest")
-    except StorageError:
-        return None
+    """The id of the latest dataset version, None when there is none."""
+    return _latest(open_store(storage))
 
 
 @task(name="ingest-csv", cache_policy=NO_CACHE)
@@ -47,33 +46,71 @@ def ingest_csvs(storage: str | None, paths: list[str],
     if not paths:
         raise ValueError("no CSV files given")
     store = open_store(storage)
-    previous = latest_dataset(storage)
-    previous_dir = store.path("datasets", previous) if previous else None
-    plan = plan_ingest(previous_dir, [Path(p) for p in paths], cleaning)
-    names = ", ".join(Path(p).name for p in paths)
-    if not plan.changed:
+    files = [Path(p) for p in paths]
+    sources = [{"path": str(p.resolve()), "sha256": sha256_file(p)} for p in files]
+
+    def build(previous_dir: Path | None) -> Publication:
+        return Publication(plan_ingest(previous_dir, files, cleaning),
+                           {"ingest": to_dict(cleaning), "sources": sources})
+
+    dataset_id, previous, plan = publish_on_latest(store, build)
+    names = ", ".join(p.name for p in files)
+    if dataset_id is None:
         message = f"{names}: {plan.describe()}; dataset {previous or '(none)'} unchanged"
         run_logger().info(message)
         return IngestOutcome(previous, False, 0, plan.duplicates, plan.quarantined_rows,
                              plan.rows, message)
-    sources = [{"path": str(Path(p).resolve()), "sha256": sha256_file(Path(p))} for p in paths]
-    dataset_id = publish_plan(store, previous, plan,
-                              {"ingest": to_dict(cleaning), "sources": sources})
     message = f"{names}: {plan.describe()}; published dataset {dataset_id}"
     run_logger().info(message)
     return IngestOutcome(dataset_id, True, plan.new_rows, plan.duplicates,
                          plan.quarantined_rows, plan.rows, message)
 
 
-def publish_plan(store: Store, previous: str | None, plan: IngestPlan, params: dict[str, Any],
-                 summary: dict[str, Any] | None = None) -> str:
-    """Publish `plan` as a dataset version on top of `previous` (its parent; None for the
-    first); `params` and `summary` join the manifest. The new version's id."""
-    with store.publish("datasets", parents={"datasets": [previous]} if previous else {},
-                       params=params) as staging:
-        staging.summary.update(write_version(plan, staging.path))
-        staging.summary.update(summary or {})
-    return staging.id
+PUBLISH_ATTEMPTS = 5  # plans made again when another writer moved "latest" meanwhile
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A planned dataset version and what its manifest records besides the plan's summary."""
+
+    plan: IngestPlan
+    params: dict[str, Any]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def publish_on_latest(store: Store, build: Callable[[Path | None], Publication | None]
+                      ) -> tuple[str | None, str | None, IngestPlan | None]:
+    """Plan a dataset version on top of the latest one and publish it, if it adds rows.
+
+    `build(previous_dir)` plans on the latest version's directory (None when there is none)
+    and returns the `Publication`, or None when there is nothing to plan. Should another
+    writer (a CSV ingestion, a feed publish) move "latest" meanwhile, the version is planned
+    again on the new latest rather than publishing on a stale parent, which would drop that
+    writer's rows from "latest". Returns (the new id or None, the parent, the plan or None).
+    """
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        previous = _latest(store)
+        built = build(store.path("datasets", previous) if previous else None)
+        if built is None or not built.plan.changed:
+            return None, previous, built.plan if built else None
+        try:
+            with store.publish("datasets", parents={"datasets": [previous]} if previous else {},
+                               params=built.params, expect={"latest": previous}) as staging:
+                staging.summary.update(write_version(built.plan, staging.path))
+                staging.summary.update(built.summary)
+            return staging.id, previous, built.plan
+        except AliasMovedError as error:
+            if attempt == PUBLISH_ATTEMPTS:
+                raise
+            run_logger().warning("%s; planning again", error)
+    raise AssertionError("unreachable")
+
+
+def _latest(store: Store) -> str | None:
+    try:
+        return store.resolve("datasets", "latest")
+    except StorageError:
+        return None
 
 
 @task(name="scan-inbox", cache_policy=NO_CACHE)

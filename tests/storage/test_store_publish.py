@@ -13,7 +13,14 @@ import pytest
 
 import storage.fsutil
 import storage.manifests
-from storage import MANIFEST, CorruptVersionError, StorageError, Store, code_version
+from storage import (
+    MANIFEST,
+    AliasMovedError,
+    CorruptVersionError,
+    StorageError,
+    Store,
+    code_version,
+)
 
 
 def test_store_does_no_io_until_used(tmp_path):
@@ -209,6 +216,27 @@ def test_exception_inside_publish_leaves_nothing_and_keeps_aliases(store, publis
     assert store.aliases("models") == {"latest": before}
     assert os.listdir(store.root / "models" / ".staging") == []
     assert store.verify() == []
+
+
+def test_publish_on_an_alias_that_moved_meanwhile_is_refused(store, publish):
+    first = publish("datasets")
+    with pytest.raises(AliasMovedError, match=f"moved to .* built on {first}"):
+        with store.publish("datasets", parents={"datasets": [first]},
+                           expect={"latest": first}) as staging:
+            moved = publish("datasets")  # another writer, while this one was busy
+            (staging.path / "rows.bin").write_bytes(b"rows")
+    assert not staging.path.exists()
+    assert [m["id"] for m in store.versions("datasets")] == [first, moved]
+    assert store.resolve("datasets", "latest") == moved
+    with store.publish("datasets", expect={"latest": moved}) as staging:  # still there: fine
+        (staging.path / "rows.bin").write_bytes(b"rows")
+    assert store.resolve("datasets", "latest") == staging.id
+    with pytest.raises(AliasMovedError, match=r"\(unset\)"):
+        with store.publish("models", expect={"champion": None}) as staging:
+            store.set_alias("models", "champion", publish("models"))
+    with pytest.raises(StorageError, match="alias name"):
+        with store.publish("models", expect={"Bad Name": None}):
+            pytest.fail("must not yield")
 
 
 def test_caller_cannot_overwrite_manifest_or_store_symlinks(store, tmp_path):

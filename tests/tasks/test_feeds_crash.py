@@ -2,13 +2,13 @@
 and the end of its publish loses no item and stores none twice.
 
 Two live feeds grow by a few items in most rounds (feed B repeats some of feed A's items, as
-the ABC's feeds do; in the other rounds they answer 304); every round starts `charlm ingest-feed` as a real process, waits until
-the server has answered its first request, then SIGKILLs it after a random delay drawn
-over the time a whole run takes from that moment (calibrated by an unkilled run). A
-kill counts only when the process was still running. Afterwards one unkilled run
-publishes what waits, and every item ever served is in the buffer and in the latest
-dataset version exactly once, and the dataset versions made from the buffer hold
-consecutive, non-overlapping runs of it.
+the ABC's feeds do; in the other rounds they answer 304). Every round starts `charlm
+ingest-feed` as a real process, waits until the server has answered its first request, then
+SIGKILLs it after a random delay drawn over the time a whole run takes from that moment
+(calibrated by an unkilled run). A kill counts only when the process was still running.
+Afterwards one unkilled run publishes what waits, and every item ever served is in the
+buffer and in the latest dataset version exactly once, and the dataset versions made from
+the buffer hold consecutive, non-overlapping runs of it.
 """
 
 from __future__ import annotations

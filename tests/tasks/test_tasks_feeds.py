@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from feedserver import Reply, conditional, rss, rss_item
 
+import tasks.feeds
 from ingestion.split import split_of
 from storage import Store
 from storage.datasets import read_headlines
@@ -200,3 +201,22 @@ def test_killed_after_appending_before_saving_validators_duplicates_nothing(
     assert rows(storage).height == 5 and Store(storage).verify() == []
     ingest_feeds(storage, [url], min_new=1)
     assert feed_server.hits("/feed.xml")[2].headers.get("if-none-match") == '"v1"'
+
+
+def test_a_csv_ingested_while_the_buffer_publishes_stays_in_latest(
+        storage, feed_server, tmp_path, csv_file, monkeypatch) -> None:
+    url = feed_server.serve("/feed.xml", Reply(200, rss(items(0, 5))))
+    ingest_feeds(storage, [url], min_new=200)  # 5 items wait
+    csv = csv_file(tmp_path, "racing.csv", b"20240502,a csv headline meanwhile\n")
+    real_plan_rows = tasks.feeds.plan_rows
+    raced: list[str] = []
+
+    def plan_while_a_csv_lands(previous_dir, raw, config):
+        if not raced:  # another writer publishes while this plan is being made
+            raced.append(ingest_csvs.fn(storage, [str(csv)]).dataset_id)
+        return real_plan_rows(previous_dir, raw, config)
+
+    monkeypatch.setattr(tasks.feeds, "plan_rows", plan_while_a_csv_lands)
+    published = publish_buffer.fn(storage, min_new=5)
+    assert Store(storage).manifest("datasets", published)["parents"] == {"datasets": raced}
+    assert sorted(rows(storage)["source"].to_list()) == sorted(["racing.csv"] + [url] * 5)
