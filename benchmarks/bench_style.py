@@ -17,7 +17,7 @@ ABC training data is not (``pms 15b plan on track``). The experiment:
    machine changes the time taken, not the result);
 4. both are scored on the same texts: the ABC test split of the original file.
 
-    python benchmarks/bench_style.py --storage /tmp/style   # 2 runs of ~4 min on 2 cores
+    python benchmarks/bench_style.py --storage /tmp/style   # 2 runs of ~5 min on 2 cores
 
 The rendering is made up, not measured from real feeds, so the figures show what mixing
 two styles costs and that the normalisation removes that cost; they are not a forecast
