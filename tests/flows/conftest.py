@@ -63,7 +63,7 @@ def read_artifact():
 
 @pytest.fixture
 def read_events():
-    """read_events(name): events of that name stored by the test server."""
+    """read_events(name, resource_id=None): events of that name stored by the test server."""
     return _read_events
 
 
@@ -114,19 +114,24 @@ def _read_artifact(key: str):
     return found[0] if found else None
 
 
-def _read_events(name: str, timeout: float = 20.0) -> list[dict]:
-    """Events called `name` stored by the test server (waits for the asynchronous pipeline)."""
+def _read_events(name: str, resource_id: str | None = None, timeout: float = 20.0) -> list[dict]:
+    """Events called `name` (about `resource_id`, when given) stored by the test server; waits
+    for the asynchronous pipeline until there is one. Give `resource_id` to wait for a
+    particular event: other tests' events of the same name are already there."""
     import time
 
     from prefect.client.orchestration import get_client
     from prefect.events.worker import EventsWorker
 
     EventsWorker.drain_all()
+    wanted: dict = {"event": {"name": [name]}}
+    if resource_id is not None:
+        wanted["resource"] = {"id": [resource_id]}
     deadline = time.monotonic() + timeout
     while True:
         with get_client(sync_client=True) as client:
             response = client.request("POST", "/events/filter", json={
-                "filter": {"event": {"name": [name]}}, "limit": 50})
+                "filter": wanted, "limit": 50})
         events = response.json()["events"]
         if events or time.monotonic() > deadline:
             return events

@@ -24,7 +24,7 @@ def document(n: int, prefix: str = "Flow story") -> bytes:
 
 def events_for(read_events, dataset_id: str) -> list[dict]:
     resource = f"charlm.dataset.{dataset_id}"
-    return [e for e in read_events(DATASET_PUBLISHED)
+    return [e for e in read_events(DATASET_PUBLISHED, resource)
             if e["resource"]["prefect.resource.id"] == resource]
 
 

@@ -41,7 +41,8 @@ def test_inbox_is_ingested_archived_and_announced(tmp_path, read_events):
     assert sorted(p.name for p in (inbox / "processed" / dataset).iterdir()) == ["a.csv",
                                                                                   "b.csv"]
     assert run.event_id is not None
-    [event] = [e for e in read_events(DATASET_PUBLISHED) if e["id"] == run.event_id]
+    [event] = [e for e in read_events(DATASET_PUBLISHED, f"charlm.dataset.{dataset}")
+               if e["id"] == run.event_id]
     assert event["resource"]["prefect.resource.id"] == f"charlm.dataset.{dataset}"
     assert event["payload"]["dataset_id"] == dataset
     assert event["payload"]["sources"] == ["a.csv", "b.csv"]
