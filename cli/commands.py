@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> Callable[[], None]:
         from tasks.champion import train_challenger
 
         challenge = train_challenger(args.storage, args.dataset, network, training,
-                                     args.precision, terminal_progress())
+                                     args.precision, terminal_progress(), args.devices)
         model_id = challenge.trained.model_id
         champion = challenge.champion
         versus = (f" vs champion {champion.model_id} {challenge.champion_bpc:.4f}"

@@ -33,6 +33,15 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
+def devices_arg(text: str) -> int | str:
+    from charlm.devices import parse_devices  # light: TensorFlow is imported, not started
+
+    try:
+        return parse_devices(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -118,6 +127,10 @@ def build_parser() -> Parser:
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto = mixed_float16 on a GPU, mixed_bfloat16 on CPUs with bfloat16 "
                         "instructions, else float32 (default: %(default)s)")
+    p.add_argument("--devices", type=devices_arg, default=1, metavar="N|all",
+                   help="train on N GPUs (MirroredStrategy, each batch split across them) or "
+                        "all of them; on a machine without GPUs, N logical CPU devices "
+                        "(default: %(default)s)")
 
     p = sub.add_parser("evaluate", help="bits per char and perplexity of a model on a "
                                         "dataset's split or on CSV files (JSON)")

@@ -114,10 +114,11 @@ class Challenge:
 
 def train_challenger(storage: str | None, dataset: str, network: ModelConfig,
                      training: TrainConfig, precision: str = "auto",
-                     callbacks: Sequence[Callback] = ()) -> Challenge:
-    """Train a model on `dataset`, evaluate it and the champion on the dataset's test split,
-    and promote it if its test bits/char is lower."""
-    trained = run_task(train_model, storage, dataset, network, training, precision, callbacks)
+                     callbacks: Sequence[Callback] = (), devices: int | str = 1) -> Challenge:
+    """Train a model on `dataset` (on `devices`, see charlm.devices), evaluate it and the
+    champion on the dataset's test split, and promote it if its test bits/char is lower."""
+    trained = run_task(train_model, storage, dataset, network, training, precision, callbacks,
+                       devices)
     dataset_id = trained.dataset_id
     challenger = run_task(evaluate_model, storage, trained.model_id, dataset_id, "test")
     champion_id = run_task(champion_status, storage, dataset_id).champion_id

@@ -31,7 +31,7 @@ def test_train_tiny(capsys: pytest.CaptureFixture[str]) -> None:
     rows = re.findall(r"^ +(\d+) +([0-9.]+) +([0-9.]+) +([0-9.]+) .* (\d+)$", out, re.MULTILINE)
     assert [int(r[0]) for r in rows] == [1, 2]
     for _, seconds, train, valid, traces in rows:
-        assert float(train) + float(valid) <= float(seconds) + 0.05
+        assert float(train) + float(valid) <= float(seconds) + 0.11  # printed rounded
         assert traces == "1"
     whole = re.search(r"whole run: ([0-9,]+) characters", out)
     assert whole and int(whole.group(1).replace(",", "")) > 0

@@ -133,7 +133,7 @@ class StopAfter(Callback):
 def test_resume_mid_epoch_is_exact(tmp_path, corpora):
     train, valid = corpora
     config = TrainConfig(batch_size=32, epochs=2, learning_rate=0.01, seed=5, report_every=1,
-                         checkpoint_minutes=1e-9, max_minutes=10_000)
+                         checkpoint_minutes=1e-9, max_minutes=10_000, ema=0.9)
     shape = ModelConfig(cell="gru", hidden=16, depth=2, embedding=8, dropout=0.2, seed=5)
 
     whole = build_model(shape)
@@ -151,7 +151,8 @@ def test_resume_mid_epoch_is_exact(tmp_path, corpora):
                   fingerprint="run")
     assert resumed.resumed_from == {"epoch": 1, "batch": 6, "step": 26}
     assert resumed.steps == expected.steps and resumed.characters == expected.characters
-    # dropout RNG, optimizer slots, step counter and batch order all resumed: bit for bit
+    # dropout RNG, optimizer slots, weight averages, step counter and batch order all
+    # resumed: bit for bit
     assert [h["validation_bpc"] for h in resumed.history] == [
         h["validation_bpc"] for h in expected.history]
     for a, b in zip(resumed_model.get_weights(), whole.get_weights(), strict=True):
@@ -215,3 +216,27 @@ def test_two_logical_devices_train_like_one():
     dropped_one, dropped_two = _multi(1, dropout=0.2), _multi(2, dropout=0.2)
     assert dropped_two["bpc"][-1] < dropped_two["bpc"][0] < 6.9
     assert dropped_two["bpc"] == pytest.approx(dropped_one["bpc"], abs=0.02)
+
+
+def test_ema_validates_and_keeps_the_averaged_weights(corpora):
+    from charlm.evaluate import evaluate
+
+    train, valid = corpora
+    shape = ModelConfig(cell="gru", hidden=16, depth=1, embedding=8, dropout=0.0, seed=7)
+    runs = {}
+    for ema in (0.0, 0.95):
+        model = build_model(shape)
+        config = TrainConfig(batch_size=32, epochs=2, learning_rate=0.02, seed=7, ema=ema,
+                             max_minutes=10_000)
+        result = fit(model, train, valid, config)
+        # the model ends with the weights that were validated: the averages when ema > 0
+        assert evaluate(model, valid)["bits_per_char"] == pytest.approx(
+            result.best_validation_bpc, rel=1e-6)
+        runs[ema] = result
+    # same updates, other weights scored: the averages differ from the raw weights
+    assert runs[0.95].history[-1]["train_bpc"] == pytest.approx(
+        runs[0.0].history[-1]["train_bpc"], rel=1e-6)
+    assert runs[0.95].best_validation_bpc != pytest.approx(runs[0.0].best_validation_bpc,
+                                                           abs=1e-4)
+    with pytest.raises(ValueError, match="ema"):
+        TrainConfig(ema=1.0)
