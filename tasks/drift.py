@@ -91,16 +91,16 @@ def _newest_date(store: Store, dataset_id: str) -> str:
     return str(frame.select(pl.col("publish_date").max()).collect().item())
 
 
-def _test_evaluations(store: Store) -> dict[tuple[str, str], dict]:
-    """(model, dataset) -> the newest manifest of that model's evaluation on the dataset's
-    test split (drift, CSV and comparison evaluations excluded)."""
-    found: dict[tuple[str, str], dict] = {}
-    for manifest in store.versions("evaluations"):  # oldest first: the newest wins
+def _test_evaluations(store: Store) -> dict[str, list[dict]]:
+    """Dataset id -> manifests of the evaluations of one model on its test split, oldest
+    first (drift, CSV and comparison evaluations excluded)."""
+    found: dict[str, list[dict]] = {}
+    for manifest in store.versions("evaluations"):
         parents = manifest["parents"]
         models, datasets = parents.get("models", []), parents.get("datasets", [])
         if (manifest["params"].get("split") == "test" and len(models) == 1
                 and len(datasets) == 1):
-            found[(models[0], datasets[0])] = manifest
+            found.setdefault(datasets[0], []).append(manifest)
     return found
 
 
@@ -127,7 +127,8 @@ def score_drift(storage: str | None, dataset_id: str, model_id: str) -> DriftOut
     metrics: dict[str, Any] = evaluate(net, Corpus.from_texts(texts))
     trained_on = training_dataset(storage, model_id)
     words = unseen_words(texts, training_index(storage, model_id)) if trained_on else {}
-    reference = _test_evaluations(store).get((model_id, trained_on or ""))
+    reference = next((m for m in reversed(_test_evaluations(store).get(trained_on or "", []))
+                      if m["parents"]["models"] == [model_id]), None)  # its newest
     metrics.update(words, drift=BATCH, dataset=dataset_id, previous_dataset=previous,
                    model=model_id, training_dataset=trained_on, new_rows=len(texts),
                    first_date=str(new["publish_date"].min()),
@@ -214,13 +215,7 @@ def _retrain_points(store: Store) -> list[dict[str, Any]]:
     model of the next test evaluation on the dataset. Only version ids are compared (one
     clock), never the history's wall-clock times.
     """
-    on_test: dict[str, list[dict]] = {}  # dataset -> its test evaluations, oldest first
-    for manifest in store.versions("evaluations"):
-        parents = manifest["parents"]
-        models, datasets = parents.get("models", []), parents.get("datasets", [])
-        if (manifest["params"].get("split") == "test" and len(models) == 1
-                and len(datasets) == 1):
-            on_test.setdefault(datasets[0], []).append(manifest)
+    on_test = _test_evaluations(store)
     compared = {model for m in store.versions("evaluations") if m["params"].get("comparison")
                 for model in m["parents"].get("models", [])}
     crowned = {change["id"] for change in store.alias_history("models", CHAMPION)}
