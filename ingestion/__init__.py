@@ -9,7 +9,7 @@ of a dataset version:
 | `reasons` | `IngestError` (a whole source is unusable) and the quarantine reasons |
 | `cleaning` | the cleaning rules: raw rows -> (clean rows, quarantined rows) |
 | `split` | the hash split rule: train / validation / test from the text alone |
-| `plan` | merging new rows onto the previous version (`plan_ingest`), writing it |
+| `plan` | merging new rows onto the previous version (`plan_ingest`), writing it; `added_rows` |
 
 A source reader produces raw rows (`cleaning.RAW_SCHEMA`); everything after that is shared
 by every source. Rows end up in storage's dataset format (storage.datasets), the only

@@ -13,7 +13,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from charlm.config import IngestConfig, to_dict
+from charlm.config import IngestConfig, from_dict, to_dict
 from ingestion.plan import plan_ingest, write_version
 from storage import StorageError
 from storage.fsutil import sha256_file
@@ -39,6 +39,17 @@ def latest_dataset(storage: str | None) -> str | None:
         return None
 
 
+def source_files(paths: list[str]) -> list[dict[str, str]]:
+    """What a manifest records of input files: absolute path and sha256 of each."""
+    return [{"path": str(Path(p).resolve()), "sha256": sha256_file(Path(p))} for p in paths]
+
+
+def ingest_config(storage: str | None, dataset: str) -> IngestConfig | None:
+    """The cleaning rules the dataset version was ingested with (None if it records none)."""
+    recorded = open_store(storage).manifest("datasets", dataset)["params"].get("ingest")
+    return from_dict(IngestConfig, recorded) if recorded is not None else None
+
+
 @task(name="ingest-csv", cache_policy=NO_CACHE)
 def ingest_csvs(storage: str | None, paths: list[str],
                 cleaning: IngestConfig = IngestConfig()) -> IngestOutcome:
@@ -55,9 +66,9 @@ def ingest_csvs(storage: str | None, paths: list[str],
         run_logger().info(message)
         return IngestOutcome(previous, False, 0, plan.duplicates, plan.quarantined_rows,
                              plan.rows, message)
-    sources = [{"path": str(Path(p).resolve()), "sha256": sha256_file(Path(p))} for p in paths]
     with store.publish("datasets", parents={"datasets": [previous]} if previous else {},
-                       params={"ingest": to_dict(cleaning), "sources": sources}) as staging:
+                       params={"ingest": to_dict(cleaning), "sources": source_files(paths)}
+                       ) as staging:
         staging.summary.update(write_version(plan, staging.path))
     message = f"{names}: {plan.describe()}; published dataset {staging.id}"
     run_logger().info(message)
