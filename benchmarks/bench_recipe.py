@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--learning-rate", type=float, default=5e-3)
     p.add_argument("--ema", type=float, default=0.0, help="weight moving-average decay (0: off)")
     p.add_argument("--embedding", type=int, default=64)
+    p.add_argument("--weight-decay", type=float, default=0.0)
     p = sub.add_parser("speed", help="training characters/second of each shape")
     p.add_argument("shapes", type=parse_shape, nargs="+")
     p.add_argument("--seconds", type=float, default=25.0)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
                                embedding=args.embedding)
     train_config = TrainConfig(batch_size=batch, epochs=args.epochs, max_minutes=10**6,
                                patience=args.epochs, learning_rate=args.learning_rate,
-                               ema=args.ema)
+                               ema=args.ema, weight_decay=args.weight_decay)
     validation = Corpus.from_texts(read_texts(dataset_dir, "validation"))
     test = Corpus.from_texts(read_texts(dataset_dir, "test"))
 
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     fit(model, train, validation, train_config, callbacks=[PrintEpochs()])
     print(f"{cell} {hidden}x{depth} batch {batch} dropout {args.dropout} lr "
           f"{args.learning_rate} ema {args.ema} embedding {args.embedding} "
+          f"weight decay {args.weight_decay} "
           f"{args.epochs} epochs: validation "
           f"{evaluate(model, validation)['bits_per_char']:.4f}, test "
           f"{evaluate(model, test)['bits_per_char']:.4f} bits/char "

@@ -9,8 +9,8 @@
 | `train` | the training loop; side effects only through `Callback`s |
 | `evaluate` | exact bits per character, perplexity, the breakdown by headline length |
 | `sample` | batched generation (top-p, temperature, top-k, greedy, prefixes) |
-| `quality` | model-free statistics of generated headlines |
-| `report` | learning-curve and comparison plots, markdown reports |
+| `quality` | model-free statistics of generated headlines; words a batch has that training lacks |
+| `report` | learning-curve, comparison and drift-trend plots, markdown reports |
 | `article` | the article's save format: its one reader and the import into Keras |
 | `demo_corpus` | the embedded demo corpus (a grammar of ABC-style headlines) |
 

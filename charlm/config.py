@@ -60,6 +60,7 @@ class TrainConfig:
     learning_rate: float = 5e-3  # peak, after warm-up; cosine decay to min_learning_rate
     min_learning_rate: float = 1e-4  # end of the cosine decay over the time budget
     clip_norm: float = 1.0  # global gradient-norm clipping
+    weight_decay: float = 0.0  # decoupled (AdamW) decay of every weight but the biases
     patience: int = 3  # epochs without validation improvement before early stopping
     truncate_length: int = 256  # longer headlines are cut for training (ingestion caps them)
     validation_limit: int = 5000  # validation headlines scored each epoch (all if 0)
@@ -92,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"clip_norm must be > 0, got {self.clip_norm}")
         if self.validation_limit < 0:
             raise ValueError(f"validation_limit must be >= 0, got {self.validation_limit}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 

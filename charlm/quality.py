@@ -14,6 +14,7 @@ lowercased the data.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 EXAMPLES = 20  # generated headlines quoted verbatim in the result (and the report)
+TOP_UNSEEN = 20  # most frequent unseen words listed by `unseen_words`
 PERCENTILES = (10, 50, 90)
 
 
@@ -139,3 +141,28 @@ def filter_novel(generated: list[str],
     kept = [text for text in generated if text not in index.headlines]
     return kept, len(generated) - len(kept)
 
+
+
+def unseen_words(texts: Iterable[str], training: Sequence[str] | TrainingIndex,
+                 top: int = TOP_UNSEEN) -> dict[str, Any]:
+    """How much of `texts` (real headlines, e.g. a new batch) uses words never seen in
+    training: `unseen_word_share` (unseen word occurrences / all word occurrences, NaN for
+    no words), the distinct unseen words, and the `top` most frequent as [word, count]
+    pairs (ties by word)."""
+    if top < 0:
+        raise ValueError(f"top must be >= 0, got {top}")
+    index = _as_index(training)
+    words = 0
+    unseen: Counter[str] = Counter()
+    for text in texts:
+        tokens = text.split()
+        words += len(tokens)
+        unseen.update(word for word in tokens if word not in index.words)
+    ranked = sorted(unseen.items(), key=lambda item: (-item[1], item[0]))
+    return {
+        "words": words,
+        "unseen_words": sum(unseen.values()),
+        "unseen_word_share": _share(sum(unseen.values()), words),
+        "distinct_unseen_words": len(unseen),
+        "top_unseen_words": [[word, count] for word, count in ranked[:top]],
+    }

@@ -127,9 +127,11 @@ def markdown_report(model_id: str, metrics: Mapping[str, Any], quality: Mapping[
     ids = [f"- **Model:** `{model_id}`"]
     if metrics.get("dataset"):
         ids.append(f"- **Dataset:** `{metrics['dataset']}` (split: {split})")
-    lines += [*ids, ""]
+    lines += [*ids, *_input_lines(metrics), ""]
 
-    lines += [f"## Likelihood on the {escape(str(split))} split", ""]
+    scored_on = (escape(metrics["scored_on"]) if metrics.get("scored_on")
+                 else f"the {escape(str(split))} split")
+    lines += [f"## Likelihood on {scored_on}", ""]
     lines += _table(["metric", "value"], [
         ["bits per character", _number(metrics.get("bits_per_char"))],
         ["perplexity (per character)", _number(metrics.get("perplexity"))],
@@ -160,6 +162,30 @@ def markdown_report(model_id: str, metrics: Mapping[str, Any], quality: Mapping[
     if quality:
         lines += _quality_section(quality)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _input_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """List items describing what was scored beyond a plain split: CSV files read and what
+    their cleaning quarantined, or the recent view's dates and its rows per hash split."""
+    lines = []
+    if metrics.get("files"):
+        lines.append("- **Files:** " + ", ".join(f"`{escape(f)}`" for f in metrics["files"])
+                     + f" ({_number(metrics.get('rows_read'))} rows read, not ingested)")
+        by_reason = metrics.get("quarantined_by_reason") or {}
+        detail = ", ".join(f"{escape(k)}: {_number(v)}" for k, v in by_reason.items())
+        lines.append(f"- **Quarantined:** {_number(metrics.get('quarantined_rows', 0))}"
+                     + (f" ({detail})" if detail else "")
+                     + f"; duplicates dropped: {_number(metrics.get('duplicates', 0))}")
+        if metrics.get("headlines_in_training") is not None:
+            lines.append("- **Also in the model's training split:** "
+                         f"{_number(metrics['headlines_in_training'])} headlines")
+    recent = metrics.get("recent")
+    if recent:
+        counts = ", ".join(f"{k} {_number(v)}" for k, v in recent["splits"].items())
+        lines.append(f"- **Recent view:** the newest {_number(recent['days'])} days of publish "
+                     f"dates ({recent['first_date']} to {recent['last_date']}); rows per hash "
+                     f"split: {counts}")
+    return lines
 
 
 def _quality_section(quality: Mapping[str, Any]) -> list[str]:
@@ -222,3 +248,90 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> str:
             cells.append(cell)
         body.append(cells)
     return "\n".join(_table([title for _, title in _COLUMNS], body)) + "\n"
+
+
+def drift_markdown(metrics: Mapping[str, Any]) -> str:
+    """report.md of one drift measurement: the champion scored on a dataset version's new
+    headlines (keys: dataset, previous_dataset, model, training_dataset, new_rows,
+    first_date, last_date, bits_per_char, perplexity, by_length, champion_test_bpc, and
+    from charlm.quality.unseen_words: words, unseen_word_share, distinct_unseen_words,
+    top_unseen_words)."""
+    lines = [f"# Drift: {_number(metrics.get('new_rows'))} new headlines in dataset "
+             f"`{metrics.get('dataset')}`", "",
+             f"- **Champion:** `{metrics.get('model')}`, trained on dataset "
+             f"`{metrics.get('training_dataset') or '?'}`, scored before any retraining",
+             f"- **New rows:** those of `{metrics.get('dataset')}` not in "
+             + (f"`{metrics['previous_dataset']}`" if metrics.get("previous_dataset")
+                else "any earlier version (the first dataset)")
+             + f", published {metrics.get('first_date')} to {metrics.get('last_date')}", ""]
+    share = metrics.get("unseen_word_share")
+    lines += _table(["metric", "value"], [
+        ["bits per character on the new headlines", _number(metrics.get("bits_per_char"))],
+        ["the champion's test bits per character (its own test split)",
+         _number(metrics.get("champion_test_bpc"))],
+        ["perplexity (per character)", _number(metrics.get("perplexity"))],
+        ["words never seen in the champion's training split",
+         f"{_percent(share)} of {_number(metrics.get('words'))} "
+         f"({_number(metrics.get('distinct_unseen_words'))} distinct)"],
+    ])
+    by_length = metrics.get("by_length") or []
+    if by_length:
+        lines += ["", "By headline length (characters):", ""]
+        lines += _table(["length", "headlines", "bits per char"], [
+            [escape(str(b["length"])), _number(b.get("headlines")),
+             _number(b.get("bits_per_char"))] for b in by_length])
+    top = metrics.get("top_unseen_words") or []
+    if top:
+        lines += ["", f"## The {len(top)} most frequent new words", ""]
+        lines += _table(["word", "count"], [[escape(w), _number(c)] for w, c in top])
+    return "\n".join(lines) + "\n"
+
+
+# How the two series of the drift trend are told apart: (label, marker).
+DRIFT_SERIES = {"new batch": ("champion on each new batch, at arrival", "o"),
+                "retrain": ("champion on the test split, after each retrain", "s")}
+
+
+def drift_trend_table(points: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown table of the drift trend, one row per point (keys: date, series, dataset,
+    model, headlines, bits_per_char, unseen_word_share, decision)."""
+    rows = [[str(p["date"]), escape(str(p["series"])), f"`{p['dataset']}`", f"`{p['model']}`",
+             _number(p.get("headlines")), _number(p.get("bits_per_char")),
+             _percent(p.get("unseen_word_share")), escape(str(p.get("decision") or "–"))]
+            for p in points]
+    return "\n".join(_table(["newest headline", "event", "dataset", "champion", "headlines",
+                             "bits/char", "unseen words", "decision"], rows)) + "\n"
+
+
+def plot_drift_trend(points: Sequence[Mapping[str, Any]], path: PathLike) -> None:
+    """PNG of the champion's bits per char over time (the newest publish date of each
+    dataset version): on each new batch at arrival, and on the test split after each
+    retrain."""
+    import datetime
+
+    if not points:
+        raise ValueError("no drift points to plot")
+    figure = _figure()
+    axes = figure.add_subplot()
+    for series, (label, marker) in DRIFT_SERIES.items():
+        mine = [p for p in points if p["series"] == series]
+        if not mine:
+            continue
+        dates = [datetime.date.fromisoformat(str(p["date"])) for p in mine]
+        values = [p["bits_per_char"] for p in mine]
+        axes.plot(dates, values, marker=marker, linestyle="-", label=label)
+        for day, value in zip(dates, values, strict=True):
+            axes.annotate(f"{value:.4f}", (day, value), textcoords="offset points",
+                          xytext=(6, 4), fontsize=8)
+    ticks = sorted({datetime.date.fromisoformat(str(p["date"])) for p in points})
+    axes.set_xticks(ticks, [t.isoformat() for t in ticks], rotation=20, fontsize=8)
+    if len(ticks) == 1:  # one date: give the point some room
+        day = ticks[0]
+        axes.set_xlim(day - datetime.timedelta(days=15), day + datetime.timedelta(days=15))
+    axes.margins(x=0.08, y=0.2)  # room for the value labels
+    axes.set_xlabel("newest headline of the dataset version (publish date)")
+    axes.set_ylabel("bits per character")
+    axes.set_title("The champion's bits per character over time")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    _save(figure, path)

@@ -107,7 +107,10 @@ def uses_float16(model: keras.Model) -> bool:
 def make_optimizer(model: keras.Model, config: TrainConfig) -> keras.optimizers.Optimizer:
     """Adam with global-norm clipping; wrapped in dynamic loss scaling for float16 models."""
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
-                                      global_clipnorm=config.clip_norm)
+                                      global_clipnorm=config.clip_norm,
+                                      weight_decay=config.weight_decay or None)
+    if config.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
     # The train step sums gradients across replicas itself, before the optimizer clips
     # them; Keras would clip each replica's share first and sum after, so N devices
     # would train differently from one. Its own all-reduce is therefore a no-op here.

@@ -42,6 +42,10 @@ def cmd_ingest(args: argparse.Namespace) -> Callable[[], None]:
         outcome = run_task(ingest_csvs, args.storage, args.csv, cleaning)  # logs a summary
         if outcome.dataset_id is None:
             raise RuntimeError("no dataset version exists and the files held no usable rows")
+        if outcome.published and not args.no_drift:
+            from tasks.drift import record_drift
+
+            record_drift(args.storage, outcome.dataset_id)  # logs its result; never raises
         out(outcome.dataset_id)
 
     return run
@@ -87,14 +91,22 @@ def cmd_train(args: argparse.Namespace) -> Callable[[], None]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Callable[[], None]:
+    from cli.parser import EVALUATE_DATASET, EVALUATE_SPLIT
+
     if args.samples < 0:
         raise ValueError(f"--samples must be >= 0, got {args.samples}")
+    if args.csv and (args.dataset or args.split):
+        raise ValueError("--csv scores files, not a dataset: drop --dataset/--split")
 
     def run() -> None:
-        from tasks.evaluate import evaluate_model
+        from tasks.evaluate import evaluate_csvs, evaluate_model
 
-        outcome = run_task(evaluate_model, args.storage, args.model, args.dataset, args.split,
-                           args.samples)
+        if args.csv:
+            outcome = run_task(evaluate_csvs, args.storage, args.model, args.csv, args.samples)
+        else:
+            outcome = run_task(evaluate_model, args.storage, args.model,
+                               args.dataset or EVALUATE_DATASET, args.split or EVALUATE_SPLIT,
+                               args.samples)
         err(f"published evaluation {outcome.evaluation_id}; report: {outcome.report}")
         out(json.dumps(outcome.metrics, indent=2))
 
@@ -139,9 +151,15 @@ def describe(kind: str, summary: dict[str, Any]) -> str:
     if kind == "models":
         bpc = summary.get("validation_bpc")
         return f"validation {bpc:.4f} bits/char" if isinstance(bpc, float) else ""
+    if kind == "evaluations" and summary.get("drift") == "batch":
+        return (f"drift: {summary.get('new_rows')} new headlines "
+                f"{summary.get('bits_per_char', float('nan')):.4f} bits/char")
+    if kind == "evaluations" and summary.get("drift") == "trend":
+        return f"drift trend: {summary.get('points')} points"
     if kind == "evaluations":
         bpc = summary.get("bits_per_char")
-        return f"{summary.get('split', '')} {bpc:.4f} bits/char" if bpc is not None else ""
+        scored = summary.get("split") or ",".join(summary.get("files") or [])
+        return f"{scored} {bpc:.4f} bits/char" if bpc is not None else ""
     return f"{summary.get('headlines', '?')} headlines"
 
 
@@ -223,6 +241,19 @@ def cmd_compare(args: argparse.Namespace) -> Callable[[], None]:
     return run
 
 
+def cmd_drift(args: argparse.Namespace) -> Callable[[], None]:
+    def run() -> None:
+        from tasks.drift import publish_drift_trend
+
+        trend = run_task(publish_drift_trend, args.storage)
+        with open(trend.table) as table:
+            out(table.read().rstrip("\n"))
+        err(f"published drift trend {trend.evaluation_id}")
+        out(trend.plot)
+
+    return run
+
+
 def cmd_demo(args: argparse.Namespace) -> Callable[[], None]:
     if args.max_minutes <= 0:
         raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
@@ -257,5 +288,5 @@ COMMANDS: dict[str, Command] = {
     "evaluate": cmd_evaluate, "generate": cmd_generate, "promote": cmd_promote,
     "versions": cmd_versions,
     "verify": cmd_verify, "gc": cmd_gc, "import-article": cmd_import_article,
-    "compare": cmd_compare, "demo": cmd_demo,
+    "compare": cmd_compare, "drift": cmd_drift, "demo": cmd_demo,
 }

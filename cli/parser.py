@@ -16,10 +16,11 @@ from charlm.config import (
     TrainConfig,
 )
 from storage import KINDS
-from storage.datasets import SPLITS
+from storage.datasets import RECENT, RECENT_DAYS, SPLITS, check_split
 from tasks import presets
 
 DEFAULT_MODEL, DEFAULT_TRAIN = ModelConfig(), TrainConfig()
+EVALUATE_DATASET, EVALUATE_SPLIT = "latest", "test"  # what `evaluate` scores without --csv
 DEFAULT_SAMPLE, DEFAULT_INGEST = SampleConfig(), IngestConfig()
 
 
@@ -59,6 +60,14 @@ def non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def split_name(text: str) -> str:
+    """A dataset view for --split: a hash split, all, or recent[:DAYS]."""
+    try:
+        return str(check_split(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _dataset(p: argparse.ArgumentParser) -> None:
@@ -110,6 +119,9 @@ def build_parser() -> Parser:
     p.add_argument("--normalise", action="store_true",
                    help="map every headline to the ABC style (lowercase a-z, digits, single "
                         "spaces: \"PM's $1.5b plan\" -> \"pms 15b plan\"; default: off)")
+    p.add_argument("--no-drift", action="store_true",
+                   help="do not score the champion on the new headlines (drift is recorded "
+                        "unless given) (default: off)")
 
     p = sub.add_parser("ingest-feed", help="poll RSS/Atom feeds into the buffer; publish it "
                                            "as a dataset version when enough has arrived")
@@ -145,14 +157,25 @@ def build_parser() -> Parser:
                         "all of them; on a machine without GPUs, N logical CPU devices "
                         "(default: %(default)s)")
 
-    p = sub.add_parser("evaluate", help="bits per char and perplexity of a model (JSON)")
+    p = sub.add_parser("evaluate", help="bits per char and perplexity of a model on a "
+                                        "dataset's split or on CSV files (JSON)")
     p.add_argument("model", help="model id or alias (latest, champion)")
-    _dataset(p)
-    p.add_argument("--split", default="test", choices=(*SPLITS, "all"),
-                   help="the dataset's split to score (default: %(default)s)")
+    p.add_argument("--dataset", help="dataset version id, unique id prefix or alias "
+                                     f"(default: {EVALUATE_DATASET})")
+    p.add_argument("--split", type=split_name, metavar="SPLIT",
+                   help=f"the dataset's view to score: {', '.join(SPLITS)}, all, or "
+                        f"{RECENT}[:DAYS] (the newest DAYS of publish dates, DAYS "
+                        f"{RECENT_DAYS} if not given) (default: {EVALUATE_SPLIT})")
+    p.add_argument("--csv", nargs="+", metavar="FILE",
+                   help="score the headlines of these CSV files instead (cleaned as "
+                        "`ingest` would, nothing ingested; not with --dataset/--split) "
+                        "(default: none)")
     p.add_argument("--samples", type=int, default=presets.EVALUATION_SAMPLES,
                    help="headlines generated to measure novelty etc.; 0 skips "
                         "(default: %(default)s)")
+
+    sub.add_parser("drift", help="the champion's bits per char on each new batch and after "
+                                 "each retrain: a table and a plot, published")
 
     p = sub.add_parser("generate", help="generate headlines into a generation version")
     p.add_argument("model", help="model id or alias (latest, champion)")

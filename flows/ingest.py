@@ -5,6 +5,8 @@ Run on a schedule by the `ingest-headlines/inbox` deployment. Drop CSV files int
 takes every *.csv it sees). After a run, each inbox file is moved to
 `inbox/processed/<dataset id>/` (or `processed/unchanged/` when it held nothing new, or
 `processed/rejected/` when it could not be read at all). When a version was published the
+champion is scored on its new headlines (tasks.drift.record_drift: the drift evaluation and
+the `dataset-drift` artifact; a failure there is logged and never fails the run), then the
 flow emits the `charlm.dataset.published` event, which triggers training.
 """
 
@@ -18,6 +20,7 @@ from prefect import flow, get_run_logger
 from charlm.config import IngestConfig
 from ingestion.reasons import IngestError
 from tasks.common import open_store
+from tasks.drift import record_drift
 from tasks.events import emit_dataset_published
 from tasks.ingest import IngestOutcome, archive_inbox, ingest_csvs, scan_inbox
 
@@ -36,6 +39,7 @@ class IngestRun:
     archived: list[str] = field(default_factory=list)  # where inbox files were moved
     rejected: dict[str, str] = field(default_factory=dict)  # file -> why it was unreadable
     event_id: str | None = None
+    drift: list[str] = field(default_factory=list)  # drift evaluations recorded
 
 
 def _in_inbox(path: str, inbox: Path) -> bool:
@@ -44,7 +48,7 @@ def _in_inbox(path: str, inbox: Path) -> bool:
 
 @flow(name=FLOW_NAME, description="Ingest new headline CSVs into a new dataset version.")
 def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DEFAULT_CLEANING,
-                     storage: str | None = None) -> IngestRun:
+                     drift: bool = True, storage: str | None = None) -> IngestRun:
     """Ingest `paths`, or every CSV waiting in the store's inbox when `paths` is not given.
 
     A dataset version is published only when some row is new. Files in the inbox are moved
@@ -55,6 +59,8 @@ def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DE
     Args:
         paths: CSV files (publish_date,headline_text) to ingest; default: the inbox.
         cleaning: how rows are cleaned and split (defaults as `charlm ingest`).
+        drift: score the champion on each published version's new headlines before the
+            event triggers retraining.
         storage: artifact store root (default: $CHARLM_STORAGE or ./charlm-store).
     """
     log = get_run_logger()
@@ -96,6 +102,11 @@ def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DE
     if bad_inbox:
         run.archived += archive_inbox(storage, bad_inbox, None, rejected=True)
 
+    if run.published and drift:
+        for dataset_id in run.published:  # before the event: the champion has not retrained
+            measured = record_drift(storage, dataset_id)
+            if measured is not None:
+                run.drift.append(measured.evaluation_id)
     if run.published:
         # One event for the newest version: training always starts from the latest dataset.
         run.event_id = emit_dataset_published(

@@ -11,7 +11,9 @@ from its checkpoint when rerun with the same parameters on the same dataset vers
 
 Prefect UI: one log line per epoch, the `train-headlines-progress` progress artifact during
 training, the challenger's evaluation report (`train-headlines-evaluation`) and the
-`train-headlines-report` markdown artifact (metrics table, decision, sample headlines).
+`train-headlines-report` markdown artifact (metrics table, decision, sample headlines, and
+the champion's drift trend: its table and the path of its plot, republished after the run
+by tasks.drift.publish_drift_trend; a failure there is logged and never fails the run).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pydantic import NonNegativeInt, PositiveInt
 from charlm.config import ModelConfig, Precision, SampleConfig, TrainConfig
 from tasks.callbacks import TrainingProgress
 from tasks.champion import CHAMPION, champion_status, train_challenger
-from tasks.common import open_store
+from tasks.common import open_store, run_task
+from tasks.drift import TrendOutcome, publish_drift_trend
 from tasks.generate import generate_headlines, read_generated
 from tasks.report import (
     model_row,
@@ -52,6 +55,7 @@ class TrainRun:
     challenger_bpc: float | None = None  # test bits/char
     champion_bpc: float | None = None  # the previous champion's test bits/char
     generation_id: str | None = None  # the sample headlines
+    trend_id: str | None = None  # the drift trend published after the run
 
 
 @flow(name=FLOW_NAME, description="Train a challenger on new headlines; promote it if better.")
@@ -103,13 +107,24 @@ def train_headlines(dataset: str = "latest", network: ModelConfig = DEFAULT_NETW
         examples = [r["text"] for r in read_generated(generated)]
 
     champion = challenge.champion
+    trend = _publish_trend(storage)
     report = train_report_markdown(
         status.dataset_id, model_row(storage, model_id, challenge.challenger.metrics),
         model_row(storage, champion.model_id, champion.metrics) if champion else None,
-        challenge.promoted, examples)
+        challenge.promoted, examples, trend)
     publish_markdown(report, description=f"train-headlines: challenger {model_id} "
                      + ("promoted" if challenge.promoted else "not promoted"))
     champion_now = open_store(storage).aliases("models").get(CHAMPION)
     return TrainRun("promoted" if challenge.promoted else "kept", status.dataset_id,
                     champion_now, model_id, challenge.challenger_bpc, challenge.champion_bpc,
-                    generation_id)
+                    generation_id, trend.evaluation_id if trend else None)
+
+
+def _publish_trend(storage: str | None) -> TrendOutcome | None:
+    """The drift trend including this run's retrain; None (logged) if it cannot be drawn:
+    a report is a view, and the model is already published."""
+    try:
+        return run_task(publish_drift_trend, storage)
+    except Exception as error:
+        get_run_logger().warning("drift trend not published: %s", error)
+        return None

@@ -9,8 +9,9 @@ of a dataset version:
 | `reasons` | `IngestError` (a whole source is unusable) and the quarantine reasons |
 | `cleaning` | the cleaning rules: raw rows -> (clean rows, quarantined rows) |
 | `split` | the hash split rule: train / validation / test from the text alone |
-| `plan` | merging new rows onto the previous version (`plan_ingest`), writing it |
+| `plan` | merging new rows onto the previous version (`plan_ingest`), writing it; `added_rows` |
 | `feeds` | live RSS/Atom feeds: a safe conditional fetch, parsing into `FeedItem`s |
+| `feed_rows` | which feed items are new; feed items as raw rows |
 | `style` | the training data's headline style and the one normalisation into it |
 
 A source reader produces raw rows (`cleaning.RAW_SCHEMA`); everything after that is shared

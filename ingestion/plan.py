@@ -4,7 +4,9 @@
 (`cleaning.RAW_SCHEMA`: CSV files via `plan_ingest`, feed items via ingestion.feed_rows) with
 one polars collect and writes nothing, so the caller decides whether there is anything to
 publish; `write_version` then writes the plan into a (staging) directory in storage's
-dataset format.
+dataset format. With no previous version, a plan is simply the files' clean, de-duplicated
+rows and their quarantine: how `charlm evaluate --csv` reads files it does not ingest.
+`added_rows` is the inverse of `merge`: the rows a version added to its predecessor.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from ingestion.csv_reader import scan_headlines
 from ingestion.reasons import IngestError, in_reason_order
 from storage.datasets import HEADLINES_SCHEMA, read_headlines, value_counts, write_dataset
 
-__all__ = ["KEY", "IngestPlan", "merge", "merge_counts", "plan_ingest", "plan_rows",
-           "write_version"]
+__all__ = ["KEY", "IngestPlan", "added_rows", "merge", "merge_counts", "plan_ingest",
+           "plan_rows", "write_version"]
 
 # Two rows are the same headline when both the date and the cleaned text match.
 KEY: tuple[str, str] = ("publish_date", "headline")
@@ -51,6 +53,15 @@ def merge(previous: pl.LazyFrame | None, new: pl.LazyFrame) -> pl.LazyFrame:
         .select(columns)
     )
     return pl.concat([previous, new]).unique(subset=list(KEY), keep="first", maintain_order=True)
+
+
+def added_rows(previous: pl.LazyFrame | None, current: pl.LazyFrame) -> pl.LazyFrame:
+    """The rows of `current` whose `KEY` is not in `previous` (all of them when None), in
+    `current`'s order: what `merge` added when it made `current` from `previous`."""
+    if previous is None:
+        return current
+    return current.join(previous.select(KEY).unique(), on=list(KEY), how="anti",
+                        maintain_order="left")
 
 
 def merge_counts(

@@ -15,6 +15,7 @@ the rows mean and how they are made is ingestion's business (the `ingestion` pac
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,23 @@ __all__ = [
     "FORMAT",
     "HEADLINES_SCHEMA",
     "QUARANTINE_SCHEMA",
+    "RECENT",
+    "RECENT_DAYS",
     "SPLITS",
     "check_split",
+    "recent_days",
     "read_headlines",
     "read_quarantine",
     "read_texts",
+    "read_view",
     "value_counts",
     "write_dataset",
 ]
 
 FORMAT = "charlm-headlines/1"  # bump when the files' columns or meaning change
 SPLITS: tuple[str, ...] = ("train", "validation", "test")  # values of the `split` column
+RECENT = "recent"  # the time-based view: "recent" or "recent:DAYS"
+RECENT_DAYS = 30  # days of the recent view when DAYS is not given (about a month of news)
 HEADLINES_SCHEMA: dict[str, pl.DataType] = {
     "publish_date": pl.Date(),
     "headline": pl.String(),
@@ -116,17 +123,49 @@ def read_quarantine(directory: Path) -> pl.LazyFrame:
     return pl.scan_parquet(_existing(DatasetFiles.at(directory).quarantine))
 
 
+def recent_days(split: str | None) -> int | None:
+    """DAYS of a "recent[:DAYS]" view (RECENT_DAYS when not given), None for other names;
+    ValueError naming the value when DAYS is not a whole number >= 1."""
+    if split is None or split.partition(":")[0] != RECENT:
+        return None
+    if split == RECENT:
+        return RECENT_DAYS
+    text = split.partition(":")[2]
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ValueError(f"bad split {split!r}: DAYS in recent:DAYS must be a whole number "
+                         f">= 1, got {text!r}")
+    return int(text)
+
+
 def check_split(split: str | None) -> str | None:
-    """`split` if it is one of SPLITS, "all" or None; else ValueError naming it."""
-    if split is not None and split != "all" and split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)} "
-                         "or 'all'")
-    return split
+    """`split` if it is one of SPLITS, "all", "recent[:DAYS]" or None; else ValueError."""
+    if split is None or split == "all" or split in SPLITS or recent_days(split) is not None:
+        return split
+    raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}, 'all' "
+                     f"or '{RECENT}[:DAYS]'")
+
+
+def _view(directory: Path, split: str | None) -> pl.LazyFrame:
+    lf = read_headlines(directory)
+    days = recent_days(check_split(split))
+    if days is not None:
+        newest = pl.col("publish_date").max()
+        # Whole days back from the newest date; a window longer than the calendar allows
+        # (recent:10000000) simply takes every row.
+        span = min(days - 1, (date.max - date.min).days)
+        return lf.filter(pl.col("publish_date") >= newest - pl.duration(days=span))
+    if split not in (None, "all"):
+        return lf.filter(pl.col("split") == split)
+    return lf
+
+
+def read_view(directory: Path, split: str | None = None) -> pl.DataFrame:
+    """The rows of one view (see the module docstring), in dataset order: columns
+    publish_date, headline and split."""
+    return _view(directory, split).select("publish_date", "headline", "split").collect()
 
 
 def read_texts(directory: Path, split: str | None = None) -> list[str]:
-    """Headline texts of one split ("train", "validation", "test") or all ("all"/None)."""
-    lf = read_headlines(directory)
-    if check_split(split) not in (None, "all"):
-        lf = lf.filter(pl.col("split") == split)
-    return lf.select("headline").collect()["headline"].to_list()
+    """Headline texts of one view: a split ("train", "validation", "test"), "recent[:DAYS]"
+    or every row ("all"/None)."""
+    return _view(directory, split).select("headline").collect()["headline"].to_list()

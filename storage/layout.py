@@ -12,6 +12,7 @@ store uses them.
     <root>/evaluations/<id>/   metrics.json, report.md, learning_curve.png    (EvaluationFiles)
                                or comparison.md, comparison.json, comparison.png
                                                                             (ComparisonFiles)
+                               or trend.md, trend.json, trend.png        (DriftTrendFiles)
     <root>/generations/<id>/   headlines.txt, headlines.jsonl                 (GenerationFiles)
     <root>/.work/train-<key>/  tensorboard/, checkpoint/ (arrays.npz, state.json),
                                best.npz                  (TrainingWorkFiles, CheckpointFiles)
@@ -41,6 +42,7 @@ __all__ = [
     "CheckpointFiles",
     "ComparisonFiles",
     "DatasetFiles",
+    "DriftTrendFiles",
     "EvaluationFiles",
     "FeedFiles",
     "GenerationFiles",
@@ -124,6 +126,15 @@ class ComparisonFiles(_Files):
     table: Path = _file("comparison.md")
     data: Path = _file("comparison.json")
     plot: Path = _file("comparison.png")  # linked from comparison.md by name
+
+
+@dataclass(frozen=True)
+class DriftTrendFiles(_Files):
+    """An evaluation version holding the champion's drift over dataset versions."""
+
+    table: Path = _file("trend.md")
+    data: Path = _file("trend.json")  # one object per point of the plot
+    plot: Path = _file("trend.png")  # linked from trend.md by name
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ do exactly the same work (inside a flow run every step shows as a task run).
 | ingest | ingest-csv, scan-inbox, archive-inbox (and `publish_on_latest`, shared with feeds) | |
 | feeds | poll-feed, publish-buffer | `ingest_feeds` |
 | train | train-model | |
-| evaluate | evaluate-model | |
+| evaluate | evaluate-model (a dataset's split or recent view), evaluate-csv (any CSV) | |
+| drift | score-drift, publish-drift-trend | `record_drift` (after ingestion) |
 | champion | champion-status, promote, promote-if-unset | `train_challenger` |
 | generate | generate-shard, publish-generation | `generate_headlines` |
 | compare | publish-comparison | `compare_architectures` |

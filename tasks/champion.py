@@ -23,12 +23,13 @@ from prefect.cache_policies import NO_CACHE
 
 from charlm.config import ModelConfig, TrainConfig
 from charlm.train import Callback
-from storage import StorageError
-from tasks.common import open_store, run_logger, run_task
+from tasks.common import current_champion, open_store, run_logger, run_task
 from tasks.evaluate import EvaluationOutcome, evaluate_model
+from tasks.presets import CHAMPION
 from tasks.train import TrainOutcome, train_model
 
-CHAMPION = "champion"
+__all__ = ["CHAMPION", "Challenge", "ChampionStatus", "champion_status", "promote",
+           "promote_if_unset", "should_promote", "train_challenger"]
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,10 @@ def champion_status(storage: str | None, dataset: str = "latest") -> ChampionSta
     """Resolve `dataset` and describe the current champion's lineage."""
     store = open_store(storage)
     dataset_id = store.resolve("datasets", dataset)
-    if CHAMPION not in store.aliases("models"):
-        return ChampionStatus(dataset_id, None)
-    try:
-        champion_id = store.resolve("models", CHAMPION)
-    except StorageError:
-        # The champion's version was garbage-collected or lost: train a new one rather than
-        # fail forever; the next promotion repairs the alias.
+    # A champion garbage-collected or lost counts as none: train a new one rather than fail
+    # forever; the next promotion repairs the alias.
+    champion_id = current_champion(storage)
+    if champion_id is None:
         return ChampionStatus(dataset_id, None)
     parents = store.manifest("models", champion_id).get("parents", {})
     return ChampionStatus(dataset_id, champion_id, list(parents.get("datasets", [])))

@@ -13,11 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from storage import Store, default_root
+from storage import StorageError, Store, default_root
 from storage.layout import ModelFiles
+from tasks.presets import CHAMPION
+
+if TYPE_CHECKING:
+    from charlm.quality import TrainingIndex
 
 R = TypeVar("R")
 
@@ -30,6 +35,38 @@ def open_store(storage: str | Path | None) -> Store:
 def model_files(storage: str | Path | None, model: str) -> ModelFiles:
     """The files of model version `model` (id or alias), checksums verified."""
     return ModelFiles.at(open_store(storage).path("models", model))
+
+
+def current_champion(storage: str | Path | None) -> str | None:
+    """The champion model's id; None when there is none yet or its alias is dangling."""
+    store = open_store(storage)
+    if CHAMPION not in store.aliases("models"):
+        return None
+    try:
+        return store.resolve("models", CHAMPION)
+    except StorageError:
+        return None
+
+
+def training_dataset(storage: str | Path | None, model: str) -> str | None:
+    """The dataset version model `model` was trained on (None for an imported model)."""
+    store = open_store(storage)
+    datasets = store.manifest("models", store.resolve("models", model))["parents"].get(
+        "datasets", [])
+    return datasets[0] if datasets else None
+
+
+def training_index(storage: str | Path | None, model: str) -> TrainingIndex:
+    """The training headlines of the dataset `model` was trained on, indexed (headline and
+    word sets); ValueError for a model that records no training dataset."""
+    from charlm.quality import TrainingIndex
+    from storage.datasets import read_texts
+
+    dataset = training_dataset(storage, model)
+    if dataset is None:
+        raise ValueError(f"model {model} records no training dataset (imported?)")
+    return TrainingIndex.from_texts(read_texts(open_store(storage).path("datasets", dataset),
+                                               "train"))
 
 
 def in_prefect_run() -> bool:
@@ -55,6 +92,18 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger("charlm")
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN floats as None, recursively: NaN is not JSON (a share with nothing
+    to count becomes null)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def fingerprint(*parts: Any) -> str:

@@ -22,12 +22,18 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from charlm.config import SampleConfig, to_dict
-from charlm.model import load_model, read_config
-from charlm.quality import TrainingIndex, filter_novel
+from charlm.model import load_model
+from charlm.quality import filter_novel
 from charlm.sample import generate
-from storage.datasets import read_texts
 from storage.layout import GenerationFiles, ShardFiles, generation_work_name
-from tasks.common import fingerprint, model_files, open_store, run_logger, run_task
+from tasks.common import (
+    fingerprint,
+    model_files,
+    open_store,
+    run_logger,
+    run_task,
+    training_index,
+)
 
 MAX_ROUNDS = 20  # novel_only: draw again at most this often to replace dropped copies
 SHARD_SEED_STRIDE = 1_000_003  # shard s, round r draws with seed + s * stride + r
@@ -73,16 +79,6 @@ def rotate(prefixes: list[str], offset: int) -> list[str]:
         return []
     k = offset % len(prefixes)
     return prefixes[k:] + prefixes[:k]
-
-
-def training_index(storage: str | None, model_id: str) -> TrainingIndex:
-    """The training headlines of the dataset `model_id` was trained on."""
-    dataset = read_config(model_files(storage, model_id))[1].get("dataset")
-    if dataset is None:
-        raise ValueError(f"model {model_id} records no training dataset (imported?); "
-                         "novel-only generation needs one")
-    return TrainingIndex.from_texts(read_texts(open_store(storage).path("datasets", dataset),
-                                               "train"))
 
 
 @task(name="generate-shard", cache_policy=NO_CACHE)

@@ -15,7 +15,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from charlm.config import IngestConfig, to_dict
+from charlm.config import IngestConfig, from_dict, to_dict
 from ingestion.plan import IngestPlan, plan_ingest, write_version
 from storage import AliasMovedError, StorageError, Store
 from storage.fsutil import sha256_file
@@ -39,6 +39,17 @@ def latest_dataset(storage: str | None) -> str | None:
     return _latest(open_store(storage))
 
 
+def source_files(paths: list[str]) -> list[dict[str, str]]:
+    """What a manifest records of input files: absolute path and sha256 of each."""
+    return [{"path": str(Path(p).resolve()), "sha256": sha256_file(Path(p))} for p in paths]
+
+
+def ingest_config(storage: str | None, dataset: str) -> IngestConfig | None:
+    """The cleaning rules the dataset version was ingested with (None if it records none)."""
+    recorded = open_store(storage).manifest("datasets", dataset)["params"].get("ingest")
+    return from_dict(IngestConfig, recorded) if recorded is not None else None
+
+
 @task(name="ingest-csv", cache_policy=NO_CACHE)
 def ingest_csvs(storage: str | None, paths: list[str],
                 cleaning: IngestConfig = IngestConfig()) -> IngestOutcome:
@@ -47,7 +58,7 @@ def ingest_csvs(storage: str | None, paths: list[str],
         raise ValueError("no CSV files given")
     store = open_store(storage)
     files = [Path(p) for p in paths]
-    sources = [{"path": str(p.resolve()), "sha256": sha256_file(p)} for p in files]
+    sources = source_files(paths)
 
     def build(previous_dir: Path | None) -> Publication:
         return Publication(plan_ingest(previous_dir, files, cleaning),

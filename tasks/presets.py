@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from charlm.config import ModelConfig, TrainConfig
 
+CHAMPION = "champion"  # the models alias generation uses by default (tasks.champion)
 EVALUATION_SAMPLES = 1000  # headlines generated per evaluation to measure their quality
 GENERATE_N = 20  # headlines per generation job
 

@@ -10,12 +10,14 @@ of truth: failing to write one logs a warning and never fails a run (the store h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from charlm.report import drift_trend_table
 from tasks.common import in_prefect_run, open_store, run_logger
 
 REPORT_KEY = "train-headlines-report"
@@ -59,8 +61,9 @@ def _code(text: str) -> str:
 
 
 def train_report_markdown(dataset_id: str, challenger: ModelRow, champion: ModelRow | None,
-                          promoted: bool, examples: list[str]) -> str:
-    """The training report: metrics table, the decision, example headlines."""
+                          promoted: bool, examples: list[str], trend: Any = None) -> str:
+    """The training report: metrics table, the decision, example headlines, and the drift
+    trend (a tasks.drift.TrendOutcome: its table and where its plot is) when given."""
     columns = [("challenger", challenger)] + ([("champion", champion)] if champion else [])
     rows = [
         ("model", lambda r: _code(r.model_id)),
@@ -91,6 +94,12 @@ def train_report_markdown(dataset_id: str, challenger: ModelRow, champion: Model
         lines += ["", f"## Sample headlines from {_code(challenger.model_id)}", "", "```"]
         lines += [s.replace("```", "'''") for s in examples]
         lines.append("```")
+    if trend is not None:
+        lines += ["", "## The champion's drift", "",
+                  "Bits per character on each new batch at arrival and on the test split "
+                  f"after each retrain (evaluation {_code(trend.evaluation_id)}; plot: "
+                  f"[{Path(trend.plot).name}]({Path(trend.plot).as_uri()}), "
+                  f"{_code(trend.plot)}).", "", drift_trend_table(trend.points).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

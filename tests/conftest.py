@@ -43,3 +43,28 @@ def csv_file():
         return path
 
     return write
+
+
+@pytest.fixture
+def publish_model():
+    """publish_model(storage, dataset_id, champion=True, seed=0) -> id of a new, untrained
+    tiny GRU published as if trained on `dataset_id` (and made the champion): scoring needs
+    a model, not a good one, and building one takes a fraction of a second."""
+
+    def publish(storage: str, dataset_id: str, champion: bool = True, seed: int = 0) -> str:
+        from charlm.config import ModelConfig
+        from charlm.model import build_model, save_model
+        from storage import Store
+        from storage.layout import ModelFiles
+
+        config = ModelConfig(cell="gru", hidden=8, depth=1, embedding=4, dropout=0.0,
+                             seed=seed)
+        store = Store(storage)
+        with store.publish("models", parents={"datasets": [dataset_id]}, seed=seed) as staging:
+            save_model(build_model(config, precision="float32"), config,
+                       ModelFiles.at(staging.path), extra={"dataset": dataset_id})
+        if champion:
+            store.set_alias("models", "champion", staging.id, reason="test fixture")
+        return staging.id
+
+    return publish

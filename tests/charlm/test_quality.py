@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from charlm.quality import TrainingIndex, distinct_n, filter_novel, length_stats, sample_quality
+from charlm.quality import (
+    TrainingIndex,
+    distinct_n,
+    filter_novel,
+    length_stats,
+    sample_quality,
+    unseen_words,
+)
 
 TRAINING = ["police probe crash", "council backs new hospital", "police probe crash",
             "rain hits farms"]
@@ -94,3 +101,28 @@ def test_filter_novel_drops_only_training_copies():
     assert kept == ["rain hits town", "rain hits town", "Rain hits farms"]
     assert dropped == 2
     assert filter_novel([], index) == ([], 0)
+
+
+def test_unseen_words_share_and_top_words_by_hand():
+    training = ["police probe crash", "council backs plan"]
+    new = ["police probe fire", "fire crews battle fire", "council backs crews"]
+    # words: 3 + 4 + 3 = 10; unseen occurrences: fire x3, crews x2, battle x1 = 6
+    result = unseen_words(new, training)
+    assert result["words"] == 10 and result["unseen_words"] == 6
+    assert result["unseen_word_share"] == pytest.approx(0.6)
+    assert result["distinct_unseen_words"] == 3
+    assert result["top_unseen_words"] == [["fire", 3], ["crews", 2], ["battle", 1]]
+    assert unseen_words(new, TrainingIndex.from_texts(training), top=2)[
+        "top_unseen_words"] == [["fire", 3], ["crews", 2]]
+    # ties are broken by the word; case and punctuation count, as in training
+    assert unseen_words(["b a", "Police,"], training)["top_unseen_words"] == [
+        ["Police,", 1], ["a", 1], ["b", 1]]
+
+
+def test_unseen_words_of_nothing():
+    result = unseen_words([], ["a b"])
+    assert result["words"] == 0 and math.isnan(result["unseen_word_share"])
+    assert result["top_unseen_words"] == []
+    assert unseen_words(["a b"], ["a b"])["unseen_word_share"] == 0.0
+    with pytest.raises(ValueError, match="top"):
+        unseen_words(["a"], ["a"], top=-1)

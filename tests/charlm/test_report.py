@@ -7,9 +7,12 @@ import pytest
 from charlm.quality import sample_quality
 from charlm.report import (
     comparison_table,
+    drift_markdown,
+    drift_trend_table,
     escape,
     markdown_report,
     plot_comparison,
+    plot_drift_trend,
     plot_learning_curve,
 )
 
@@ -106,3 +109,68 @@ def test_comparison_table_bolds_the_best():
                         r"a \| b / c |")
     assert "| **2.0500** | **2.0700** | x |" in lines[3]
     assert lines[4].count("–") == 5
+
+
+def test_markdown_report_describes_csv_files_and_the_recent_view():
+    csv = {**METRICS, "dataset": None, "split": None, "files": ["oct.csv", "nov.csv"],
+           "scored_on": "oct.csv, nov.csv", "rows_read": 12, "duplicates": 1,
+           "quarantined_rows": 3, "quarantined_by_reason": {"bad date": 2, "ragged row": 1},
+           "headlines_in_training": 4}
+    text = markdown_report("m-001", csv, {}, [], None)
+    assert "## Likelihood on oct.csv, nov.csv" in text and "None" not in text
+    assert "`oct.csv`, `nov.csv` (12 rows read, not ingested)" in text
+    assert "**Quarantined:** 3 (bad date: 2, ragged row: 1); duplicates dropped: 1" in text
+    assert "training split:** 4 headlines" in text
+    recent = {**METRICS, "split": "recent:7", "recent": {
+        "days": 7, "first_date": "2003-10-25", "last_date": "2003-10-31",
+        "splits": {"train": 90, "validation": 5, "test": 6}}}
+    text = markdown_report("m-001", recent, {}, [], None)
+    assert "## Likelihood on the recent:7 split" in text
+    assert "newest 7 days of publish dates (2003-10-25 to 2003-10-31)" in text
+    assert "train 90, validation 5, test 6" in text
+
+
+DRIFT = {"dataset": "d-2", "previous_dataset": "d-1", "model": "m-1",
+         "training_dataset": "d-1", "new_rows": 6599, "first_date": "2003-10-01",
+         "last_date": "2003-10-31", "bits_per_char": 2.1234, "perplexity": 4.357,
+         "champion_test_bpc": 1.9876, "words": 1000, "unseen_word_share": 0.031,
+         "distinct_unseen_words": 25, "top_unseen_words": [["umaga", 10], ["a_b|c", 2]],
+         "by_length": METRICS["by_length"]}
+
+
+def test_drift_report_shows_the_batch_the_reference_and_new_words():
+    text = drift_markdown(DRIFT)
+    assert text.startswith("# Drift: 6,599 new headlines in dataset `d-2`")
+    assert "`m-1`, trained on dataset `d-1`" in text and "not in `d-1`" in text
+    assert "| bits per character on the new headlines | 2.1234 |" in text
+    assert "| 1.9876 |" in text and "3.1 % of 1,000 (25 distinct)" in text
+    assert "| umaga | 10 |" in text and "| a\\_b\\|c | 2 |" in text  # escaped for markdown
+    first = drift_markdown({**DRIFT, "previous_dataset": None, "top_unseen_words": [],
+                            "champion_test_bpc": None})
+    assert "the first dataset" in first and "most frequent" not in first
+
+
+POINTS = [
+    {"series": "retrain", "date": "2003-09-30", "dataset": "d-1", "model": "m-1",
+     "headlines": 2355, "bits_per_char": 1.98, "unseen_word_share": None,
+     "decision": "promoted"},
+    {"series": "new batch", "date": "2003-10-31", "dataset": "d-2", "model": "m-1",
+     "headlines": 6599, "bits_per_char": 2.05, "unseen_word_share": 0.031, "decision": None},
+    {"series": "retrain", "date": "2003-10-31", "dataset": "d-2", "model": "m-2",
+     "headlines": 2710, "bits_per_char": 1.97, "unseen_word_share": None,
+     "decision": "promoted"},
+]
+
+
+def test_drift_trend_table_and_plot(tmp_path):
+    table = drift_trend_table(POINTS)
+    lines = table.strip().splitlines()
+    assert len(lines) == 2 + len(POINTS)
+    assert "| 2003-10-31 | new batch | `d-2` | `m-1` | 6,599 | 2.0500 | 3.1 % | – |" in table
+    path = tmp_path / "trend.png"
+    plot_drift_trend(POINTS, path)
+    assert_png(path)
+    plot_drift_trend(POINTS[1:2], tmp_path / "one.png")  # a single date still draws
+    assert_png(tmp_path / "one.png")
+    with pytest.raises(ValueError):
+        plot_drift_trend([], tmp_path / "none.png")

@@ -456,3 +456,123 @@ def test_compare_trains_each_cell_and_publishes_a_table(trained, capsys):
 def test_compare_bad_arguments(capsys, tmp_path):
     code, _, err = run(capsys, tmp_path, "compare", "--cells", "rnn,transformer")
     assert_usage_error(code, err, "transformer")
+
+
+SHARED = Path(__file__).parents[2] / ".." / "shared" / "data"
+EARLY, OCTOBER = SHARED / "abcnews-2003-02-to-09.csv", SHARED / "abcnews-2003-10.csv"
+
+
+def test_evaluate_csv_scores_a_file_the_store_never_ingested(trained, capsys, tmp_path):
+    store = Path(trained["store"])
+    datasets = sorted(p.name for p in (store / "datasets").glob("2*"))
+    csv = tmp_path / "later.csv"
+    write_csv(csv, 40, seed=9)
+    with csv.open("a") as handle:
+        handle.write("2003-99-99,a bad date\n")
+    code, out, err = run(capsys, store, "evaluate", "champion", "--csv", str(csv),
+                         "--samples", "0")
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["files"] == ["later.csv"] and metrics["quarantined_rows"] == 1
+    assert metrics["quarantined_by_reason"] == {"bad date": 1}
+    assert metrics["headlines"] + metrics["duplicates"] == 40 and 0 < metrics["bits_per_char"]
+    assert sorted(p.name for p in (store / "datasets").glob("2*")) == datasets
+    evaluation = Store(store).manifest("evaluations", metrics_evaluation_id(store))
+    [source] = evaluation["params"]["files"]
+    assert source["path"] == str(csv.resolve()) and len(source["sha256"]) == 64
+
+    code, _, err = run(capsys, store, "evaluate", "champion", "--csv", str(csv), "--split",
+                       "train")
+    assert_usage_error(code, err, "--csv", "--split")
+    code, _, err = run(capsys, store, "evaluate", "champion", "--csv")
+    assert_usage_error(code, err, "--csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,text\n20031001,x\n")
+    code, _, err = run(capsys, store, "evaluate", "champion", "--csv", str(bad))
+    assert_runtime_error(code, err, "bad.csv", "missing column")
+
+
+def test_evaluate_recent_view(trained, capsys):
+    store = Path(trained["store"])
+    code, out, err = run(capsys, store, "evaluate", "champion", "--split", "recent:2",
+                         "--samples", "0")
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["split"] == "recent:2" and metrics["recent"]["days"] == 2
+    assert sum(metrics["recent"]["splits"].values()) == metrics["headlines"] == 120  # 60/day
+    code, out, _ = run(capsys, store, "evaluate", "champion", "--split", "recent",
+                       "--samples", "0")
+    assert code == 0 and json.loads(out)["recent"]["days"] == 30
+    for bad in ("recent:0", "recent:x", "recent:-1"):
+        code, _, err = run(capsys, store, "evaluate", "champion", "--split", bad)
+        assert_usage_error(code, err, repr(bad), "DAYS")
+
+
+def test_ingest_records_drift_then_drift_draws_the_trend(capsys, tmp_path, publish_model):
+    store = tmp_path / "s"
+    code, out, err = run(capsys, store, "ingest", str(write_csv(tmp_path / "a.csv", 300, 1)))
+    assert code == 0 and "no champion model yet" in err
+    first = last_line(out)
+    champion = publish_model(str(store), first)
+    code, out, err = run(capsys, store, "drift")
+    assert_runtime_error(code, err, "no drift to show yet")
+    code, out, err = run(capsys, store, "ingest", str(write_csv(tmp_path / "b.csv", 200, 2)))
+    assert code == 0, err
+    second = last_line(out)
+    [line] = [x for x in err.splitlines() if x.startswith("drift:")]
+    drift = Store(store).resolve("evaluations", "drift")
+    summary = Store(store).manifest("evaluations", drift)["summary"]
+    assert f"champion {champion} on the {summary['new_rows']} new headlines of dataset " \
+           f"{second}" in line
+    assert summary["new_rows"] == Store(store).manifest("datasets", second)["summary"][
+        "new_rows"]
+    code, out, err = run(capsys, store, "ingest", "--no-drift",
+                         str(write_csv(tmp_path / "c.csv", 100, 3)))
+    assert code == 0 and "drift" not in err
+    assert Store(store).resolve("evaluations", "drift") == drift
+
+    code, out, err = run(capsys, store, "drift")
+    assert code == 0, err
+    png = Path(last_line(out))
+    assert png.name == "trend.png" and png.read_bytes()[:4] == b"\x89PNG"
+    assert f"| new batch | `{second}` | `{champion}` | {summary['new_rows']} |" in out
+    code, out, _ = run(capsys, store, "versions", "evaluations")
+    assert f"drift: {summary['new_rows']} new headlines" in out
+    assert "drift trend: 1 points" in out
+
+
+def test_ingest_succeeds_when_drift_cannot_be_scored(capsys, tmp_path, publish_model):
+    store = tmp_path / "s"
+    code, out, _ = run(capsys, store, "ingest", str(write_csv(tmp_path / "a.csv", 100, 1)))
+    champion = publish_model(str(store), last_line(out))
+    (Store(store).path("models", champion) / "config.json").chmod(0o644)
+    (Store(store).path("models", champion, verify=False) / "config.json").write_text("{}")
+    code, out, err = run(capsys, store, "ingest", str(write_csv(tmp_path / "b.csv", 100, 2)))
+    assert code == 0
+    assert Store(store).resolve("datasets", "latest") == last_line(out)
+    [line] = [x for x in err.splitlines() if "drift" in x]
+    assert line.startswith(f"drift not recorded for dataset {last_line(out)}: ")
+    assert "config.json" in line
+
+
+def test_must_show_real_files(capsys, tmp_path, publish_model):
+    """The issue's must-show with a tiny untrained champion: October scored without being
+    ingested, then its ingestion records the champion's bits/char on its 6,599 new rows."""
+    if not (EARLY.exists() and OCTOBER.exists()):
+        pytest.skip(f"shared data not present in {SHARED}")
+    store = tmp_path / "s"
+    code, out, _ = run(capsys, store, "ingest", str(EARLY))
+    assert code == 0
+    publish_model(str(store), last_line(out))
+    code, out, err = run(capsys, store, "evaluate", "champion", "--csv", str(OCTOBER),
+                         "--samples", "0")
+    assert code == 0, err
+    scored = json.loads(out)
+    assert scored["headlines"] == 6599 and scored["quarantined_rows"] == 0
+    assert len(Store(store).versions("datasets")) == 1
+    code, out, err = run(capsys, store, "ingest", str(OCTOBER))
+    assert code == 0, err
+    drift = Store(store).manifest("evaluations", "drift")["summary"]
+    assert drift["new_rows"] == 6599 and drift["dataset"] == last_line(out)
+    # the same rows, the same model: the drift figure is the --csv figure
+    assert drift["bits_per_char"] == pytest.approx(scored["bits_per_char"])

@@ -185,6 +185,10 @@ def test_deployed_pipeline(tmp_path: Path) -> None:
         second_dataset = store.resolve("datasets", "latest")
         assert second_dataset != first_dataset
         assert not list(store.inbox.glob("*.csv"))
+        # The champion was scored on the new headlines before the event started training.
+        drift = [m for m in store.versions("evaluations") if m["params"].get("drift") == "batch"]
+        assert [(m["parents"]["datasets"], m["parents"]["models"]) for m in drift] == [
+            ([second_dataset], [champion])]
 
         triggered = wait_for("a training run started by the trigger",
                              lambda: [r for r in training_runs() if r.id not in earlier], 90,
@@ -200,6 +204,8 @@ def test_deployed_pipeline(tmp_path: Path) -> None:
         trained_on_new = [m for m in store.versions("models")
                           if m["parents"]["datasets"] == [second_dataset]]
         assert len(trained_on_new) == 1
+        trend = store.manifest("evaluations", "drift-trend")  # republished by that run
+        assert trend["summary"]["points"] >= 3  # two retrains and the new batch
 
         # 3. A feed with 300 new headlines -> ingest-feed/poll -> one dataset version -> event
         #    -> one triggered training run, which completes.

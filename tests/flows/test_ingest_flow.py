@@ -7,10 +7,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from prefect import task
 
+import tasks.drift
 from charlm.demo_corpus import make_corpus
 from flows.ingest import ingest_headlines
 from storage import Store
+from tasks.drift import DRIFT_KEY
 from tasks.events import DATASET_PUBLISHED
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -81,3 +84,35 @@ def test_unreadable_file_is_set_aside_and_fails_the_run(tmp_path):
     assert len(Store(storage).versions("datasets")) == 1  # the good file was still published
     assert inbox_csvs(storage) == []
     assert (inbox / "processed" / "rejected" / "bad.csv").exists()
+
+
+def test_drift_is_recorded_and_a_failure_never_fails_the_run(tmp_path, publish_model,
+                                                             read_artifact, flow_run_logs,
+                                                             monkeypatch):
+    storage = str(tmp_path / "store")
+    first = ingest_headlines(paths=[str(write_csv(tmp_path / "a.csv", 120, 1))],
+                             storage=storage)
+    assert first.drift == []  # no champion yet
+    champion = publish_model(storage, first.dataset_id)
+    run = ingest_headlines(paths=[str(write_csv(tmp_path / "b.csv", 80, 2))], storage=storage)
+    [dataset] = run.published
+    [drift] = run.drift
+    manifest = Store(storage).manifest("evaluations", drift)
+    assert manifest["parents"] == {"datasets": [dataset], "models": [champion]}
+    assert manifest["summary"]["new_rows"] == run.new_rows
+    artifact = read_artifact(DRIFT_KEY)
+    assert artifact is not None and f"{run.new_rows} new headlines" in artifact.data
+    assert champion in artifact.data
+
+    @task(name="score-drift")
+    def broken(storage, dataset_id, model_id):
+        raise RuntimeError("the scorer exploded\nsecond line")
+
+    monkeypatch.setattr(tasks.drift, "score_drift", broken)
+    state = ingest_headlines(paths=[str(write_csv(tmp_path / "c.csv", 80, 3))],
+                             storage=storage, return_state=True)
+    assert state.is_completed()
+    again = state.result()
+    assert len(again.published) == 1 and again.drift == [] and again.event_id is not None
+    logs = flow_run_logs(state.state_details.flow_run_id)
+    assert f"drift not recorded for dataset {again.published[0]}: the scorer exploded" in logs

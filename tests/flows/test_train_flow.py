@@ -10,6 +10,7 @@ from prefect import task
 import tasks.champion
 from flows.train import EVALUATION_KEY, train_headlines
 from storage import Store
+from storage.layout import DriftTrendFiles
 from tasks.callbacks import PROGRESS_KEY
 from tasks.evaluate import evaluate_model
 from tasks.report import REPORT_KEY
@@ -43,6 +44,13 @@ def test_first_run_trains_promotes_and_reports(trained, read_artifact):
     assert progress is not None and progress.data == 100.0
     evaluation = read_artifact(EVALUATION_KEY)
     assert evaluation is not None and "novel" in evaluation.data.lower()
+    # The report links the drift trend republished after the run; this retrain is its point.
+    trend = store.manifest("evaluations", run.trend_id)
+    assert trend["params"]["drift"] == "trend" and trend["summary"]["points"] == 1
+    report = read_artifact(REPORT_KEY).data
+    assert "## The champion's drift" in report and run.trend_id in report
+    plot = DriftTrendFiles.at(store.path("evaluations", run.trend_id)).plot
+    assert plot.as_uri() in report and f"| retrain | `{trained.dataset_id}` |" in report
 
 
 def test_rerun_without_new_headlines_does_nothing(trained, tiny, read_artifact, flow_run_logs):

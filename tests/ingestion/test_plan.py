@@ -9,8 +9,9 @@ import pytest
 
 from charlm.config import IngestConfig
 from ingestion.cleaning import clean_text
-from ingestion.plan import IngestPlan, plan_ingest, write_version
+from ingestion.plan import IngestPlan, added_rows, plan_ingest, write_version
 from ingestion.reasons import IngestError
+from storage.datasets import read_headlines
 
 SHARED = Path(__file__).parents[2] / ".." / "shared" / "data"
 CONFIG = IngestConfig()
@@ -127,3 +128,18 @@ def test_real_files_incrementally(tmp_path: Path) -> None:
 
     again = plan_ingest(tmp_path / "v2", [october], CONFIG)
     assert (again.new_rows, again.duplicates) == (0, 6_599)
+
+
+def test_added_rows_are_what_a_version_added(tmp_path: Path, csv_file) -> None:
+    first = csv_file(tmp_path, "one.csv", b"20030219,a\n20030219,b\n")
+    # "a" again on the same date is a duplicate; "a" on a new date and "c" are new rows.
+    second = csv_file(tmp_path, "two.csv", b"20030219,a\n20030220,a\n20030220,c\n")
+    plan1 = plan_ingest(None, [first], CONFIG)
+    publish(plan1, tmp_path / "v1")
+    plan2 = plan_ingest(tmp_path / "v1", [second], CONFIG)
+    publish(plan2, tmp_path / "v2")
+    added = added_rows(read_headlines(tmp_path / "v1"), read_headlines(tmp_path / "v2"))
+    rows = added.select("publish_date", "headline").collect().rows()
+    assert [(d.isoformat(), h) for d, h in rows] == [("2003-02-20", "a"), ("2003-02-20", "c")]
+    assert len(rows) == plan2.new_rows
+    assert added_rows(None, read_headlines(tmp_path / "v1")).collect().height == 2

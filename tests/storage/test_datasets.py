@@ -14,9 +14,13 @@ from storage.datasets import (
     FORMAT,
     HEADLINES_SCHEMA,
     QUARANTINE_SCHEMA,
+    RECENT_DAYS,
+    check_split,
     read_headlines,
     read_quarantine,
     read_texts,
+    read_view,
+    recent_days,
     write_dataset,
 )
 from storage.layout import DatasetFiles
@@ -79,3 +83,61 @@ def test_write_dataset_checks_its_inputs(tmp_path: Path) -> None:
     assert summary["rows"] == 1 and summary["quarantined_by_reason"] == {}
 
 
+
+
+def test_recent_days_parsing() -> None:
+    assert recent_days("recent") == RECENT_DAYS == 30
+    assert recent_days("recent:1") == 1 and recent_days("recent:365") == 365
+    for other in (None, "all", "train", "validation", "test", "recently", "holdout"):
+        assert recent_days(other) is None
+    for bad in ("recent:", "recent:0", "recent:-3", "recent:1.5", "recent:abc", "recent: 7",
+                "recent:7d", "recent:٣"):
+        with pytest.raises(ValueError, match="DAYS") as error:
+            recent_days(bad)
+        assert repr(bad) in str(error.value) and "\n" not in str(error.value)
+        with pytest.raises(ValueError):
+            check_split(bad)
+    assert check_split("recent:7") == "recent:7"
+    with pytest.raises(ValueError, match="recent"):  # the message lists the views
+        check_split("holdout")
+
+
+def _dated_version(tmp_path: Path, csv_file, days: dict[str, int]) -> Path:
+    """A version with `days[YYYYMMDD]` headlines on each date, returned as its directory."""
+    body = b"".join(f"{day},{day} story {i}\n".encode()
+                    for day, n in days.items() for i in range(n))
+    plan = plan_ingest(None, [csv_file(tmp_path, "d.csv", body)], CONFIG)
+    publish(plan, tmp_path / "v")
+    return tmp_path / "v"
+
+
+def test_recent_view_counts_back_from_the_newest_publish_date(tmp_path: Path,
+                                                               csv_file) -> None:
+    # Newest date 2003-03-31; a gap of days without news; a row exactly on each boundary.
+    version = _dated_version(tmp_path, csv_file, {
+        "20030301": 2, "20030302": 3, "20030331": 4, "20030325": 5, "20030226": 6})
+
+    def dates(split: str) -> list[str]:
+        return sorted({d.isoformat() for d in read_view(version, split)["publish_date"]})
+
+    assert dates("recent:1") == ["2003-03-31"]
+    assert dates("recent:7") == ["2003-03-25", "2003-03-31"]  # 25..31 is seven days
+    assert dates("recent:6") == ["2003-03-31"]  # 26..31
+    assert dates("recent:30") == dates("recent") == ["2003-03-02", "2003-03-25", "2003-03-31"]
+    assert dates("recent:31") == ["2003-03-01", "2003-03-02", "2003-03-25", "2003-03-31"]
+    assert len(read_view(version, "recent:10000000")) == 20  # longer than the data: all rows
+    view = read_view(version, "recent:7")
+    assert view.columns == ["publish_date", "headline", "split"] and view.height == 9
+    assert read_texts(version, "recent:7") == view["headline"].to_list()
+
+
+def test_recent_view_cuts_across_the_hash_splits(tmp_path: Path, csv_file) -> None:
+    version = _dated_version(tmp_path, csv_file, {"20030219": 100, "20030220": 200})
+    recent = read_view(version, "recent:1")
+    assert recent.height == 200 and set(recent["publish_date"]) == {dt.date(2003, 2, 20)}
+    whole = read_headlines(version).collect()
+    for split in ("train", "validation", "test"):
+        expected = whole.filter((pl.col("split") == split)
+                                & (pl.col("publish_date") == dt.date(2003, 2, 20))).height
+        assert (recent["split"] == split).sum() == expected
+    assert (recent["split"] == "train").sum() > 150  # ~90% of recent rows are training rows
