@@ -56,7 +56,8 @@ def cmd_ingest_feed(args: argparse.Namespace) -> Callable[[], None]:
         from tasks.feeds import ingest_feeds
 
         # logs one line per feed and the buffer's state; failed feeds do not stop the rest
-        feeds = ingest_feeds(args.storage, args.url, args.min_new, args.max_wait_hours)
+        feeds = ingest_feeds(args.storage, args.url, args.min_new, args.max_wait_hours,
+                             drift=not args.no_drift)
         if feeds.dataset_id is not None:
             out(feeds.dataset_id)
         feeds.raise_for_errors()

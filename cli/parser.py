@@ -42,6 +42,12 @@ def devices_arg(text: str) -> int | str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _no_drift(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-drift", action="store_true",
+                   help="do not score the champion on the new headlines (drift is recorded "
+                        "unless given) (default: off)")
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -119,9 +125,7 @@ def build_parser() -> Parser:
     p.add_argument("--normalise", action="store_true",
                    help="map every headline to the ABC style (lowercase a-z, digits, single "
                         "spaces: \"PM's $1.5b plan\" -> \"pms 15b plan\"; default: off)")
-    p.add_argument("--no-drift", action="store_true",
-                   help="do not score the champion on the new headlines (drift is recorded "
-                        "unless given) (default: off)")
+    _no_drift(p)
 
     p = sub.add_parser("ingest-feed", help="poll RSS/Atom feeds into the buffer; publish it "
                                            "as a dataset version when enough has arrived")
@@ -134,6 +138,7 @@ def build_parser() -> Parser:
                    default=presets.FEED_MAX_WAIT_HOURS, metavar="H",
                    help="publish anyway once the oldest waiting headline is H hours old "
                         "(default: %(default)s)")
+    _no_drift(p)
 
     p = sub.add_parser("train", help="train a model; it becomes champion if it beats the "
                                      "champion on the test split")

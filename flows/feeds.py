@@ -36,7 +36,7 @@ BUFFER_KEY = "ingest-feed-buffer"
 def ingest_feed(urls: tuple[str, ...] = presets.FEED_URLS,
                 min_new: PositiveInt = presets.FEED_MIN_NEW,
                 max_wait_hours: NonNegativeFloat = presets.FEED_MAX_WAIT_HOURS,
-                storage: str | None = None) -> FeedRun:
+                drift: bool = True, storage: str | None = None) -> FeedRun:
     """Poll `urls` into the store's feed buffer, then publish the buffer as a dataset version
     if at least `min_new` headlines wait or the oldest has waited `max_wait_hours`.
 
@@ -44,9 +44,11 @@ def ingest_feed(urls: tuple[str, ...] = presets.FEED_URLS,
         urls: RSS 2.0 or Atom feed URLs (default: ABC News "Just In" and "Top Stories").
         min_new: publish once this many new headlines wait in the buffer.
         max_wait_hours: publish anyway once the oldest waiting headline is this old.
+        drift: score the champion on a published version's new headlines (before the
+            "dataset published" event starts a retrain).
         storage: artifact store root (default: $CHARLM_STORAGE or ./charlm-store).
     """
-    run = ingest_feeds(storage, list(urls), min_new, max_wait_hours)
+    run = ingest_feeds(storage, list(urls), min_new, max_wait_hours, drift=drift)
     publish_table([r.row() for r in run.feeds], key=POLLS_KEY,
                   description="ingest-feed: this poll, per feed")
     publish_table([run.buffer.row()], key=BUFFER_KEY,

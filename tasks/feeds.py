@@ -243,11 +243,13 @@ def _one_line(url: str, error: Exception) -> str:
 
 def ingest_feeds(storage: str | None, urls: list[str], min_new: int = presets.FEED_MIN_NEW,
                  max_wait_hours: float = presets.FEED_MAX_WAIT_HOURS,
-                 fetch: FetchConfig = FetchConfig()) -> FeedRun:
+                 fetch: FetchConfig = FetchConfig(), drift: bool = True) -> FeedRun:
     """Poll every feed into the buffer, then publish the buffer if due (the operation).
 
     A feed that fails does not stop the others; its one-line error is logged and kept in
     `FeedRun.errors` (the caller decides whether the run failed: `raise_for_errors`).
+    When a version is published and `drift` is set, the champion is scored on its new
+    headlines (tasks.drift.record_drift, which never raises), as for CSV ingestion.
     """
     check_batching(min_new, max_wait_hours)
     if not urls:
@@ -261,6 +263,10 @@ def ingest_feeds(storage: str | None, urls: list[str], min_new: int = presets.FE
             results.append(FeedResult(url, None, _one_line(url, error)))
             log.error("%s", results[-1].error)
     dataset_id = run_task(publish_buffer, storage, min_new, max_wait_hours)
+    if dataset_id is not None and drift:
+        from tasks.drift import record_drift  # TensorFlow only when there is a champion
+
+        record_drift(storage, dataset_id)
     status = buffer_status(storage, min_new, max_wait_hours)
     log.info("feed buffer: %s", status.describe())
     return FeedRun(results, dataset_id, status,

@@ -220,3 +220,27 @@ def test_a_csv_ingested_while_the_buffer_publishes_stays_in_latest(
     published = publish_buffer.fn(storage, min_new=5)
     assert Store(storage).manifest("datasets", published)["parents"] == {"datasets": raced}
     assert sorted(rows(storage)["source"].to_list()) == sorted(["racing.csv"] + [url] * 5)
+
+
+def test_a_published_micro_batch_records_drift_on_its_new_headlines(
+        storage, feed_server, tmp_path, csv_file, publish_model) -> None:
+    from tasks.drift import BATCH, DRIFT
+
+    def drift_versions() -> list[dict]:
+        return [m for m in Store(storage).versions("evaluations")
+                if m["params"].get(DRIFT) == BATCH]
+
+    first = ingest_csvs.fn(storage, [str(csv_file(tmp_path, "a.csv", b"20240501,council plan\n"
+                                                  b"20240501,police probe\n"))])
+    champion = publish_model(storage, first.dataset_id)
+    url = feed_server.serve("/just-in.xml", Reply(200, rss(items(0, 7))))
+    run = ingest_feeds(storage, [url], min_new=5)
+    assert run.dataset_id is not None
+    recorded = drift_versions()
+    assert len(recorded) == 1
+    assert recorded[0]["summary"]["new_rows"] == 7
+    assert recorded[0]["parents"] == {"datasets": [run.dataset_id], "models": [champion]}
+    # without drift, nothing is scored
+    url = feed_server.serve("/top.xml", Reply(200, rss(items(7, 14, prefix="Top"))))
+    quiet = ingest_feeds(storage, [url], min_new=5, drift=False)
+    assert quiet.dataset_id is not None and len(drift_versions()) == 1
