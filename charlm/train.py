@@ -32,8 +32,8 @@ import tensorflow as tf
 from charlm.config import TrainConfig
 from charlm.data import Corpus, assemble_batch, batch_dataset, batch_rows, corpus_on_device
 from charlm.evaluate import LN2, headline_nats, make_scorer, metrics_from_nats
+from charlm.optim import make_optimizer, schedule
 
-WARMUP_STEPS = 100
 REPORT_SECONDS = 2.0  # the longest the host goes without reading the loss back
 
 
@@ -79,47 +79,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _schedule(config: TrainConfig, progress: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
-    progress = tf.clip_by_value(tf.cast(progress, tf.float64), 0.0, 1.0)
-    warm = tf.minimum(tf.constant(1.0, tf.float64),
-                      (tf.cast(step, tf.float64) + 1.0) / WARMUP_STEPS)
-    cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
-    low, peak = config.min_learning_rate, config.learning_rate
-    return warm * (low + (peak - low) * cosine)
-
-
-def learning_rate(config: TrainConfig, progress: float, step: int) -> float:
-    """Warm-up then cosine decay from learning_rate to min_learning_rate over `progress` 0..1.
-
-    The very formula the compiled step evaluates at every step.
-    """
-    return float(_schedule(config, tf.constant(progress, tf.float64),
-                           tf.constant(step, tf.int64)))
-
-
-def uses_float16(model: keras.Model) -> bool:
-    """True when any layer computes in float16 (the model's own policy stays float32)."""
-    return any(layer.dtype_policy.compute_dtype == "float16" for layer in model.layers)
-
-
-def make_optimizer(model: keras.Model, config: TrainConfig) -> keras.optimizers.Optimizer:
-    """Adam with global-norm clipping; wrapped in dynamic loss scaling for float16 models."""
-    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
-                                      global_clipnorm=config.clip_norm,
-                                      weight_decay=config.weight_decay or None)
-    if config.weight_decay:
-        optimizer.exclude_from_weight_decay(var_names=["bias"])
-    # The train step sums gradients across replicas itself, before the optimizer clips
-    # them; Keras would clip each replica's share first and sum after, so N devices
-    # would train differently from one. Its own all-reduce is therefore a no-op here.
-    optimizer._all_reduce_sum_gradients = lambda grads_and_vars: grads_and_vars
-    if uses_float16(model):
-        # float16 gradients of a loss averaged over ~40k characters underflow to zero.
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    optimizer.build(model.trainable_variables)
-    return optimizer
 
 
 class _Trainer:
@@ -175,7 +134,7 @@ class _Trainer:
                 elapsed = tf.timestamp() - self.clock
                 progress = tf.maximum(tf.cast(self.step, tf.float64) / planned, elapsed / budget)
                 optimizer.learning_rate.assign(
-                    tf.cast(_schedule(config, progress, self.step),
+                    tf.cast(schedule(config, progress, self.step),
                             optimizer.learning_rate.dtype))
                 nats, chars = strategy.run(replica_step, args=(batch.get_value(), parts))
                 sum_ = tf.distribute.ReduceOp.SUM

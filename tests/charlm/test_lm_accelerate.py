@@ -17,7 +17,8 @@ from charlm import devices
 from charlm.config import ModelConfig, TrainConfig
 from charlm.data import Corpus
 from charlm.model import build_model, cudnn_problems, recurrent_layers
-from charlm.train import Callback, fit, make_optimizer, uses_float16
+from charlm.optim import make_optimizer, uses_float16
+from charlm.train import Callback, fit
 from storage.checkpoints import CheckpointDir
 
 REPO = Path(__file__).resolve().parents[2]

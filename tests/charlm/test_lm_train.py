@@ -14,7 +14,8 @@ import pytest
 from charlm.config import TrainConfig
 from charlm.data import Corpus
 from charlm.evaluate import evaluate
-from charlm.train import Callback, TrainingError, fit, learning_rate
+from charlm.optim import learning_rate
+from charlm.train import Callback, TrainingError, fit
 from storage.checkpoints import CheckpointDir
 from storage.layout import CheckpointFiles, TrainingWorkFiles
 
