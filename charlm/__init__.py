@@ -2,13 +2,13 @@
 
 | module | holds |
 | --- | --- |
-| `config` | every tunable: ModelConfig, TrainConfig, SampleConfig, IngestConfig |
+| `config` | every tunable: ModelConfig, TrainConfig, SampleConfig, IngestConfig; `require` |
 | `vocab` | the article's 118-symbol alphabet and the encoding of headlines to ids |
 | `model` | `build_model(config)`, stepping the cells, saving/loading to paths it is given |
 | `devices` | device facts, `--devices` (one device, MirroredStrategy over GPUs or logical CPUs) |
 | `data` | the encoded corpus (zero-copy tensors), batch plans, batches cut in the compiled step |
 | `optim` | Adam with clipping / weight decay / loss scaling, the learning-rate schedule |
-| `train` | the training loop; side effects only through `Callback`s, checkpoints through a `Checkpoint` |
+| `train` | the training loop; side effects only through `Callback`s, checkpoints via `Checkpoint` |
 | `evaluate` | exact bits per character, perplexity, the breakdown by headline length |
 | `sample` | batched generation (top-p, temperature, top-k, greedy, prefixes) |
 | `quality` | model-free statistics of generated headlines; words a batch has that training lacks |

@@ -7,6 +7,8 @@ documented defaults everywhere else (the CLI and flow parameters read them).
 from __future__ import annotations
 
 import dataclasses
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args
 
@@ -16,6 +18,33 @@ CELLS: tuple[str, ...] = get_args(Cell)
 # instructions, else float32 (charlm.model.resolve_precision).
 Precision = Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+
+def require(config: Any, rule: str, *names: str) -> None:
+    """Raise ``ValueError("<name> must be <rule>, got <value>")`` for the first of `names`
+    whose field breaks `rule`: ``">= N"`` or ``"> N"`` (N a whole number), or an interval
+    ``"in [a, b)"`` / ``"in (a, b]"`` (a bracket includes its end, a parenthesis excludes it).
+
+    The one home of the configs' bound checks (these and `ingestion.feed_fetch.FetchConfig`).
+    """
+    broken = _breaks(rule)
+    for name in names:
+        value = getattr(config, name)
+        if broken(value):
+            raise ValueError(f"{name} must be {rule}, got {value}")
+
+
+def _breaks(rule: str) -> Callable[[Any], bool]:
+    """The test a value fails `rule` by (a value that is NaN breaks intervals only)."""
+    kind, _, bound = rule.partition(" ")
+    if kind in (">=", ">"):
+        limit = int(bound)
+        return (lambda v: v < limit) if kind == ">=" else (lambda v: v <= limit)
+    assert kind == "in" and bound[0] in "[(" and bound[-1] in ")]", rule
+    low, high = (float(end) for end in bound[1:-1].split(","))
+    from_low = operator.le if bound[0] == "[" else operator.lt
+    to_high = operator.le if bound[-1] == "]" else operator.lt
+    return lambda v: not (from_low(low, v) and to_high(v, high))
 
 
 @dataclass(frozen=True)
@@ -38,14 +67,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
-        if self.hidden < 1:
-            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
-        if self.depth < 1:
-            raise ValueError(f"depth must be >= 1, got {self.depth}")
-        if self.embedding < 0:
-            raise ValueError(f"embedding must be >= 0, got {self.embedding}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        require(self, ">= 1", "hidden", "depth")
+        require(self, ">= 0", "embedding")
+        require(self, "in [0, 1)", "dropout")
         if self.gru_variant not in ("keras", "article"):
             raise ValueError(f"gru_variant must be 'keras' or 'article', got {self.gru_variant!r}")
 
@@ -65,12 +89,12 @@ class TrainConfig:
     truncate_length: int = 256  # longer headlines are cut for training (ingestion caps them)
     validation_limit: int = 5000  # validation headlines scored each epoch (all if 0)
     checkpoint_minutes: float = 2.0  # mid-epoch checkpoint interval when a directory is given
-    # Steps run by one compiled call. 1 suits a CPU (a step is ~50 ms, a call ~0.1 ms);
-    # more saves per-call launch overhead on a fast GPU.
     # Validation and the saved model use an exponential moving average of the weights with
     # this decay (0 = the raw weights); averaging the last ~1/(1-ema) steps smooths the noise
     # of the final updates.
     ema: float = 0.0
+    # Steps run by one compiled call. 1 suits a CPU (a step is ~50 ms, a call ~0.1 ms);
+    # more saves per-call launch overhead on a fast GPU.
     steps_per_call: int = 1
     # The summed loss is read back from the device (progress, NaN/inf check) after this many
     # steps or 2 seconds, whichever comes first; reading it every step would stall a GPU.
@@ -78,25 +102,12 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "epochs", "truncate_length", "patience", "steps_per_call",
-                     "report_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_minutes <= 0:
-            raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
-        for name in ("learning_rate", "min_learning_rate"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.checkpoint_minutes <= 0:
-            raise ValueError(f"checkpoint_minutes must be > 0, got {self.checkpoint_minutes}")
-        if self.clip_norm <= 0:
-            raise ValueError(f"clip_norm must be > 0, got {self.clip_norm}")
-        if self.validation_limit < 0:
-            raise ValueError(f"validation_limit must be >= 0, got {self.validation_limit}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        require(self, ">= 1", "batch_size", "epochs", "truncate_length", "patience",
+                "steps_per_call", "report_every")
+        require(self, "> 0", "max_minutes", "learning_rate", "min_learning_rate",
+                "checkpoint_minutes", "clip_norm")
+        require(self, ">= 0", "validation_limit", "weight_decay")
+        require(self, "in [0, 1)", "ema")
 
 
 @dataclass(frozen=True)
@@ -111,14 +122,10 @@ class SampleConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if self.max_new_chars < 1:
-            raise ValueError(f"max_new_chars must be >= 1, got {self.max_new_chars}")
+        require(self, "in (0, 1]", "top_p")
+        require(self, "> 0", "temperature")
+        require(self, ">= 0", "top_k")
+        require(self, ">= 1", "max_new_chars")
 
 
 @dataclass(frozen=True)
@@ -134,9 +141,7 @@ class IngestConfig:
     test_percent: int = 5
 
     def __post_init__(self) -> None:
-        if self.max_headline_length < 1:
-            raise ValueError(
-                f"max_headline_length must be >= 1, got {self.max_headline_length}")
+        require(self, ">= 1", "max_headline_length")
         if not (0 <= self.validation_percent and 0 <= self.test_percent
                 and self.validation_percent + self.test_percent < 100):
             raise ValueError(

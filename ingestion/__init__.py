@@ -10,7 +10,8 @@ of a dataset version:
 | `cleaning` | the cleaning rules: raw rows -> (clean rows, quarantined rows) |
 | `split` | the hash split rule: train / validation / test from the text alone |
 | `plan` | merging new rows onto the previous version (`plan_ingest`), writing it; `added_rows` |
-| `feeds` | live RSS/Atom feeds: a safe conditional fetch, parsing into `FeedItem`s |
+| `feed_fetch` | live feeds over HTTP: a safe conditional GET within limits; the `FeedError`s |
+| `feeds` | RSS/Atom documents parsed into `FeedItem`s; `poll_feed` = fetch, then parse |
 | `feed_rows` | which feed items are new; feed items as raw rows |
 | `style` | the training data's headline style and the one normalisation into it |
 

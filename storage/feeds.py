@@ -32,8 +32,9 @@ Exactly once, across kills at any moment (the order the callers follow, tasks/fe
    and every dataset manifest's ``through``, so a kill between 2 and 3 cannot publish the
    same items twice: the manifest already says they are in.
 
-Storage does not know what a feed is: parsing, normalisation and dedup rules are
-ingestion's (ingestion/feeds.py, ingestion/feed_rows.py), the order above is tasks/feeds.py's.
+Storage does not know what a feed is: fetching, parsing, normalisation and dedup rules are
+ingestion's (ingestion/feed_fetch.py, ingestion/feeds.py, ingestion/feed_rows.py), the order
+above is tasks/feeds.py's.
 """
 
 from __future__ import annotations

@@ -30,8 +30,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from charlm.config import to_dict
+from ingestion.feed_fetch import FeedError, FetchConfig, Validators, retry_if_transient
 from ingestion.feed_rows import FEED_CLEANING, PollCounts, raw_rows, select_new, stored_texts
-from ingestion.feeds import FeedError, FetchConfig, Validators, poll_feed, retry_if_transient
+from ingestion.feeds import poll_feed
 from ingestion.plan import plan_rows
 from storage.feeds import BUFFER_PARAM, BufferedItem, FeedState
 from tasks import presets

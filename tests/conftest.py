@@ -3,6 +3,9 @@
 The project root goes on sys.path: `pytest` alone (unlike `python -m pytest`) does not put
 it there, and `benchmarks/` is not an installed package.
 
+`sandbox` (tests/sandbox.py) comes first: it points Prefect's home and result storage at a
+temporary folder, which Prefect reads when it is imported.
+
 Prefect configures logging with logging.config.dictConfig on its first import, and
 dictConfig shuts down every handler that exists at that moment, pytest's per-test
 log-capture handlers included; a test that imports Prefect for the first time then breaks
@@ -12,6 +15,8 @@ before any test runs, keeps that from depending on test order.
 
 import sys
 from pathlib import Path
+
+import sandbox  # noqa: F401  (tests/sandbox.py; before Prefect is imported, below)
 
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:

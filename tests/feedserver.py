@@ -142,6 +142,28 @@ def conditional(body: bytes, etag: str | None = None, last_modified: str | None 
 
 # -- documents ---------------------------------------------------------------------------
 
+# each format's document around its items: (head with a {title}, tail)
+_DOCUMENTS = {
+    "rss": ('<rss version="2.0"><channel><title>{title}</title>'
+            "<link>http://example.invalid/</link><description>generated</description>",
+            "</channel></rss>"),
+    "atom": ('<feed xmlns="http://www.w3.org/2005/Atom"><title>{title}</title>'
+             "<id>urn:test:feed</id><updated>2003-10-01T00:00:00Z</updated>",
+             "</feed>"),
+}
+
+
+def _document(kind: str, children: Iterable[str], title: str) -> bytes:
+    """A UTF-8 XML document of `kind` ("rss" or "atom") holding `children`."""
+    head, tail = _DOCUMENTS[kind]
+    return ('<?xml version="1.0" encoding="utf-8"?>\n' + head.format(title=escape(title))
+            + "".join(children) + tail).encode("utf-8")
+
+
+def _element(tag: str, parts: list[str]) -> str:
+    return f"<{tag}>" + "".join(parts) + f"</{tag}>"
+
+
 def _title(title: str | None, title_xml: str | None, attrs: str = "") -> list[str]:
     """A <title> element (or none): `title` is escaped, `title_xml` goes in verbatim."""
     text = title_xml if title_xml is not None else None if title is None else escape(title)
@@ -162,15 +184,11 @@ def rss_item(title: str | None = None, guid: str | None = None, link: str | None
         text = format_datetime(pub) if isinstance(pub, datetime) else pub
         parts.append(f"<pubDate>{escape(text)}</pubDate>")
     parts.append("<description>Generated for a test.</description>")
-    return "<item>" + "".join(parts) + "</item>"
+    return _element("item", parts)
 
 
 def rss(items: Iterable[str], title: str = "Generated test feed") -> bytes:
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>'
-        f"<title>{escape(title)}</title><link>http://example.invalid/</link>"
-        "<description>generated</description>" + "".join(items) + "</channel></rss>"
-    ).encode("utf-8")
+    return _document("rss", items, title)
 
 
 def atom_entry(title: str | None = None, id: str | None = None, link: str | None = None,
@@ -185,15 +203,11 @@ def atom_entry(title: str | None = None, id: str | None = None, link: str | None
         if value is not None:
             text = value.isoformat() if isinstance(value, datetime) else value
             parts.append(f"<{tag}>{escape(text)}</{tag}>")
-    return "<entry>" + "".join(parts) + "</entry>"
+    return _element("entry", parts)
 
 
 def atom(entries: Iterable[str], title: str = "Generated test feed") -> bytes:
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
-        f"<title>{escape(title)}</title><id>urn:test:feed</id>"
-        "<updated>2003-10-01T00:00:00Z</updated>" + "".join(entries) + "</feed>"
-    ).encode("utf-8")
+    return _document("atom", entries, title)
 
 
 def repeated(total: int, chunk: bytes = b"<item><title>padding</title></item>" * 1800

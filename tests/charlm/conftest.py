@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from charlm.demo_corpus import make_corpus  # noqa: E402
+from charlm.demo_corpus import make_corpus
 
 
 @pytest.fixture(scope="session")

@@ -2,30 +2,19 @@
 
 Flows run in-process against `prefect_test_harness` (a temporary SQLite server), started once
 per session. Prefect's home and result storage go to a temporary folder: set in the
-environment before anything imports prefect, and again as temporary settings in case another
-test module imported prefect first.
+environment before anything imports prefect (tests/sandbox.py, which tests/conftest.py
+imports first), and again as temporary settings for the server.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from sandbox import PREFECT_TMP
 
-_PREFECT_TMP = Path(tempfile.mkdtemp(prefix="charlm-flow-tests-"))
-atexit.register(shutil.rmtree, _PREFECT_TMP, True)
-os.environ["PREFECT_HOME"] = str(_PREFECT_TMP / "home")
-os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_PREFECT_TMP / "results")
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from charlm.config import ModelConfig, TrainConfig  # noqa: E402
+from charlm.config import ModelConfig, TrainConfig
 
 # Tiny everything: the machine running the tests has 2 shared cores.
 TINY_NETWORK = ModelConfig(cell="gru", hidden=16, depth=1, embedding=8, dropout=0.0)
@@ -43,8 +32,8 @@ def prefect_api() -> Iterator[None]:
     )
     from prefect.testing.utilities import prefect_test_harness
 
-    with temporary_settings(updates={PREFECT_HOME: _PREFECT_TMP / "home",
-                                     PREFECT_LOCAL_STORAGE_PATH: _PREFECT_TMP / "results"}):
+    with temporary_settings(updates={PREFECT_HOME: PREFECT_TMP / "home",
+                                     PREFECT_LOCAL_STORAGE_PATH: PREFECT_TMP / "results"}):
         with prefect_test_harness(server_startup_timeout=180):
             yield
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import polars as pl
 from feedserver import RSS_TYPE, atom, atom_entry, rss, rss_item
 
+from ingestion.feed_fetch import FetchResult, Validators
 from ingestion.feed_rows import FEED_CLEANING, raw_rows, select_new, stored_texts
-from ingestion.feeds import FeedPoll, FetchResult, Validators, parse_feed
+from ingestion.feeds import FeedPoll, parse_feed
 from ingestion.plan import plan_rows
 from ingestion.reasons import EMPTY, TOO_LONG
 from ingestion.split import split_of

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import pytest
 from feedserver import ATOM_TYPE, Reply, atom, atom_entry, conditional, repeated, rss, rss_item
 
-from ingestion.feeds import (
+from ingestion.feed_fetch import (
     FeedError,
     FetchConfig,
     PermanentFeedError,
@@ -23,9 +23,9 @@ from ingestion.feeds import (
     Validators,
     fetch_feed,
     is_transient,
-    poll_feed,
     retry_if_transient,
 )
+from ingestion.feeds import poll_feed
 
 MB = 1_000_000
 WHEN = datetime(2003, 10, 1, 2, 0, tzinfo=timezone.utc)
@@ -325,6 +325,6 @@ def test_feed_errors_survive_pickling():
 
 
 def test_ingestion_does_not_import_prefect():
-    code = ("import sys, ingestion.feeds, ingestion.style; "
+    code = ("import sys, ingestion.feed_fetch, ingestion.feeds, ingestion.style; "
             "assert 'prefect' not in sys.modules, 'prefect imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

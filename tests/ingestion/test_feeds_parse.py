@@ -8,7 +8,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from feedserver import atom, atom_entry, rss, rss_item
 
-from ingestion.feeds import FeedItem, PermanentFeedError, parse_feed, sydney_date
+from ingestion.feed_fetch import PermanentFeedError
+from ingestion.feeds import FeedItem, parse_feed, sydney_date
 from ingestion.style import normalise
 
 URL = "http://feeds.invalid/rss.xml"
