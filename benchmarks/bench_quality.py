@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-minutes", type=float, default=0.0,
                         help="train a model with the default recipe for this long first")
     parser.add_argument("--max-order", type=int, default=12)
+    parser.add_argument("--target-margin", type=float, default=0.06,
+                        help="bits/char the model should be below the n-gram (issue 13)")
     args = parser.parse_args(argv)
 
     from charlm.config import TrainConfig
@@ -82,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     verdict = "BEATS" if charlm_test < ngram_test else "DOES NOT BEAT"
     print(f"charlm {verdict} the n-gram: {charlm_test:.4f} vs {ngram_test:.4f} "
           f"(difference {charlm_test - ngram_test:+.4f} bits/char)")
+    margin = ngram_test - charlm_test
+    print(f"margin: {margin:.4f} bits/char below the n-gram (target >= {args.target_margin}): "
+          + ("PASS" if margin >= args.target_margin else "MISS"))
 
 
 if __name__ == "__main__":

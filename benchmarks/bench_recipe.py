@@ -8,7 +8,8 @@ Two measurements on the splits of one stored dataset version:
     # training characters/second of several cell:hidden:depth:batch shapes, side by side
     python benchmarks/bench_recipe.py --storage STORE speed gru:384:2:64 gru:384:2:128
 
-`--threads 1` pins TensorFlow to one core (two such runs can share a 2-core machine).
+Every option defaults to the default recipe (charlm/config.py). `--threads 1` pins
+TensorFlow to one core (two such runs can share a 2-core machine).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from charlm.config import ModelConfig, TrainConfig  # noqa: E402
+
+MODEL, TRAIN = ModelConfig(), TrainConfig()  # the defaults of every option: the default recipe
 
 
 def parse_shape(text: str) -> tuple[str, int, int, int]:
@@ -41,12 +46,13 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="train for a fixed number of epochs, score val and test")
     p.add_argument("shape", type=parse_shape)
-    p.add_argument("--dropout", type=float, default=0.15)
+    p.add_argument("--dropout", type=float, default=MODEL.dropout)
     p.add_argument("--epochs", type=int, required=True)
-    p.add_argument("--learning-rate", type=float, default=5e-3)
-    p.add_argument("--ema", type=float, default=0.0, help="weight moving-average decay (0: off)")
-    p.add_argument("--embedding", type=int, default=64)
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--learning-rate", type=float, default=TRAIN.learning_rate)
+    p.add_argument("--ema", type=float, default=TRAIN.ema,
+                   help="weight moving-average decay (0: off)")
+    p.add_argument("--embedding", type=int, default=MODEL.embedding)
+    p.add_argument("--weight-decay", type=float, default=TRAIN.weight_decay)
     p = sub.add_parser("speed", help="training characters/second of each shape")
     p.add_argument("shapes", type=parse_shape, nargs="+")
     p.add_argument("--seconds", type=float, default=25.0)

@@ -23,7 +23,7 @@ FLOPs per predicted character (matmuls only): forward = sum over layers of
 2 (in + H) G H + 2 H 118 with G = 4 for an LSTM; training = 3 x forward. Only real
 characters (end markers included) count, never padding.
 
-    .venv/bin/python -m benchmarks.bench_train            # full (~15 min on 2 cores)
+    .venv/bin/python -m benchmarks.bench_train            # full (~4 min on 2 cores)
     .venv/bin/python -m benchmarks.bench_train --quick    # shorter runs, rough figures
     .venv/bin/python -m benchmarks.bench_train --tiny     # smoke test
     .venv/bin/python -m benchmarks.bench_train --cases article --epochs 6

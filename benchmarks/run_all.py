@@ -1,6 +1,6 @@
 """Run the speed and memory benchmarks (training, generation, memory) and print a summary.
 
-    .venv/bin/python -m benchmarks.run_all            # full: for a quiet machine (~30+ min)
+    .venv/bin/python -m benchmarks.run_all            # full: for a quiet machine (~6 min)
     .venv/bin/python -m benchmarks.run_all --quick    # a few minutes, rough figures
     .venv/bin/python -m benchmarks.run_all --tiny     # smoke test (seconds)
     .venv/bin/python -m benchmarks.run_all --only train generate

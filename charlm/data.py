@@ -89,7 +89,8 @@ class Corpus:
         """The corpus as CPU tensors sharing this object's buffers."""
         # An empty corpus still gets one element, so gathers in a traced step stay valid.
         flat = self.flat if self.flat.size else _aligned(np.zeros(1, np.int8))
-        starts = _aligned(self.offsets[:-1]) if len(self) else _aligned(np.zeros(0, np.int64))
+        # offsets[:-1] starts where the aligned offsets buffer does: shared, not copied
+        starts = self.offsets[:-1] if len(self) else _aligned(np.zeros(0, np.int64))
         return CorpusTensors(_shared_tensor(flat), _shared_tensor(starts),
                              _shared_tensor(self.lengths))
 
@@ -153,7 +154,7 @@ def batch_rows(corpus: Corpus, batch_size: int, rng: np.random.Generator | None)
         order = np.argsort(lengths, kind="stable").astype(np.int32)
     else:
         shuffled = rng.permutation(n).astype(np.int32)
-        window = np.arange(n, dtype=np.int64) // (batch_size * LENGTH_WINDOW)
+        window = np.arange(n, dtype=np.int32) // (batch_size * LENGTH_WINDOW)
         # Stable sort by (window, length): every window stays in place, sorted inside.
         order = shuffled[np.lexsort((lengths[shuffled], window))]
     bounds = np.arange(0, n, batch_size, dtype=np.int64)
@@ -163,8 +164,11 @@ def batch_rows(corpus: Corpus, batch_size: int, rng: np.random.Generator | None)
     sizes = np.minimum(bounds + batch_size, n) - bounds
     splits = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(sizes, out=splits[1:])
-    # Gather each batch's rows into the shuffled batch order in one vectorised copy.
-    source = np.repeat(bounds, sizes) + (np.arange(splits[-1]) - np.repeat(splits[:-1], sizes))
+    # Gather each batch's rows into the shuffled batch order in one vectorised copy
+    # (int32 positions: the plan is transient, but it is rebuilt at every epoch's start).
+    index = np.int32 if n < 2**31 else np.int64
+    source = (np.repeat(bounds.astype(index), sizes)
+              + (np.arange(splits[-1], dtype=index) - np.repeat(splits[:-1].astype(index), sizes)))
     return BatchPlan(order[source], splits)
 
 

@@ -72,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> Callable[[], None]:
                            max_minutes=args.max_minutes, learning_rate=args.learning_rate,
                            min_learning_rate=min(TrainConfig().min_learning_rate,
                                                  args.learning_rate),
-                           seed=args.seed)
+                           weight_decay=args.weight_decay, ema=args.ema, seed=args.seed)
 
     def run() -> None:
         from tasks.callbacks import terminal_progress

@@ -85,6 +85,16 @@ _SHAPE_HELP = {"hidden": "units per recurrent layer", "depth": "stacked recurren
                "embedding": "embedding size; 0 = one-hot input as in the article"}
 
 
+# `charlm train`'s optimisation options: TrainConfig field -> help text
+_RECIPE_HELP = {
+    "epochs": "most epochs to train",
+    "learning_rate": "peak learning rate after warm-up",
+    "weight_decay": "decoupled (AdamW) decay of every weight but the biases; 0 disables",
+    "ema": "validate and save an exponential moving average of the weights with this decay; "
+           "0 = the raw weights",
+}
+
+
 def _model_shape(p: argparse.ArgumentParser, defaults: ModelConfig) -> None:
     for field, text in _SHAPE_HELP.items():
         p.add_argument(f"--{field}", type=int, default=getattr(defaults, field),
@@ -149,10 +159,10 @@ def build_parser() -> Parser:
     p.add_argument("--dropout", type=float, default=DEFAULT_MODEL.dropout,
                    help="dropout between layers and before the softmax (default: %(default)s)")
     _budget(p, DEFAULT_TRAIN, "")
-    p.add_argument("--epochs", type=int, default=DEFAULT_TRAIN.epochs,
-                   help="most epochs to train (default: %(default)s)")
-    p.add_argument("--learning-rate", type=float, default=DEFAULT_TRAIN.learning_rate,
-                   help="peak learning rate after warm-up (default: %(default)s)")
+    for field, text in _RECIPE_HELP.items():
+        default = getattr(DEFAULT_TRAIN, field)
+        p.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default,
+                       help=f"{text} (default: %(default)s)")
     _seed(p, "weights, batches and dropout")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto = mixed_float16 on a GPU, mixed_bfloat16 on CPUs with bfloat16 "

@@ -20,9 +20,12 @@ from cli_helpers import (
     write_csv,
 )
 
+from charlm.config import TrainConfig
+from charlm.model import read_config
 from cli.main import main
 from storage import Store
 from storage.datasets import read_texts
+from storage.layout import ModelFiles
 
 
 def test_train_prints_model_id_and_first_model_becomes_champion(trained, capsys):
@@ -123,11 +126,19 @@ def test_train_reaches_the_champion_through_the_test_split_decision(capsys, tmp_
     code, out, err = run(capsys, store_dir, "train", *TINY)
     assert code == 0 and "promoted to champion" in err
     first = last_line(out)
-    code, out, err = run(capsys, store_dir, "train", *TINY, "--seed", "1")
+    code, out, err = run(capsys, store_dir, "train", *TINY, "--seed", "1",
+                         "--weight-decay", "0.05", "--ema", "0.5")
     assert code == 0
     second = last_line(out)
     assert f"vs champion {first}" in err
     store = Store(store_dir)
+    # The recipe options reach the stored training config; the defaults are the config's.
+    recipes = {}
+    for model_id in (first, second):
+        _, saved = read_config(ModelFiles.at(store.path("models", model_id)))
+        recipes[model_id] = (saved["train"]["weight_decay"], saved["train"]["ema"])
+    assert recipes == {first: (TrainConfig().weight_decay, TrainConfig().ema),
+                       second: (0.05, 0.5)}
     # Both were just scored on the same test split; the better one holds the title.
     scores = {m["summary"]["model"]: m["summary"]["bits_per_char"]
               for m in store.versions("evaluations")[-2:]}
