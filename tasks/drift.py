@@ -86,9 +86,12 @@ def _one_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _newest_date(store: Store, dataset_id: str) -> str:
-    frame = read_headlines(store.path("datasets", dataset_id, verify=False))
-    return str(frame.select(pl.col("publish_date").max()).collect().item())
+def _newest_date(headlines: pl.LazyFrame) -> str:
+    return str(headlines.select(pl.col("publish_date").max()).collect().item())
+
+
+def _dataset_newest_date(store: Store, dataset_id: str) -> str:
+    return _newest_date(read_headlines(store.path("datasets", dataset_id, verify=False)))
 
 
 def _test_evaluations(store: Store) -> dict[str, list[dict]]:
@@ -133,7 +136,7 @@ def score_drift(storage: str | None, dataset_id: str, model_id: str) -> DriftOut
                    model=model_id, training_dataset=trained_on, new_rows=len(texts),
                    first_date=str(new["publish_date"].min()),
                    last_date=str(new["publish_date"].max()),
-                   newest_date=_newest_date(store, dataset_id),
+                   newest_date=_newest_date(current),
                    champion_test_bpc=(reference["summary"].get("bits_per_char")
                                       if reference else None))
     metrics = json_safe(metrics)
@@ -219,6 +222,7 @@ def _retrain_points(store: Store) -> list[dict[str, Any]]:
     compared = {model for m in store.versions("evaluations") if m["params"].get("comparison")
                 for model in m["parents"].get("models", [])}
     crowned = {change["id"] for change in store.alias_history("models", CHAMPION)}
+    newest: dict[str, str] = {}  # dataset id -> its newest publish date, read once each
     points = []
     for manifest in store.versions("models"):
         model_id = manifest["id"]
@@ -240,8 +244,10 @@ def _retrain_points(store: Store) -> list[dict[str, Any]]:
                 continue
             decision = f"kept over {model_id}"
         summary = evaluation["summary"]
+        if dataset_id not in newest:
+            newest[dataset_id] = _dataset_newest_date(store, dataset_id)
         points.append({
-            "series": "retrain", "date": _newest_date(store, dataset_id),
+            "series": "retrain", "date": newest[dataset_id],
             "time": evaluation["created_at"], "dataset": dataset_id,
             "model": evaluation["parents"]["models"][0], "headlines": summary.get("headlines"),
             "bits_per_char": summary["bits_per_char"], "unseen_word_share": None,
