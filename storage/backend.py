@@ -90,7 +90,11 @@ def open_backend(url: str) -> Backend:
     if not rest.split("/", 1)[0]:
         raise StorageError(f"store {url}: no bucket or container in the URL")
     try:
-        return Backend(url, from_url(url, retry_config=RETRY, client_options=CLIENT))
+        # Client options given here replace those obstore reads from the environment, so
+        # AWS_ALLOW_HTTP (a plain-HTTP endpoint: MinIO, Ceph, a test server) is passed on.
+        allow_http = os.environ.get("AWS_ALLOW_HTTP", "").strip().lower() in ("1", "true")
+        client = {**CLIENT, "allow_http": True} if allow_http else CLIENT
+        return Backend(url, from_url(url, retry_config=RETRY, client_options=client))
     except Exception as error:  # obstore raises its own types for bad URLs and configs
         raise StorageError(f"store {url}: {_cause(error)}") from None
 

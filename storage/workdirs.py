@@ -16,12 +16,12 @@ from pathlib import Path
 from storage.errors import StorageError
 from storage.layout import WORK_DIR
 
-__all__ = ["remove_work_dir", "work_dir"]
+__all__ = ["check_work_name", "remove_work_dir", "work_dir"]
 
 _WORK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
-def _check_work_name(name: object) -> str:
+def check_work_name(name: object) -> str:
     if not isinstance(name, str) or _WORK_NAME_RE.fullmatch(name) is None or ".." in name:
         raise StorageError(
             f"bad work directory name {name!r}: use letters, digits, '.', '_' and '-'"
@@ -31,7 +31,7 @@ def _check_work_name(name: object) -> str:
 
 def work_dir(root: Path, name: str) -> Path:
     """``<root>/.work/<name>``, created if missing."""
-    path = root / WORK_DIR / _check_work_name(name)
+    path = root / WORK_DIR / check_work_name(name)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -46,4 +46,4 @@ def remove_work_dir(root: Path, directory: str | Path) -> None:
         name = candidate.name
     else:
         name = str(directory)
-    shutil.rmtree(work_root / _check_work_name(name), ignore_errors=True)
+    shutil.rmtree(work_root / check_work_name(name), ignore_errors=True)

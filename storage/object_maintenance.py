@@ -1,0 +1,60 @@
+"""`verify` for an object store: committed versions against their manifests, aliases,
+and abandoned uploads (the object-store counterpart of storage.verify).
+
+A file is checked by its listed size here; its sha256 is checked whenever it is downloaded
+(storage.cache), so a corrupted object never reaches a reader either way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from storage.errors import CorruptVersionError, StorageError
+from storage.layout import ALIASES_DIR, MANIFEST
+from storage.verify import Problem
+
+if TYPE_CHECKING:
+    from storage.object_store import ObjectStore
+
+__all__ = ["verify_kind"]
+
+
+def verify_kind(store: ObjectStore, kind: str) -> list[Problem]:
+    """What is wrong with the versions and aliases of `kind` in `store`."""
+    committed, objects, other = store._listing(kind)
+    problems = [Problem(kind, entry, "", "unexpected entry in the store")
+                for entry in sorted(set(other))]
+    for version_id in sorted(committed):
+        try:
+            manifest = store._read_manifest(kind, version_id)
+        except CorruptVersionError as error:
+            problems.append(Problem(kind, version_id, error.file, error.reason))
+            continue
+        sizes = {info.key.split("/", 2)[2]: info.size for info in objects[version_id]}
+        for rel, entry in manifest["files"].items():
+            if rel not in sizes:
+                problems.append(Problem(kind, version_id, rel, "missing"))
+            elif sizes[rel] != entry["size"]:
+                problems.append(Problem(kind, version_id, rel, f"size is {sizes[rel]} bytes, "
+                                                               f"manifest says {entry['size']}"))
+        for rel in sorted(set(sizes) - set(manifest["files"]) - {MANIFEST}):
+            problems.append(Problem(kind, version_id, rel, "unexpected file not in manifest"))
+        for parent_kind, ids in manifest["parents"].items():
+            for parent_id in ids:
+                if not store._has_version(parent_kind, parent_id):
+                    problems.append(Problem(kind, version_id, MANIFEST,
+                                            f"parent {parent_kind} version {parent_id} is missing"))
+    for version_id in store.abandoned_uploads(kind):
+        problems.append(Problem(kind, version_id, "", "uploaded files without a manifest (an "
+                                                      "interrupted publish; gc removes them)"))
+    for info in store.backend.list(f"{kind}/{ALIASES_DIR}/"):
+        name = info.key.rsplit("/", 1)[1]
+        try:
+            target = store._read_alias(kind, name)
+        except StorageError as error:
+            problems.append(Problem(kind, "", f"{ALIASES_DIR}/{name}", str(error)))
+            continue
+        if target is not None and target not in committed:
+            problems.append(Problem(kind, target, f"{ALIASES_DIR}/{name}",
+                                    f"alias {name!r} points to a missing version"))
+    return problems
