@@ -46,7 +46,7 @@ class S3Server:
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.close()
-                    raise RuntimeError(f"moto server did not start (log: {self.log_path})") from None
+                    raise RuntimeError(f"moto did not start (log: {self.log_path})") from None
                 time.sleep(0.1)
         self.env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint,
