@@ -370,8 +370,9 @@ class ObjectStore(VersionLookup):
 
     @property
     def inbox(self) -> Path:
-        raise StorageError(f"store {self.root}: the inbox is a folder of a local store; with "
-                           "an object store, ingest files with `charlm ingest FILE`")
+        """A folder on this host (in the cache) where CSVs wait for the ingest flow: the
+        inbox is where files arrive, so it is the ingesting machine's, not the store's."""
+        return self.cache.root / "inbox" / self._key
 
     @property
     def feeds(self) -> Any:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -73,3 +74,50 @@ class S3Server:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+
+
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1 in front of `target_port` that stands in for an endpoint
+    dying: the first request whose start contains `trigger` closes every connection and
+    the listening socket for good (later connections are refused)."""
+
+    def __init__(self, target_port: int, trigger: bytes) -> None:
+        self.port = free_port()
+        self.trigger = trigger
+        self.cut = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(target_port,), daemon=True).start()
+
+    def _accept(self, target_port: int) -> None:
+        while not self.cut.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", target_port))
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, True),
+                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False),
+                             daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket, watch: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if watch and self.trigger in data:
+                    target.sendall(data[: len(data) // 2])  # half a request, then nothing
+                    self.close()
+                    return
+                target.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.cut.set()
+        for sock in [self._listener, *self._sockets]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
