@@ -42,7 +42,7 @@ def test_main_job_end_to_end_on_s3(capsys, s3_store_url, tmp_path):
     code, out, err = run(capsys, url, "verify")
     assert code == 0, err
     assert not any(store.backend.list(".work/")), "training's work directory was removed"
-    for kind in ("datasets", "models", "evaluations", "generations"):
+    for kind in ("datasets", "models", "generations"):
         assert len(store.versions(kind)) == 1, kind
 
 
@@ -57,8 +57,9 @@ def test_demo_through_the_environment_variable(s3_store_url, tmp_path):
     assert not (tmp_path / "charlm-store").exists()  # nothing went to a local store
     store = Store(s3_store_url)
     for kind in ("datasets", "models", "evaluations", "generations"):
-        assert len(store.versions(kind)) == 1, kind
+        assert store.versions(kind), kind
     assert store.verify() == []
+    assert store.resolve("models", "champion")
 
 
 def test_bad_store_urls_are_one_line_errors(capsys, s3_server, monkeypatch, tmp_path):
