@@ -33,7 +33,7 @@ from storage.locks import LOCK_TIMEOUT_S
 
 __all__ = ["LEASE_S", "LocalFeedFiles", "ObjectFeedFiles"]
 
-LEASE_S = 300.0  # a poll holds the turn for seconds; a dead holder blocks others this long
+LEASE_S = 60.0  # a poll holds the turn for seconds; a killed holder blocks others this long
 Token = object  # what `read` saw: compared by the next write of the same file
 
 

@@ -41,11 +41,14 @@ from storage.ids import KINDS, check_alias_name, check_kind, is_version_id, new_
 from storage.layout import ALIAS_HISTORY_FILE, ALIASES_DIR, MANIFEST, WORK_DIR
 from storage.manifests import _manifest_problem, build_manifest, to_json
 from storage.references import VersionLookup
-from storage.staging import STALE_AFTER_S
 from storage.verify import Problem
 from storage.workdirs import check_work_name
 
-__all__ = ["ObjectStore"]
+__all__ = ["STALE_AFTER_S", "ObjectStore"]
+
+# Uploads without a manifest younger than this may be a publish in progress on another
+# machine (no pid can tell): verify and gc leave them alone until then.
+STALE_AFTER_S = 3600.0
 
 CAS_ATTEMPTS = 50  # compare-and-swap retries before giving up (contention, not errors)
 _UNCHECKED: Any = ...  # set_alias without `expect`: move the alias whatever it holds
@@ -331,13 +334,14 @@ class ObjectStore(VersionLookup):
         problems = [p for k in kinds for p in verify_kind(self, k)]
         return problems + (self.feeds.problems() if kind is None else [])
 
-    def abandoned_uploads(self, kind: str, min_age_s: float = STALE_AFTER_S) -> list[str]:
-        """Ids of `kind` with uploaded files but no manifest, untouched for `min_age_s`."""
+    def abandoned_uploads(self, kind: str, min_age_s: float | None = None) -> list[str]:
+        """Ids of `kind` with uploaded files but no manifest, untouched for `min_age_s`
+        (default STALE_AFTER_S)."""
         _, objects, _ = self._listing(kind)
-        now = time.time()
+        now = time.time() - (STALE_AFTER_S if min_age_s is None else min_age_s)
         return sorted(i for i, infos in objects.items()
                       if not any(o.key.endswith(f"/{MANIFEST}") for o in infos)
-                      and now - max(o.modified for o in infos) >= min_age_s)
+                      and max(o.modified for o in infos) <= now)
 
     def clean_staging(self) -> int:
         """Delete abandoned uploads (see `abandoned_uploads`); how many versions' worth."""
