@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         s3 = store("s3", caches["read"])
         keys = [info.key for kind in ("datasets", "models")
                 for info in s3.backend.list(f"{kind}/")
-                if "/.aliases/" not in info.key and not info.key.endswith("manifest.json")]
+                if not info.key.split("/")[1].startswith(".")]  # not aliases, history
         downloads = {key: server.gets(f"/bench/store/{key} ") for key in keys}
     finally:
         server.close()
@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     most = max(downloads.values(), default=0)
     print(f"\n  objects of the dataset and model versions: {len(downloads)}; downloads per "
           f"object: {sorted(set(downloads.values()))} (GETs in the server's log)")
+    for key, count in downloads.items():
+        if count > 1:
+            print(f"  downloaded {count} times: {key}")
     verdicts.append(Verdict("bench_store", "most downloads of one file", most, 1,
                             higher_is_better=False, unit=""))
     print()

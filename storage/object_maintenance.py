@@ -41,7 +41,7 @@ def verify_kind(store: ObjectStore, kind: str) -> list[Problem]:
             problems.append(Problem(kind, version_id, rel, "unexpected file not in manifest"))
         for parent_kind, ids in manifest["parents"].items():
             for parent_id in ids:
-                if not store._has_version(parent_kind, parent_id):
+                if not store._has_version_now(parent_kind, parent_id):
                     problems.append(Problem(kind, version_id, MANIFEST,
                                             f"parent {parent_kind} version {parent_id} is missing"))
     for version_id in store.abandoned_uploads(kind):

@@ -28,6 +28,7 @@ import shutil
 import tarfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +51,7 @@ __all__ = ["STALE_AFTER_S", "ObjectStore"]
 # machine (no pid can tell): verify and gc leave them alone until then.
 STALE_AFTER_S = 3600.0
 
+UPLOADS = 8  # files of one version uploaded at once
 CAS_ATTEMPTS = 50  # compare-and-swap retries before giving up (contention, not errors)
 _UNCHECKED: Any = ...  # set_alias without `expect`: move the alias whatever it holds
 
@@ -94,8 +96,12 @@ class ObjectStore(VersionLookup):
             manifest = build_manifest(kind, version_id, path, parent_ids, params, seed,
                                       staging.summary)
             data = to_json(manifest, f"summary of the new {kind} version")
+            # In parallel: latency, not bandwidth, bounds many small files (obstore releases
+            # the GIL while it waits).
+            with ThreadPoolExecutor(UPLOADS) as pool:
+                list(pool.map(lambda rel: self.backend.put(f"{kind}/{version_id}/{rel}",
+                                                           path / rel), manifest["files"]))
             for rel, entry in manifest["files"].items():
-                self.backend.put(f"{kind}/{version_id}/{rel}", path / rel)
                 self.cache.adopt(path / rel, entry["sha256"])
             self._check_parents_exist(kind, parent_ids)
             tags = self._expected_tags(kind, expect or {})
@@ -169,6 +175,14 @@ class ObjectStore(VersionLookup):
         return committed, objects, other
 
     def _has_version(self, kind: str, version_id: str) -> bool:
+        # A manifest this host already holds is immutable: reading its version needs no
+        # request (warm loads cost one alias read). Writes ask the store (_has_version_now).
+        if (kind, version_id) in self._manifests or \
+                (self.cache.version_dir(self._key, kind, version_id) / MANIFEST).exists():
+            return True
+        return self._has_version_now(kind, version_id)
+
+    def _has_version_now(self, kind: str, version_id: str) -> bool:
         return self.backend.head(self._manifest_key(kind, version_id)) is not None
 
     def _read_manifest(self, kind: str, version_id: str) -> dict:
@@ -283,7 +297,7 @@ class ObjectStore(VersionLookup):
         if not isinstance(version_id, str) or not is_version_id(version_id):
             raise StorageError(
                 f"cannot set {kind} alias {name!r}: {version_id!r} is not a version id")
-        if not self._has_version(kind, version_id):
+        if not self._has_version_now(kind, version_id):
             raise StorageError(self._not_found(kind, version_id))
         previous = self._swap_alias(kind, name, version_id, expect)
         record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),

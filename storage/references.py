@@ -30,6 +30,11 @@ class VersionLookup:
     def _has_version(self, kind: str, version_id: str) -> bool:
         raise NotImplementedError
 
+    def _has_version_now(self, kind: str, version_id: str) -> bool:
+        """`_has_version` asked of the store itself, never of a cache: for writes that must
+        not build on a version gc removed meanwhile."""
+        return self._has_version(kind, version_id)
+
     def _read_alias(self, kind: str, name: str) -> str | None:
         raise NotImplementedError
 
@@ -117,7 +122,7 @@ class VersionLookup:
     def _check_parents_exist(self, kind: str, parents: dict[str, list[str]]) -> None:
         for parent_kind, ids in parents.items():
             for version_id in ids:
-                if not self._has_version(parent_kind, version_id):
+                if not self._has_version_now(parent_kind, version_id):
                     raise StorageError(
                         f"cannot publish {kind}: parent {parent_kind} version {version_id} "
                         "was removed while publishing (by gc?)"
