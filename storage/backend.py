@@ -47,6 +47,7 @@ CLIENT: dict[str, Any] = {"connect_timeout": "5s", "timeout": "300s"}  # whole-r
 _SCHEMES = ("s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "https", "http", "memory")
 _URL_RE = re.compile(r"([a-z][a-z0-9+.-]*)://(.*)", re.IGNORECASE)
 _MEMORY: dict[str, Any] = {}  # memory://NAME -> its MemoryStore, shared within the process
+_CLIENTS: dict[tuple, Backend] = {}  # (url, credential variables) -> its backend
 _MEMORY_GUARD = threading.Lock()
 
 
@@ -82,13 +83,26 @@ def open_backend(url: str) -> Backend:
         raise StorageError(f"store {url}: unknown scheme {scheme!r}; expected a directory or "
                            "s3://, gs://, az://, https:// or memory:// URL")
     scheme, rest = match.group(1).lower(), match.group(2)
-    from obstore.store import MemoryStore, from_url
+    from obstore.store import MemoryStore
 
     if scheme == "memory":
         with _MEMORY_GUARD:
             return Backend(url, _MEMORY.setdefault(rest.strip("/"), MemoryStore()))
     if not rest.split("/", 1)[0]:
         raise StorageError(f"store {url}: no bucket or container in the URL")
+    # One client per URL and settings per process: its connection pool is kept, so the many
+    # short-lived Store objects of a run do not each pay a new TCP (and TLS) handshake.
+    settings = (url, *sorted((k, v) for k, v in os.environ.items()
+                             if k.startswith(("AWS_", "GOOGLE_", "AZURE_"))))
+    with _MEMORY_GUARD:
+        if settings not in _CLIENTS:
+            _CLIENTS[settings] = _connect(url)
+        return _CLIENTS[settings]
+
+
+def _connect(url: str) -> Backend:
+    from obstore.store import from_url
+
     try:
         # Client options given here replace those obstore reads from the environment, so
         # AWS_ALLOW_HTTP (a plain-HTTP endpoint: MinIO, Ceph, a test server) is passed on.

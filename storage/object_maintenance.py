@@ -1,5 +1,6 @@
-"""`verify` for an object store: committed versions against their manifests, aliases,
-and abandoned uploads (the object-store counterpart of storage.verify).
+"""Upkeep of an object store: `verify` (committed versions against their manifests,
+aliases, abandoned uploads; the object-store counterpart of storage.verify), and finding and
+deleting versions and the leftovers of interrupted publishes.
 
 A file is checked by its listed size here; its sha256 is checked whenever it is downloaded
 (storage.cache), so a corrupted object never reaches a reader either way.
@@ -7,6 +8,7 @@ A file is checked by its listed size here; its sha256 is checked whenever it is 
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from storage.errors import CorruptVersionError, StorageError
@@ -16,7 +18,25 @@ from storage.verify import Problem
 if TYPE_CHECKING:
     from storage.object_store import ObjectStore
 
-__all__ = ["verify_kind"]
+__all__ = ["abandoned_uploads", "delete_version", "verify_kind"]
+
+
+def abandoned_uploads(store: ObjectStore, kind: str, min_age_s: float) -> list[str]:
+    """Ids of `kind` with uploaded files but no manifest, untouched for `min_age_s`."""
+    _, objects, _ = store._listing(kind)
+    cutoff = time.time() - min_age_s
+    return sorted(i for i, infos in objects.items()
+                  if not any(o.key.endswith(f"/{MANIFEST}") for o in infos)
+                  and max(o.modified for o in infos) <= cutoff)
+
+
+def delete_version(store: ObjectStore, kind: str, version_id: str) -> bool:
+    """Remove a version's manifest first (it is invisible from then on), then its files."""
+    store.backend.delete(store._manifest_key(kind, version_id))
+    store._manifests.pop((kind, version_id), None)
+    for info in store.backend.list(f"{kind}/{version_id}/"):
+        store.backend.delete(info.key)
+    return True
 
 
 def verify_kind(store: ObjectStore, kind: str) -> list[Problem]:

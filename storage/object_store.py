@@ -20,30 +20,27 @@ checked against the manifest's sha256.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import random
 import shutil
-import tarfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from storage.aliases import history_line, parse_history
 from storage.backend import Backend, ObjectMissing, WriteConflict, open_backend
 from storage.cache import FileCache, store_key
-from storage.errors import AliasMovedError, StorageError
+from storage.errors import AliasMovedError, CorruptVersionError, StorageError
 from storage.gc import Version, plan_gc
 from storage.ids import KINDS, check_alias_name, check_kind, is_version_id, new_version_id
 from storage.layout import ALIAS_HISTORY_FILE, ALIASES_DIR, MANIFEST, WORK_DIR
-from storage.manifests import _manifest_problem, build_manifest, to_json
+from storage.manifests import build_manifest, parse_manifest, to_json
 from storage.references import VersionLookup
 from storage.verify import Problem
-from storage.workdirs import check_work_name
+from storage.workdirs import check_work_name, pack_work_dir, unpack_work_dir
 
 __all__ = ["STALE_AFTER_S", "ObjectStore"]
 
@@ -52,6 +49,7 @@ __all__ = ["STALE_AFTER_S", "ObjectStore"]
 STALE_AFTER_S = 3600.0
 
 UPLOADS = 8  # files of one version uploaded at once
+RESTORED = ".restored"  # in a local work dir: restored from the store, local copy is newer
 CAS_ATTEMPTS = 50  # compare-and-swap retries before giving up (contention, not errors)
 _UNCHECKED: Any = ...  # set_alias without `expect`: move the alias whatever it holds
 
@@ -189,8 +187,6 @@ class ObjectStore(VersionLookup):
         return self._manifest_with_bytes(kind, version_id)[0]
 
     def _manifest_with_bytes(self, kind: str, version_id: str) -> tuple[dict, bytes]:
-        from storage.errors import CorruptVersionError
-
         if (kind, version_id) in self._manifests:
             return self._manifests[(kind, version_id)]
         cached = self.cache.version_dir(self._key, kind, version_id) / MANIFEST
@@ -201,14 +197,7 @@ class ObjectStore(VersionLookup):
                 data = self.backend.get(self._manifest_key(kind, version_id))[0]
             except ObjectMissing:
                 raise CorruptVersionError(kind, version_id, MANIFEST, "missing") from None
-        try:
-            manifest = json.loads(data)
-        except ValueError as error:
-            raise CorruptVersionError(kind, version_id, MANIFEST,
-                                      f"not valid JSON ({error})") from None
-        problem = _manifest_problem(manifest, kind, version_id)
-        if problem:
-            raise CorruptVersionError(kind, version_id, MANIFEST, problem)
+        manifest = parse_manifest(data, kind, version_id)
         self._manifests[(kind, version_id)] = (manifest, data)
         return manifest, data
 
@@ -225,8 +214,6 @@ class ObjectStore(VersionLookup):
             return self.cache.materialise(self._key, kind, version_id, manifest, data, fetch,
                                           verify)
         except ValueError as error:
-            from storage.errors import CorruptVersionError
-
             if isinstance(error, StorageError):
                 raise
             raise CorruptVersionError(kind, version_id, "", str(error)) from None
@@ -300,10 +287,8 @@ class ObjectStore(VersionLookup):
         if not self._has_version_now(kind, version_id):
             raise StorageError(self._not_found(kind, version_id))
         previous = self._swap_alias(kind, name, version_id, expect)
-        record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "alias": name, "id": version_id, "previous": previous, "reason": reason}
         self._append(f"{kind}/{ALIAS_HISTORY_FILE}",
-                     (json.dumps(record, sort_keys=True) + "\n").encode())
+                     history_line(name, version_id, previous, reason))
 
     def _append(self, key: str, line: bytes) -> None:
         """Append `line` to the object `key` by compare-and-swap."""
@@ -323,18 +308,9 @@ class ObjectStore(VersionLookup):
     def alias_history(self, kind: str, name: str | None = None) -> list[dict]:
         check_kind(kind)
         try:
-            lines = self.backend.get(f"{kind}/{ALIAS_HISTORY_FILE}")[0].splitlines()
+            return parse_history(self.backend.get(f"{kind}/{ALIAS_HISTORY_FILE}")[0], name)
         except ObjectMissing:
             return []
-        records = []
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and (name is None or record.get("alias") == name):
-                records.append(record)
-        return records
 
     # -- integrity and clean-up --------------------------------------------------------
 
@@ -351,25 +327,22 @@ class ObjectStore(VersionLookup):
     def abandoned_uploads(self, kind: str, min_age_s: float | None = None) -> list[str]:
         """Ids of `kind` with uploaded files but no manifest, untouched for `min_age_s`
         (default STALE_AFTER_S)."""
-        _, objects, _ = self._listing(kind)
-        now = time.time() - (STALE_AFTER_S if min_age_s is None else min_age_s)
-        return sorted(i for i, infos in objects.items()
-                      if not any(o.key.endswith(f"/{MANIFEST}") for o in infos)
-                      and max(o.modified for o in infos) <= now)
+        from storage.object_maintenance import abandoned_uploads
+
+        return abandoned_uploads(self, kind, STALE_AFTER_S if min_age_s is None else min_age_s)
 
     def clean_staging(self) -> int:
         """Delete abandoned uploads (see `abandoned_uploads`); how many versions' worth."""
-        removed = 0
-        for kind in KINDS:
-            for version_id in self.abandoned_uploads(kind):
-                for info in self.backend.list(f"{kind}/{version_id}/"):
-                    self.backend.delete(info.key)
-                removed += 1
-        return removed
+        from storage.object_maintenance import delete_version
+
+        return sum(delete_version(self, kind, version_id) for kind in KINDS
+                   for version_id in self.abandoned_uploads(kind))
 
     def gc(self, keep: int = 5, apply: bool = False) -> list[Version]:
         """As `storage.Store.gc`: a version is removed manifest first (invisible at once),
         then its files; abandoned uploads go too."""
+        from storage.object_maintenance import delete_version
+
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
             raise StorageError(f"keep must be a non-negative int, got {keep!r}")
         aliased = [(kind, target) for kind in KINDS for target in self.aliases(kind).values()]
@@ -377,10 +350,7 @@ class ObjectStore(VersionLookup):
                          self._read_manifest)
         if apply:
             for kind, version_id in doomed:
-                self.backend.delete(self._manifest_key(kind, version_id))
-                self._manifests.pop((kind, version_id), None)
-                for info in self.backend.list(f"{kind}/{version_id}/"):
-                    self.backend.delete(info.key)
+                delete_version(self, kind, version_id)
             self.clean_staging()
         return doomed
 
@@ -403,29 +373,21 @@ class ObjectStore(VersionLookup):
         """A local directory restored from the store's last saved copy (`save_work_dir`),
         so a job killed on one machine resumes on another."""
         local = self.cache.work_dir(self._key, check_work_name(name))
-        marker = local / ".restored"
+        marker = local / RESTORED
         if not marker.exists():
             shutil.rmtree(local, ignore_errors=True)
             local.mkdir(parents=True)
             try:
-                data = self.backend.get(f"{WORK_DIR}/{name}.tar")[0]
+                unpack_work_dir(self.backend.get(f"{WORK_DIR}/{name}.tar")[0], local)
             except ObjectMissing:
-                data = b""
-            if data:
-                with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-                    archive.extractall(local, filter="data")
+                pass
             marker.touch()
         return local
 
     def save_work_dir(self, work_dir: str | Path) -> None:
         """Upload the work directory whole, as one object: never half old, half new."""
         local = self._local_work(work_dir)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as archive:
-            for entry in sorted(local.iterdir()):
-                if entry.name != ".restored":
-                    archive.add(entry, arcname=entry.name)
-        self.backend.put(f"{WORK_DIR}/{local.name}.tar", buffer.getvalue())
+        self.backend.put(f"{WORK_DIR}/{local.name}.tar", pack_work_dir(local, skip=RESTORED))
 
     def remove_work_dir(self, work_dir: str | Path) -> None:
         local = self._local_work(work_dir)

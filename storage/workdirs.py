@@ -8,15 +8,17 @@ result is published. Names come from storage.layout (training_work_name, ...).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
+import tarfile
 from pathlib import Path
 
 from storage.errors import StorageError
 from storage.layout import WORK_DIR
 
-__all__ = ["check_work_name", "remove_work_dir", "work_dir"]
+__all__ = ["check_work_name", "pack_work_dir", "remove_work_dir", "unpack_work_dir", "work_dir"]
 
 _WORK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
@@ -47,3 +49,20 @@ def remove_work_dir(root: Path, directory: str | Path) -> None:
     else:
         name = str(directory)
     shutil.rmtree(work_root / check_work_name(name), ignore_errors=True)
+
+
+def pack_work_dir(directory: Path, skip: str = "") -> bytes:
+    """A work directory as one tar archive (an object store keeps it as one object, so a
+    copy is never half old, half new); the top-level entry `skip` is left out."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for entry in sorted(directory.iterdir()):
+            if entry.name != skip:
+                archive.add(entry, arcname=entry.name)
+    return buffer.getvalue()
+
+
+def unpack_work_dir(data: bytes, directory: Path) -> None:
+    """Extract an archive made by `pack_work_dir` into `directory` (nothing outside it)."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(directory, filter="data")
