@@ -95,14 +95,16 @@ class ObjectStore(VersionLookup):
                                       staging.summary)
             data = to_json(manifest, f"summary of the new {kind} version")
             # In parallel: latency, not bandwidth, bounds many small files (obstore releases
-            # the GIL while it waits).
+            # the GIL while it waits). Then the last checks before the commit (parents still
+            # there, expected aliases unmoved), together: one round trip.
             with ThreadPoolExecutor(UPLOADS) as pool:
                 list(pool.map(lambda rel: self.backend.put(f"{kind}/{version_id}/{rel}",
                                                            path / rel), manifest["files"]))
+                checks = pool.submit(self._check_parents_exist, kind, parent_ids)
+                tags = self._expected_tags(kind, expect or {})
+                checks.result()
             for rel, entry in manifest["files"].items():
                 self.cache.adopt(path / rel, entry["sha256"])
-            self._check_parents_exist(kind, parent_ids)
-            tags = self._expected_tags(kind, expect or {})
             self.backend.put(self._manifest_key(kind, version_id), data, "create")
             self._manifests[(kind, version_id)] = (manifest, data)
             self._keep_local_copy(path, kind, version_id, data)
@@ -284,7 +286,10 @@ class ObjectStore(VersionLookup):
         if not isinstance(version_id, str) or not is_version_id(version_id):
             raise StorageError(
                 f"cannot set {kind} alias {name!r}: {version_id!r} is not a version id")
-        if not self._has_version_now(kind, version_id):
+        # A version this process published or read counts as there (the check and the swap
+        # are two requests, never atomic; gc keeps aliased and new versions anyway).
+        if (kind, version_id) not in self._manifests and \
+                not self._has_version_now(kind, version_id):
             raise StorageError(self._not_found(kind, version_id))
         previous = self._swap_alias(kind, name, version_id, expect)
         self._append(f"{kind}/{ALIAS_HISTORY_FILE}",
