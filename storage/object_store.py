@@ -13,9 +13,9 @@ one) and the same layout, as keys under the URL's prefix (see storage/__init__.p
 A version without its manifest is invisible (listing, resolve, gc and verify only count
 manifests), so a publisher killed at any moment leaves nothing half-visible; its uploads
 are reported by `verify` and removed by `gc`/`clean_staging` once older than
-`STALE_AFTER_S` (an upload in progress elsewhere is younger). Readers get versions as local
-directories from the host's cache (storage.cache): each file is downloaded once per host and
-checked against the manifest's sha256.
+storage.staging.STALE_AFTER_S (an upload in progress elsewhere is younger). Readers get
+versions as local directories from the host's cache (storage.cache): each file is
+downloaded once per host and checked against the manifest's sha256.
 """
 
 from __future__ import annotations
@@ -30,26 +30,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from storage import staging as staging_cleanup
 from storage.aliases import history_line, parse_history
 from storage.backend import Backend, ObjectMissing, WriteConflict, open_backend
 from storage.cache import FileCache, store_key
 from storage.errors import AliasMovedError, CorruptVersionError, StorageError
 from storage.gc import Version, plan_gc
 from storage.ids import KINDS, check_alias_name, check_kind, is_version_id, new_version_id
-from storage.layout import ALIAS_HISTORY_FILE, ALIASES_DIR, MANIFEST, WORK_DIR
+from storage.layout import ALIAS_HISTORY_FILE, ALIASES_DIR, MANIFEST
 from storage.manifests import build_manifest, parse_manifest, to_json
 from storage.references import VersionLookup
 from storage.verify import Problem
-from storage.workdirs import check_work_name, pack_work_dir, unpack_work_dir
+from storage.workdirs import MirroredWorkDirs
 
-__all__ = ["STALE_AFTER_S", "ObjectStore"]
-
-# Uploads without a manifest younger than this may be a publish in progress on another
-# machine (no pid can tell): verify and gc leave them alone until then.
-STALE_AFTER_S = 3600.0
+__all__ = ["ObjectStore"]
 
 UPLOADS = 8  # files of one version uploaded at once
-RESTORED = ".restored"  # in a local work dir: restored from the store, local copy is newer
 CAS_ATTEMPTS = 50  # compare-and-swap retries before giving up (contention, not errors)
 _UNCHECKED: Any = ...  # set_alias without `expect`: move the alias whatever it holds
 
@@ -59,7 +55,7 @@ def _pause(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
 
 
-class ObjectStore(VersionLookup):
+class ObjectStore(VersionLookup, MirroredWorkDirs):
     """Versions, aliases and work directories on the object store at `url`."""
 
     def __init__(self, url: str, backend: Backend | None = None,
@@ -322,7 +318,7 @@ class ObjectStore(VersionLookup):
     def verify(self, kind: str | None = None) -> list[Problem]:
         """Every committed version's files against its manifest (presence, size; sha256 is
         checked whenever a file is downloaded), aliases, and uploads with no manifest older
-        than STALE_AFTER_S (younger ones may be a publish in progress elsewhere)."""
+        than storage.staging.STALE_AFTER_S (younger ones may be a publish in progress elsewhere)."""
         from storage.object_maintenance import verify_kind
 
         kinds = KINDS if kind is None else (check_kind(kind),)
@@ -331,10 +327,13 @@ class ObjectStore(VersionLookup):
 
     def abandoned_uploads(self, kind: str, min_age_s: float | None = None) -> list[str]:
         """Ids of `kind` with uploaded files but no manifest, untouched for `min_age_s`
-        (default STALE_AFTER_S)."""
+        (default: storage.staging.STALE_AFTER_S)."""
         from storage.object_maintenance import abandoned_uploads
 
-        return abandoned_uploads(self, kind, STALE_AFTER_S if min_age_s is None else min_age_s)
+        # No pid can tell whether an upload is a publish in progress on another machine;
+        # its age can (storage.staging.STALE_AFTER_S, read now: tests lower it).
+        age = staging_cleanup.STALE_AFTER_S if min_age_s is None else min_age_s
+        return abandoned_uploads(self, kind, age)
 
     def clean_staging(self) -> int:
         """Delete abandoned uploads (see `abandoned_uploads`); how many versions' worth."""
@@ -359,7 +358,7 @@ class ObjectStore(VersionLookup):
             self.clean_staging()
         return doomed
 
-    # -- the inbox, feeds and work directories ------------------------------------------
+    # -- the inbox and feeds (work directories: storage.workdirs.MirroredWorkDirs) -------
 
     @property
     def inbox(self) -> Path:
@@ -373,38 +372,3 @@ class ObjectStore(VersionLookup):
         from storage.feeds import FeedState
 
         return FeedState(self)
-
-    def work_dir(self, name: str) -> Path:
-        """A local directory restored from the store's last saved copy (`save_work_dir`),
-        so a job killed on one machine resumes on another."""
-        local = self.cache.work_dir(self._key, check_work_name(name))
-        marker = local / RESTORED
-        if not marker.exists():
-            shutil.rmtree(local, ignore_errors=True)
-            local.mkdir(parents=True)
-            try:
-                unpack_work_dir(self.backend.get(f"{WORK_DIR}/{name}.tar")[0], local)
-            except ObjectMissing:
-                pass
-            marker.touch()
-        return local
-
-    def save_work_dir(self, work_dir: str | Path) -> None:
-        """Upload the work directory whole, as one object: never half old, half new."""
-        local = self._local_work(work_dir)
-        self.backend.put(f"{WORK_DIR}/{local.name}.tar", pack_work_dir(local, skip=RESTORED))
-
-    def remove_work_dir(self, work_dir: str | Path) -> None:
-        local = self._local_work(work_dir)
-        self.backend.delete(f"{WORK_DIR}/{local.name}.tar")
-        shutil.rmtree(local, ignore_errors=True)
-
-    def _local_work(self, work_dir: str | Path) -> Path:
-        candidate = Path(work_dir)
-        name = check_work_name(candidate.name)
-        local = self.cache.work_dir(self._key, name)
-        if len(candidate.parts) > 1 and Path(os.path.abspath(candidate)) != local:
-            raise StorageError(f"{str(work_dir)!r} is not a work directory of store {self.root}")
-        return local
-
-

@@ -14,11 +14,14 @@ import re
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
+from storage.backend import ObjectMissing
 from storage.errors import StorageError
 from storage.layout import WORK_DIR
 
-__all__ = ["check_work_name", "pack_work_dir", "remove_work_dir", "unpack_work_dir", "work_dir"]
+__all__ = ["MirroredWorkDirs", "check_work_name", "pack_work_dir", "remove_work_dir",
+           "unpack_work_dir", "work_dir"]
 
 _WORK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
@@ -66,3 +69,53 @@ def unpack_work_dir(data: bytes, directory: Path) -> None:
     """Extract an archive made by `pack_work_dir` into `directory` (nothing outside it)."""
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         archive.extractall(directory, filter="data")
+
+
+RESTORED = ".restored"  # in a local copy: restored from the store; the local copy is newer
+
+
+class MirroredWorkDirs:
+    """Work directories of an object store (mixed into storage.object_store.ObjectStore):
+    a local copy in the host cache, saved whole as ``.work/<name>.tar`` by
+    `save_work_dir` and restored from it by `work_dir` on a host that has no copy, so a job
+    killed on one machine resumes on another."""
+
+    root: Any
+    backend: Any
+    cache: Any
+    _key: str
+
+    def work_dir(self, name: str) -> Path:
+        """A local directory restored from the store's last saved copy (`save_work_dir`),
+        so a job killed on one machine resumes on another."""
+        local = self.cache.work_dir(self._key, check_work_name(name))
+        marker = local / RESTORED
+        if not marker.exists():
+            shutil.rmtree(local, ignore_errors=True)
+            local.mkdir(parents=True)
+            try:
+                unpack_work_dir(self.backend.get(f"{WORK_DIR}/{name}.tar")[0], local)
+            except ObjectMissing:  # no saved copy yet: a fresh start
+                pass
+            marker.touch()
+        return local
+
+    def save_work_dir(self, work_dir: str | Path) -> None:
+        """Upload the work directory whole, as one object: never half old, half new."""
+        local = self._local_work(work_dir)
+        self.backend.put(f"{WORK_DIR}/{local.name}.tar", pack_work_dir(local, skip=RESTORED))
+
+    def remove_work_dir(self, work_dir: str | Path) -> None:
+        local = self._local_work(work_dir)
+        self.backend.delete(f"{WORK_DIR}/{local.name}.tar")
+        shutil.rmtree(local, ignore_errors=True)
+
+    def _local_work(self, work_dir: str | Path) -> Path:
+        candidate = Path(work_dir)
+        name = check_work_name(candidate.name)
+        local = self.cache.work_dir(self._key, name)
+        if len(candidate.parts) > 1 and Path(os.path.abspath(candidate)) != local:
+            raise StorageError(f"{str(work_dir)!r} is not a work directory of store {self.root}")
+        return local
+
+

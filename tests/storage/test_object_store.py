@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import storage.object_store as object_store
+import storage.staging as staging_cleanup
 from storage import AliasMovedError, StorageError, Store
 from storage.backend import Backend, ObjectMissing, WriteConflict, is_store_url, open_backend
 from storage.cache import FileCache
@@ -130,7 +130,7 @@ def test_uploads_without_manifest_are_invisible_then_reported_then_collected(
     assert [m["id"] for m in store.versions("models")] == [staging.id]
     assert store.verify() == []  # young: maybe a publish in progress elsewhere
     assert store.clean_staging() == 0
-    monkeypatch.setattr(object_store, "STALE_AFTER_S", 0.0)
+    monkeypatch.setattr(staging_cleanup, "STALE_AFTER_S", 0.0)
     assert [p.id for p in store.verify()] == ["20240101-000000-000000-abcdef"]
     store.gc(apply=True)
     assert store.verify() == [] and [m["id"] for m in store.versions("models")] == [staging.id]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import storage.object_store as object_store
+import storage.staging as staging_cleanup
 from storage.cache import FileCache
 from storage.object_store import ObjectStore
 
@@ -69,7 +69,7 @@ def test_random_sigkills_while_publishing_leave_no_partial_version(s3_server, s3
           f"{len(leftovers)} interrupted uploads invisible")
     assert len(leftovers) <= KILLS
     # gc removes those leftovers once they are old enough, never a committed version.
-    monkeypatch.setattr(object_store, "STALE_AFTER_S", 0.0)
+    monkeypatch.setattr(staging_cleanup, "STALE_AFTER_S", 0.0)
     assert len(store.verify()) == len(leftovers)  # now reported: "without a manifest"
     store.gc(keep=1000, apply=True)
     assert store.abandoned_uploads("models", min_age_s=0) == []
