@@ -31,14 +31,18 @@ def free_port() -> int:
 class S3Server:
     """moto's S3 server on 127.0.0.1 (see the module docstring)."""
 
-    def __init__(self, log_path: Path | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, auth_after: int | None = None) -> None:
+        """`auth_after`: requests served before moto starts checking credentials (none of
+        the AWS_* keys below is known to it, so every later request is refused)."""
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="moto-", suffix=".log")[1])
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=self._log)
+            stdout=subprocess.DEVNULL, stderr=self._log,
+            env={**os.environ, **({} if auth_after is None else
+                                  {"INITIAL_NO_AUTH_ACTION_COUNT": str(auth_after)})})
         deadline = time.monotonic() + 60
         while True:
             try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import TINY, assert_runtime_error, last_line, run, write_csv
-from s3server import CuttingProxy, free_port
+from s3server import CuttingProxy, S3Server, free_port
 
 from storage import Store
 
@@ -75,6 +75,19 @@ def test_bad_store_urls_are_one_line_errors(capsys, s3_server, monkeypatch, tmp_
     code, _, err = run(capsys, "s3://bucket/x", "versions")
     assert_runtime_error(code, err, "s3://bucket/x", "cannot reach")
     assert time.monotonic() - started < 60  # retried with backoff, then gave up
+
+
+def test_wrong_credentials_are_a_one_line_error(capsys, tmp_path, monkeypatch):
+    server = S3Server(log_path=tmp_path / "moto.log", auth_after=2)  # start-up probe, bucket
+    try:
+        url = server.bucket()
+        for name, value in server.env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("CHARLM_CACHE", str(tmp_path / "cache"))
+        code, _, err = run(capsys, url, "versions")
+    finally:
+        server.close()
+    assert_runtime_error(code, err, url, "access denied")
 
 
 def test_endpoint_killed_mid_upload(s3_server, s3_store_url, tmp_path):
