@@ -30,8 +30,10 @@ Exactly once, across kills at any moment (the order the callers follow, tasks/fe
    manifest's params (``params["feed_buffer"]["through"]``, `BUFFER_PARAM`); publishing is
    atomic (storage.Store.publish), so the version is there whole or not at all;
 3. ``published.json`` is then advanced. `FeedState.published_through` is the larger of it
-   and every dataset manifest's ``through``, so a kill between 2 and 3 cannot publish the
-   same items twice: the manifest already says they are in.
+   and the ``through`` of every dataset manifest in the lineage of "latest", so a kill
+   between 2 and 3 cannot publish the same items twice: the manifest already says they are
+   in. A kill inside 2, after the version became visible but before "latest" moved to it,
+   leaves a version outside that lineage: its items stay pending and go into the next one.
 
 Storage does not know what a feed is: fetching, parsing, normalisation and dedup rules are
 ingestion's (ingestion/feed_fetch.py, ingestion/feeds.py, ingestion/feed_rows.py), the order
@@ -194,11 +196,22 @@ class FeedState:
 
     def published_through(self) -> int:
         """The last `seq` already in a dataset version (0 when none is): the larger of
-        ``published.json`` and every dataset manifest's ``params["feed_buffer"]``."""
+        ``published.json`` and the ``params["feed_buffer"]`` of every dataset manifest in
+        the lineage of "latest" (latest and its dataset ancestors)."""
         cursor = self._read_json(_PUBLISHED, {})
         through = int(cursor.get("through", 0)) if isinstance(cursor, dict) else 0
-        for manifest in self.store.versions("datasets"):
-            params = manifest.get("params", {}).get(BUFFER_PARAM)
+        manifests = {m["id"]: m for m in self.store.versions("datasets")}
+        # Only the lineage counts: a version committed by a publisher killed before it moved
+        # "latest" holds items that "latest" lacks; they must stay pending.
+        pending = [self.store.aliases("datasets").get("latest")]
+        seen: set[str] = set()
+        while pending:
+            manifest = manifests.get(pending.pop() or "")
+            if manifest is None or manifest["id"] in seen:
+                continue
+            seen.add(manifest["id"])
+            pending += manifest["parents"].get("datasets", [])
+            params = manifest["params"].get(BUFFER_PARAM)
             if isinstance(params, dict) and isinstance(params.get("through"), int):
                 through = max(through, params["through"])
         return through

@@ -18,7 +18,7 @@ import pytest
 
 from storage import AliasMovedError, CorruptVersionError, StorageError, Store
 from storage.cache import FileCache
-from storage.feeds import BufferedItem
+from storage.feeds import BUFFER_PARAM, BufferedItem
 
 BACKENDS = ["local", "memory", "s3"]
 
@@ -200,3 +200,15 @@ def test_feed_writers_in_turn_store_each_item_once(any_store: Store) -> None:
     assert [i.seq for i in items] == list(range(1, len(items) + 1))
     assert sorted(i.guid for i in items) == sorted({f"urn:{n}" for n in range(13)})
     assert any_store.verify() == []
+
+
+def test_only_the_lineage_of_latest_publishes_feed_items(any_store: Store) -> None:
+    with any_store.feeds.locked() as state:
+        state.append([item(n) for n in range(1, 6)])
+    first = put(any_store, params={BUFFER_PARAM: {"first": 1, "through": 2}})
+    # A version a killed publisher made visible without moving "latest": not published.
+    put(any_store, parents={"datasets": [first]}, aliases=(),
+        params={BUFFER_PARAM: {"first": 3, "through": 5}})
+    assert any_store.feeds.published_through() == 2
+    put(any_store, parents={"datasets": [first]}, params={BUFFER_PARAM: {"through": 4}})
+    assert [i.seq for i in any_store.feeds.pending()] == [5]
