@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,7 @@ __all__ = ["CACHE_BYTES_VAR", "CACHE_VAR", "FileCache"]
 CACHE_VAR = "CHARLM_CACHE"
 CACHE_BYTES_VAR = "CHARLM_CACHE_BYTES"
 DEFAULT_BYTES = 20 << 30  # room for a few datasets and dozens of models
+LEFTOVER_S = 86400.0  # a download or publish in progress never takes a day
 
 Fetch = Callable[[str, Path], None]  # (file name in the version, new file to write) -> None
 
@@ -54,9 +56,16 @@ class FileCache:
         return cls(Path(base).expanduser(), int(limit) if limit.isdigit() else DEFAULT_BYTES)
 
     def _private(self, area: str) -> Path:
-        """A new private directory under `area` (same filesystem as the final places)."""
+        """A new private directory under `area` (same filesystem as the final places);
+        those a killed process left behind are removed once a day old."""
         parent = self.root / area
         parent.mkdir(parents=True, exist_ok=True)
+        for old in parent.glob(".*"):
+            try:
+                if time.time() - old.stat().st_mtime > LEFTOVER_S:
+                    shutil.rmtree(old, ignore_errors=True)
+            except FileNotFoundError:
+                pass
         return Path(tempfile.mkdtemp(dir=parent, prefix=f".{os.getpid()}-"))
 
     def staging_dir(self) -> Path:
@@ -121,14 +130,20 @@ class FileCache:
         temp = self._private("staging")
         try:
             for rel, entry in manifest["files"].items():
-                blob = self.fetch(entry["sha256"], entry["size"],
-                                  lambda path, rel=rel: fetch(rel, path),
-                                  f"{kind} version {version_id}: {rel}")
                 (temp / rel).parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(blob, temp / rel)
-                except OSError:  # a trim removed the blob meanwhile, or no hard links
-                    shutil.copyfile(blob, temp / rel)
+                for attempt in (1, 2):
+                    blob = self.fetch(entry["sha256"], entry["size"],
+                                      lambda path, rel=rel: fetch(rel, path),
+                                      f"{kind} version {version_id}: {rel}")
+                    try:
+                        os.link(blob, temp / rel)
+                        break
+                    except FileNotFoundError:  # another process's trim took it: fetch again
+                        if attempt == 2:
+                            raise
+                    except OSError:  # no hard links on this filesystem
+                        shutil.copyfile(blob, temp / rel)
+                        break
             (temp / MANIFEST).write_bytes(manifest_bytes)
             os.chmod(temp / MANIFEST, 0o444)
             final.parent.mkdir(parents=True, exist_ok=True)
