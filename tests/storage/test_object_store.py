@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import secrets
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 import storage.staging as staging_cleanup
 from storage import AliasMovedError, StorageError, Store
-from storage.backend import Backend, ObjectMissing, WriteConflict, is_store_url, open_backend
+from storage.backend import (
+    RETRY,
+    Backend,
+    ObjectMissing,
+    WriteConflict,
+    is_store_url,
+    open_backend,
+)
 from storage.cache import FileCache
 from storage.object_store import ObjectStore
 
@@ -134,3 +142,37 @@ def test_uploads_without_manifest_are_invisible_then_reported_then_collected(
     assert [p.id for p in store.verify()] == ["20240101-000000-000000-abcdef"]
     store.gc(apply=True)
     assert store.verify() == [] and [m["id"] for m in store.versions("models")] == [staging.id]
+
+
+@pytest.mark.parametrize(("status", "attempts"), [(503, 1 + RETRY["max_retries"]), (403, 1)])
+def test_only_transient_errors_are_retried(status: int, attempts: int, monkeypatch,
+                                           tmp_path: Path) -> None:
+    """An endpoint that always answers `status`: 5xx is retried with backoff, 4xx is not;
+    either way the caller gets one line naming the store."""
+    seen: list[str] = []
+
+    class Always(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            seen.append(self.path)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Always)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for name, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                            "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true",
+                            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}"
+                            }.items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(StorageError) as error:
+            open_backend("s3://flaky/x").get("key")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(seen) == attempts
+    assert str(error.value).startswith("store s3://flaky/x: ") and "\n" not in str(error.value)
