@@ -41,6 +41,9 @@ def test_main_job_end_to_end_on_s3(capsys, s3_store_url, tmp_path):
     assert code == 0 and model in out
     code, out, err = run(capsys, url, "verify")
     assert code == 0, err
+    code, out, err = run(capsys, url, "gc", "--keep", "1", "--apply")
+    assert code == 0, err
+    assert store.resolve("models", "champion") == model and store.verify() == []
     assert not any(store.backend.list(".work/")), "training's work directory was removed"
     for kind in ("datasets", "models", "generations"):
         assert len(store.versions(kind)) == 1, kind
