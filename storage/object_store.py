@@ -97,6 +97,8 @@ class ObjectStore(VersionLookup, MirroredWorkDirs):
                 list(pool.map(lambda rel: self.backend.put(f"{kind}/{version_id}/{rel}",
                                                            path / rel), manifest["files"]))
                 checks = pool.submit(self._check_parents_exist, kind, parent_ids)
+                seen = {name: pool.submit(self._alias_and_tag, kind, name)
+                        for name in alias_names if name not in (expect or {})}
                 tags = self._expected_tags(kind, expect or {})
                 checks.result()
             for rel, entry in manifest["files"].items():
@@ -108,7 +110,7 @@ class ObjectStore(VersionLookup, MirroredWorkDirs):
                 if name in tags:
                     self._swap_expected(kind, name, version_id, tags[name], expect or {})
                 else:
-                    self._swap_alias(kind, name, version_id)
+                    self._swap_alias(kind, name, version_id, seen=seen[name].result())
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -255,11 +257,12 @@ class ObjectStore(VersionLookup, MirroredWorkDirs):
                 result[name] = target
         return dict(sorted(result.items()))
 
-    def _swap_alias(self, kind: str, name: str, version_id: str,
-                    expect: Any = _UNCHECKED) -> str | None:
-        """Point `name` at `version_id` by compare-and-swap; the id it held before."""
+    def _swap_alias(self, kind: str, name: str, version_id: str, expect: Any = _UNCHECKED,
+                    seen: tuple[str | None, str | None] | None = None) -> str | None:
+        """Point `name` at `version_id` by compare-and-swap; the id it held before. `seen`:
+        (id, ETag) read already, for the first attempt (saves a round trip)."""
         for attempt in range(CAS_ATTEMPTS):
-            previous, tag = self._alias_and_tag(kind, name)
+            previous, tag = seen if seen and not attempt else self._alias_and_tag(kind, name)
             if expect is not _UNCHECKED and previous != expect:
                 raise AliasMovedError(f"cannot set {kind} alias {name!r}: it holds "
                                       f"{previous or '(unset)'}, not {expect or '(unset)'}")
@@ -287,17 +290,26 @@ class ObjectStore(VersionLookup, MirroredWorkDirs):
         if (kind, version_id) not in self._manifests and \
                 not self._has_version_now(kind, version_id):
             raise StorageError(self._not_found(kind, version_id))
-        previous = self._swap_alias(kind, name, version_id, expect)
-        self._append(f"{kind}/{ALIAS_HISTORY_FILE}",
-                     history_line(name, version_id, previous, reason))
+        history = f"{kind}/{ALIAS_HISTORY_FILE}"
+        with ThreadPoolExecutor(2) as pool:  # both reads in one round trip
+            seen_history = pool.submit(self._get_or_empty, history)
+            seen_alias = self._alias_and_tag(kind, name)
+            previous = self._swap_alias(kind, name, version_id, expect, seen_alias)
+            self._append(history, history_line(name, version_id, previous, reason),
+                         seen_history.result())
 
-    def _append(self, key: str, line: bytes) -> None:
-        """Append `line` to the object `key` by compare-and-swap."""
+    def _get_or_empty(self, key: str) -> tuple[bytes, str | None]:
+        try:
+            return self.backend.get(key)
+        except ObjectMissing:
+            return b"", None
+
+    def _append(self, key: str, line: bytes,
+                seen: tuple[bytes, str | None] | None = None) -> None:
+        """Append `line` to the object `key` by compare-and-swap (`seen`: its content and
+        ETag read already, for the first attempt)."""
         for attempt in range(CAS_ATTEMPTS):
-            try:
-                data, tag = self.backend.get(key)
-            except ObjectMissing:
-                data, tag = b"", None
+            data, tag = seen if seen and not attempt else self._get_or_empty(key)
             try:
                 self.backend.put(key, data + line, tag or "create")
                 return
