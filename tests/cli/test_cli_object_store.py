@@ -34,6 +34,8 @@ def test_main_job_end_to_end_on_s3(capsys, s3_store_url, tmp_path):
     code, out, err = run(capsys, url, "evaluate", "champion")
     assert code == 0, err
     assert "bits_per_char" in out
+    code, out, err = run(capsys, url, "drift")
+    assert code == 0, err
     code, out, err = run(capsys, url, "generate", "champion", "-n", "5")
     assert code == 0, err
     assert len(Path(last_line(out)).read_text().splitlines()) == 5
