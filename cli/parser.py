@@ -227,6 +227,11 @@ def build_parser() -> Parser:
 
     sub.add_parser("verify", help="check every stored version against its manifest")
 
+    p = sub.add_parser("status", help="the pipeline's state on one screen: champion, data, "
+                                      "drift, feeds, last runs, integrity (never writes)")
+    p.add_argument("--json", action="store_true",
+                   help="the same facts as JSON, for scripts and monitoring (default: off)")
+
     p = sub.add_parser("gc", help="remove old versions (dry run unless --apply)")
     p.add_argument("--keep", type=positive_int, default=5,
                    help="newest versions kept per kind (default: %(default)s)")
