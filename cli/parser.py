@@ -15,7 +15,7 @@ from charlm.config import (
     SampleConfig,
     TrainConfig,
 )
-from storage import KINDS
+from storage import KINDS, one_line
 from storage.datasets import RECENT, RECENT_DAYS, SPLITS, check_split
 from tasks import presets
 
@@ -30,7 +30,8 @@ class UsageError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line instead of usage + message
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        command = self.prog.split(maxsplit=1)[1:]  # "charlm ingest" -> the subcommand
+        raise UsageError(one_line(command[0] if command else None, f"{message} (see --help)"))
 
 
 def devices_arg(text: str) -> int | str:

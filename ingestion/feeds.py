@@ -52,6 +52,7 @@ from ingestion.feed_fetch import (
     Validators,
     fetch_feed,
 )
+from storage.errors import cause
 
 __all__ = [
     "FeedItem",
@@ -223,7 +224,7 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
         problem = None
     if not entries:
         if problem is not None:
-            raise PermanentFeedError(url, f"malformed feed ({_one_line(problem)})")
+            raise PermanentFeedError(url, f"malformed feed ({cause(problem)})")
         if not parsed.get("version"):
             raise PermanentFeedError(url, "not an RSS or Atom feed (no channel or feed root)")
 
@@ -251,12 +252,8 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
         rejected={r: n for r, n in rejected.items() if n},
         duplicates=duplicates,
         undated=undated,
-        warning=_one_line(problem) if problem is not None else None,
+        warning=cause(problem) if problem is not None else None,
     )
-
-
-def _one_line(problem: object) -> str:
-    return " ".join(str(problem).split()) or type(problem).__name__
 
 
 def poll_feed(

@@ -38,7 +38,7 @@ from prefect.cache_policies import NO_CACHE
 from charlm.quality import unseen_words
 from charlm.report import drift_markdown, drift_trend_table, plot_drift_trend
 from ingestion.plan import added_rows
-from storage import Store
+from storage import Store, one_line
 from storage.datasets import read_headlines
 from storage.layout import DriftTrendFiles, EvaluationFiles
 from tasks.common import (
@@ -79,11 +79,6 @@ class TrendOutcome:
     table: str  # path of trend.md
     plot: str  # path of trend.png
     points: list[dict[str, Any]]
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _newest_date(headlines: pl.LazyFrame) -> str:
@@ -196,7 +191,7 @@ def record_drift(storage: str | None, dataset_id: str) -> DriftOutcome | None:
                                  f"new headlines of dataset {dataset_id}")
         return outcome
     except Exception as error:  # drift is a measurement: it must never fail an ingestion
-        log.warning("drift not recorded for dataset %s: %s", dataset_id, _one_line(error))
+        log.warning("%s", one_line(f"drift not recorded for dataset {dataset_id}", error))
         return None
 
 
