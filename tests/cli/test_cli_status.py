@@ -173,3 +173,26 @@ def test_status_reports_a_broken_manifest_and_shows_the_rest(capsys, pipeline, t
     assert facts["champion"]["id"] == Store(root).resolve("models", "champion")
     code, out, _ = run(capsys, root, "status")
     assert code == 0 and "integrity   1 problem(s)" in out
+
+
+def test_status_says_why_the_last_challenger_was_not_promoted(capsys, pipeline, tmp_path):
+    """A challenger that lost: the two test evaluations train_challenger publishes side by
+    side (the challenger's, then the champion's on the same split) give the reason."""
+    store = Store(shutil.copytree(pipeline["store"], tmp_path / "store"))
+    champion = store.resolve("models", "champion")
+    dataset = pipeline["dataset"]
+    params = store.manifest("models", champion)["params"]
+    with store.publish("models", parents={"datasets": [dataset]}, params=params) as model:
+        (model.path / "weights.bin").write_bytes(b"stand-in")
+    for scored, bpc in ((model.id, 9.5), (champion, 6.25)):
+        with store.publish("evaluations", parents={"datasets": [dataset], "models": [scored]},
+                           params={"split": "test"}) as evaluation:
+            (evaluation.path / "metrics.json").write_text("{}")
+            evaluation.summary["bits_per_char"] = bpc
+    code, out, _ = run(capsys, store.root, "status", "--json")
+    training = json.loads(out)["training"]
+    assert code == 0 and training["model"] == model.id
+    assert training["outcome"] == "not promoted"
+    assert training["why"] == (f"champion {champion} kept: 6.2500 <= 9.5000 bits/char on the "
+                               f"test split of dataset {dataset}")
+    assert training["test_bits_per_char"] == 9.5
