@@ -290,7 +290,7 @@ def render_status(facts: dict[str, Any]) -> str:
                 "(--storage DIR or $CHARLM_STORAGE picks another)")
     if facts["empty"]:
         return f"store {root} holds nothing yet: `charlm ingest CSV` or `charlm demo` fills it"
-    counts = ", ".join(f"{n} {kind}" for kind, n in facts["versions"].items())
+    counts = ", ".join(f"{kind} {n}" for kind, n in facts["versions"].items())
     lines = [f"store {root}: {counts}"]
     for part, render in PARTS.items():
         value = facts[part]
