@@ -47,7 +47,7 @@ errors.
 This package must not import prefect or tensorflow: it is shared by every other layer.
 """
 
-from storage.errors import AliasMovedError, CorruptVersionError, StorageError
+from storage.errors import AliasMovedError, CorruptVersionError, StorageError, cause, one_line
 from storage.ids import KINDS, check_alias_name, check_kind, is_version_id, new_version_id
 from storage.layout import MANIFEST
 from storage.provenance import code_version, default_root
@@ -62,10 +62,12 @@ __all__ = [
     "Staging",
     "Store",
     "StorageError",
+    "cause",
     "check_alias_name",
     "check_kind",
     "code_version",
     "default_root",
     "is_version_id",
     "new_version_id",
+    "one_line",
 ]

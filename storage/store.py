@@ -307,12 +307,12 @@ class Store:
 
     # -- integrity and clean-up --------------------------------------------------------------
 
-    def verify(self, kind: str | None = None) -> list[Problem]:
+    def verify(self, kind: str | None = None, *, quick: bool = False) -> list[Problem]:
         """Check every version of ``kind`` (default: all kinds, and the feed buffer) and its
-        aliases against disk."""
-        if kind is not None:
-            return verify_kinds(self.root, (check_kind(kind),))
-        return verify_kinds(self.root, KINDS) + self.feeds.problems()
+        aliases against disk; ``quick`` reads manifests, not files (nothing is hashed)."""
+        kinds = KINDS if kind is None else (check_kind(kind),)
+        problems = verify_kinds(self.root, kinds, check_files=not quick)
+        return problems + (self.feeds.problems() if kind is None else [])
 
     def gc(self, keep: int = 5, apply: bool = False) -> list[Version]:
         """The (kind, id) pairs that are (``apply``) or would be (dry run) removed, in the
