@@ -11,6 +11,7 @@ list already says the same.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from storage.ids import check_alias_name, is_version_id
 from storage.layout import ALIAS_HISTORY_FILE, ALIASES_DIR
 
 __all__ = [
+    "UNCHECKED",
+    "Unchecked",
     "alias_names",
     "append_history",
     "check_alias_list",
@@ -30,6 +33,15 @@ __all__ = [
     "read_history",
     "write_alias",
 ]
+
+
+class Unchecked(enum.Enum):
+    UNCHECKED = "unchecked"
+
+
+# Store.set_alias's default `expect`: move the alias whatever it holds. A sentinel, not None,
+# because None means "the alias must not exist yet".
+UNCHECKED = Unchecked.UNCHECKED
 
 
 def alias_names(kind_dir: Path) -> list[str]:
