@@ -1,12 +1,16 @@
-"""tasks.champion: the training flow's "is the champion up to date?" and "promote?" rules."""
+"""tasks.champion: the training flow's "is the champion up to date?" and "promote?" rules,
+and concurrent challengers racing for the title (compare-and-swap)."""
 
 from __future__ import annotations
 
 import math
+import multiprocessing
+import random
+from types import SimpleNamespace
 
 import pytest
 
-from storage import StorageError, Store
+from storage import AliasMovedError, StorageError, Store
 from tasks.champion import champion_status, should_promote
 
 
@@ -53,3 +57,80 @@ def test_unknown_dataset_is_an_error(storage, publish):
 ])
 def test_should_promote(challenger, champion, expected):
     assert should_promote(challenger, champion) is expected
+
+
+RACES = 10
+
+
+def race(worker: int, races: list[tuple[str, str, str]], scores: dict[str, float],
+         barrier) -> int:
+    """Challenger `worker` of each race (storage, dataset, its model): compare with the
+    champion and record the decision, writing the alias at the same moment as the other
+    worker (`barrier`). Returns how many of its alias writes were refused."""
+    import tasks.champion
+    from tasks.evaluate import EvaluationOutcome
+
+    def evaluate_model(storage, model, dataset, split):
+        # Scores from the test's table: the race is about the alias, not about scoring.
+        return EvaluationOutcome("", model, dataset, split, {"bits_per_char": scores[model]}, "")
+
+    tasks.champion.evaluate_model = SimpleNamespace(fn=evaluate_model)
+    real_set_alias = Store.set_alias
+    state = {"synced": False, "refused": 0}
+
+    def set_alias(self, *args, **kwargs):
+        if not state["synced"]:  # both compared with the same champion: now write together
+            state["synced"] = True
+            barrier.wait(timeout=120)
+        try:
+            return real_set_alias(self, *args, **kwargs)
+        except AliasMovedError:
+            state["refused"] += 1
+            raise
+
+    Store.set_alias = set_alias
+    for storage, dataset_id, model_id in races:
+        state["synced"] = False
+        challenger = evaluate_model(storage, model_id, dataset_id, "test")
+        tasks.champion.challenge_champion(storage, challenger, dataset_id)
+    return state["refused"]
+
+
+def test_concurrent_challengers_leave_the_best_model_champion(tmp_path):
+    rng = random.Random(18)
+    scores: dict[str, float] = {}
+    races: list[tuple[str, str, list[str]]] = []
+    for number in range(RACES):
+        storage = str(tmp_path / f"race{number}")
+        store = Store(storage)
+        ids = []
+        for kind in ("datasets", "models", "models", "models"):
+            with store.publish(kind) as staging:
+                (staging.path / "data.bin").write_bytes(b"payload")
+            ids.append(staging.id)
+        dataset, champion, *challengers = ids
+        store.set_alias("models", "champion", champion, reason="before the race")
+        # Both challengers beat the champion, so both try to take its place at once.
+        scores[champion] = 2.0
+        for model in challengers:
+            scores[model] = round(rng.uniform(1.5, 1.99), 4)
+        races.append((storage, dataset, challengers))
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(2)
+        with context.Pool(2) as pool:
+            results = [pool.apply_async(race, (worker, [(s, d, c[worker]) for s, d, c in races],
+                                               scores, barrier)) for worker in (0, 1)]
+            refused = sum(result.get(timeout=600) for result in results)
+    print(f"{RACES} races of two challengers; {refused} champion moves refused and retried")
+    best = [min(challengers, key=scores.__getitem__) for _, _, challengers in races]
+    crowned = [Store(storage).resolve("models", "champion") for storage, _, _ in races]
+    assert crowned == best
+    # In every race one challenger's write came second, was refused, and it met the winner.
+    assert refused == RACES
+    for storage, _, challengers in races:
+        history = Store(storage).alias_history("models", "champion")
+        assert len(history) == 3  # before the race, then one decision per challenger
+        for model in challengers:
+            [decision] = [h for h in history if f"challenger {model} " in h["reason"]]
+            assert (decision["id"] == model) == ("promoted" in decision["reason"])
