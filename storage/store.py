@@ -52,6 +52,7 @@ from storage.ids import (
 from storage.layout import GC_SUFFIX, STAGING_DIR, Inbox
 from storage.locks import KindLocks, claim
 from storage.manifests import build_manifest, read_manifest, seal, to_json
+from storage.owners import owner_tag
 from storage.verify import Problem, verify_kinds, version_problems
 
 __all__ = ["Problem", "Staging", "Store"]
@@ -130,7 +131,7 @@ class Store:
             self.clean_staging()
             staging_root = self._kind_dir(kind) / STAGING_DIR
             staging_root.mkdir(parents=True, exist_ok=True)
-            with claim(staging_root / f"{version_id}.{os.getpid()}") as path:
+            with claim(staging_root / f"{version_id}.{owner_tag()}") as path:
                 try:
                     path.mkdir()
                     staging = Staging(path=path, summary={}, id=version_id, kind=kind)
@@ -347,7 +348,7 @@ class Store:
                     # rmtree happens after the kind locks are released. Should this process
                     # die first, clean_staging finishes the job.
                     target = claims.enter_context(
-                        claim(staging_root / f"{version_id}.{os.getpid()}{GC_SUFFIX}")
+                        claim(staging_root / f"{version_id}.{owner_tag()}{GC_SUFFIX}")
                     )
                     os.rename(self._kind_dir(kind) / version_id, target)
                     trash.append(target)
