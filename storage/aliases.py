@@ -4,7 +4,10 @@ An alias (``latest``, ``champion``, ...) is a text file ``<root>/<kind>/.aliases
 holding one version id, replaced atomically (see fsutil.replace_file) under the kind's lock.
 Every change made through `Store.set_alias` is also appended, with its reason, to the kind's
 alias history ``<root>/<kind>/.alias-history.jsonl`` (one JSON object per line: time,
-alias, id, previous, reason), so a reader can tell who crowned the champion and why.
+alias, id, previous, reason), so a reader can tell who crowned the champion and why; a
+decision that keeps an alias where it is (a challenger that lost) is recorded by setting it to
+its own target (id == previous). `Store.set_alias(..., expect=...)` is a compare-and-swap:
+the alias moves only if, under the lock, it still holds what the caller expected.
 Publishing's own alias updates (``latest`` on every publish) are not logged: the version
 list already says the same.
 """
