@@ -10,8 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
+import tasks.champion
 from storage import AliasMovedError, StorageError, Store
 from tasks.champion import champion_status, should_promote
+from tasks.evaluate import EvaluationOutcome
 
 
 def test_no_champion_yet(storage, publish):
@@ -59,6 +61,54 @@ def test_should_promote(challenger, champion, expected):
     assert should_promote(challenger, champion) is expected
 
 
+def scored(scores: dict[str, float], before_scoring=lambda model: None):
+    """A stand-in for evaluate_model with the scores in `scores`, calling `before_scoring`."""
+    def evaluate_model(storage, model, dataset, split):
+        before_scoring(model)
+        return EvaluationOutcome("", model, dataset, split, {"bits_per_char": scores[model]}, "")
+
+    return SimpleNamespace(fn=evaluate_model)
+
+
+def test_a_challenger_meets_the_champion_that_replaced_the_one_it_beat(storage, publish,
+                                                                       monkeypatch):
+    dataset = publish("datasets")
+    old, challenger, rival = (publish("models") for _ in range(3))
+    store = Store(storage)
+    store.set_alias("models", "champion", old, reason="before")
+    scores = {old: 2.0, challenger: 1.9, rival: 1.8}
+
+    def rival_wins_meanwhile(model):
+        if model == old and store.resolve("models", "champion") == old:
+            store.set_alias("models", "champion", rival, reason="another run", expect=old)
+
+    monkeypatch.setattr(tasks.champion, "evaluate_model", scored(scores, rival_wins_meanwhile))
+    mine = scored(scores).fn(storage, challenger, dataset, "test")
+    champion, promoted = tasks.champion.challenge_champion(storage, mine, dataset)
+    # It beat `old`, but `old` had lost the title: it lost to the rival, and that is recorded.
+    assert (champion.model_id, promoted) == (rival, False)
+    assert store.resolve("models", "champion") == rival
+    history = store.alias_history("models", "champion")
+    assert [(h["id"], h["previous"]) for h in history] == [
+        (old, None), (rival, old), (rival, rival)]
+    assert history[-1]["reason"] == (
+        f"challenger {challenger} 1.9000 vs champion {rival} 1.8000 bits/char on the test "
+        f"split of dataset {dataset}: champion kept")
+
+
+def test_the_first_model_is_crowned_unless_it_cannot_be_scored(storage, publish, monkeypatch):
+    dataset = publish("datasets")
+    broken, first = publish("models"), publish("models")
+    monkeypatch.setattr(tasks.champion, "evaluate_model", scored({}))
+    nan = scored({broken: math.nan}).fn(storage, broken, dataset, "test")
+    assert tasks.champion.challenge_champion(storage, nan, dataset) == (None, False)
+    assert Store(storage).aliases("models").get("champion") is None
+    good = scored({first: 2.0}).fn(storage, first, dataset, "test")
+    assert tasks.champion.challenge_champion(storage, good, dataset) == (None, True)
+    [crowned] = Store(storage).alias_history("models", "champion")
+    assert crowned["id"] == first and crowned["reason"].startswith(f"first model: {first} 2.0000")
+
+
 RACES = 10
 
 
@@ -67,14 +117,8 @@ def race(worker: int, races: list[tuple[str, str, str]], scores: dict[str, float
     """Challenger `worker` of each race (storage, dataset, its model): compare with the
     champion and record the decision, writing the alias at the same moment as the other
     worker (`barrier`). Returns how many of its alias writes were refused."""
-    import tasks.champion
-    from tasks.evaluate import EvaluationOutcome
-
-    def evaluate_model(storage, model, dataset, split):
-        # Scores from the test's table: the race is about the alias, not about scoring.
-        return EvaluationOutcome("", model, dataset, split, {"bits_per_char": scores[model]}, "")
-
-    tasks.champion.evaluate_model = SimpleNamespace(fn=evaluate_model)
+    # Scores from the test's table: the race is about the alias, not about scoring.
+    tasks.champion.evaluate_model = scored(scores)
     real_set_alias = Store.set_alias
     state = {"synced": False, "refused": 0}
 
@@ -91,7 +135,7 @@ def race(worker: int, races: list[tuple[str, str, str]], scores: dict[str, float
     Store.set_alias = set_alias
     for storage, dataset_id, model_id in races:
         state["synced"] = False
-        challenger = evaluate_model(storage, model_id, dataset_id, "test")
+        challenger = scored(scores).fn(storage, model_id, dataset_id, "test")
         tasks.champion.challenge_champion(storage, challenger, dataset_id)
     return state["refused"]
 
