@@ -157,7 +157,7 @@ class FeedState:
             lock.release()
 
     def _remove_temporaries(self) -> None:
-        # replace_file's temporaries (.<name>.<pid>.<hex>.tmp) of a writer killed mid-way:
+        # replace_file's temporaries (.<name>.<owner>.<hex>.tmp) of a writer killed mid-way:
         # writers hold the lock, which we now hold, so none of them is live.
         for path in self.files.items.parent.glob(".*.tmp"):
             path.unlink(missing_ok=True)

@@ -35,6 +35,7 @@ from typing import Any
 from storage import aliases as alias_files
 from storage import staging as staging_cleanup
 from storage import workdirs
+from storage.aliases import UNCHECKED, Unchecked
 from storage.errors import AliasMovedError, CorruptVersionError, StorageError
 from storage.feeds import FeedState
 from storage.fsutil import fsync_dir
@@ -51,6 +52,7 @@ from storage.ids import (
 from storage.layout import GC_SUFFIX, STAGING_DIR, Inbox
 from storage.locks import KindLocks, claim
 from storage.manifests import build_manifest, read_manifest, seal, to_json
+from storage.owners import owner_tag
 from storage.verify import Problem, verify_kinds, version_problems
 
 __all__ = ["Problem", "Staging", "Store"]
@@ -129,7 +131,7 @@ class Store:
             self.clean_staging()
             staging_root = self._kind_dir(kind) / STAGING_DIR
             staging_root.mkdir(parents=True, exist_ok=True)
-            with claim(staging_root / f"{version_id}.{os.getpid()}") as path:
+            with claim(staging_root / f"{version_id}.{owner_tag()}") as path:
                 try:
                     path.mkdir()
                     staging = Staging(path=path, summary={}, id=version_id, kind=kind)
@@ -192,13 +194,16 @@ class Store:
                         "was removed while publishing (by gc?)"
                     )
 
-    def _check_expected(self, kind: str, expect: Mapping[str, str | None]) -> None:
+    def _check_expected(self, kind: str, expect: Mapping[str, str | None],
+                        action: str = "") -> None:
         for name, expected in expect.items():
             current = alias_files.read_alias(self._kind_dir(kind), kind, name)
             if current != expected:
+                what = action or f"publish {kind}"
+                built = "this version was built" if not action else "the caller decided"
                 raise AliasMovedError(
-                    f"cannot publish {kind}: alias {name!r} moved to {current} while this "
-                    f"version was built on {expected or '(unset)'}"
+                    f"cannot {what}: alias {name!r} moved to {current or '(unset)'} while "
+                    f"{built} on {expected or '(unset)'}"
                 )
 
     # -- reading -----------------------------------------------------------------------------
@@ -273,9 +278,16 @@ class Store:
                 result[name] = target
         return result
 
-    def set_alias(self, kind: str, name: str, version_id: str, reason: str = "") -> None:
+    def set_alias(self, kind: str, name: str, version_id: str, reason: str = "", *,
+                  expect: str | None | Unchecked = UNCHECKED) -> None:
         """Point alias ``name`` at an existing version (atomic, under the kind's lock) and
-        record the change, with `reason`, in the kind's alias history."""
+        record the change, with `reason`, in the kind's alias history.
+
+        With ``expect`` (a version id, or None: the alias must not exist yet) this is a
+        compare-and-swap: the alias moves only if it still holds ``expect`` when the lock is
+        held, else `AliasMovedError` is raised and nothing changes, so a caller that decided
+        on the alias's old target cannot overwrite a newer decision.
+        """
         check_kind(kind)
         check_alias_name(name)
         if not isinstance(version_id, str) or not is_version_id(version_id):
@@ -287,6 +299,8 @@ class Store:
         with self._locks.held(kind):
             if not (self._kind_dir(kind) / version_id).is_dir():  # gc may have been faster
                 raise StorageError(self._not_found(kind, version_id))
+            if expect is not UNCHECKED:
+                self._check_expected(kind, {name: expect}, f"set {kind} alias {name!r}")
             try:
                 previous = self.aliases(kind).get(name)
                 alias_files.write_alias(self._kind_dir(kind), name, version_id)
@@ -334,7 +348,7 @@ class Store:
                     # rmtree happens after the kind locks are released. Should this process
                     # die first, clean_staging finishes the job.
                     target = claims.enter_context(
-                        claim(staging_root / f"{version_id}.{os.getpid()}{GC_SUFFIX}")
+                        claim(staging_root / f"{version_id}.{owner_tag()}{GC_SUFFIX}")
                     )
                     os.rename(self._kind_dir(kind) / version_id, target)
                     trash.append(target)
