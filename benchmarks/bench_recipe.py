@@ -1,4 +1,4 @@
-"""Recipe sweeps behind the default training config (README, "Quality").
+"""Recipe sweeps behind the default training config (docs/quality.md).
 
 Two measurements on the splits of one stored dataset version:
 

@@ -51,7 +51,7 @@ def _breaks(rule: str) -> Callable[[Any], bool]:
 class ModelConfig:
     """Shape of the network: embedding -> `depth` recurrent layers -> softmax."""
 
-    # The tuned default (see README, "Quality"): on 2 CPU cores a GRU learns far faster per
+    # The tuned default (see docs/quality.md): on 2 CPU cores a GRU learns far faster per
     # minute than an LSTM of the same width; 384x2 at batch 128 fits ~16 epochs into 30
     # minutes and ends below 256x2 (more epochs, less capacity) in the same budget.
     cell: Cell = "gru"

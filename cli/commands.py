@@ -197,6 +197,16 @@ def cmd_verify(args: argparse.Namespace) -> Callable[[], None]:
     return run
 
 
+def cmd_status(args: argparse.Namespace) -> Callable[[], None]:
+    def run() -> None:
+        from tasks.status import pipeline_status, render_status
+
+        facts = pipeline_status(args.storage)  # reads only; an absent store is reported
+        out(json.dumps(facts, indent=2) if args.json else render_status(facts))
+
+    return run
+
+
 def cmd_gc(args: argparse.Namespace) -> Callable[[], None]:
     def run() -> None:
         removed = open_store(args.storage).gc(keep=args.keep, apply=args.apply)
@@ -287,7 +297,7 @@ def cmd_demo(args: argparse.Namespace) -> Callable[[], None]:
 COMMANDS: dict[str, Command] = {
     "ingest": cmd_ingest, "ingest-feed": cmd_ingest_feed, "train": cmd_train,
     "evaluate": cmd_evaluate, "generate": cmd_generate, "promote": cmd_promote,
-    "versions": cmd_versions,
+    "versions": cmd_versions, "status": cmd_status,
     "verify": cmd_verify, "gc": cmd_gc, "import-article": cmd_import_article,
     "compare": cmd_compare, "drift": cmd_drift, "demo": cmd_demo,
 }

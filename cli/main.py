@@ -3,9 +3,9 @@
 Each command (cli/commands.py) calls the same operation the Prefect flows call (tasks/).
 Results go to stdout (the id or path as the last line; JSON for `evaluate`), progress and
 messages to stderr. Usage errors exit 2, runtime errors exit 1, each with one line
-(`--debug` shows the traceback). Run as the `charlm` program, the process's stderr is
-filtered so that TensorFlow's native start-up chatter never reaches the user (unless
-`--debug`; see tasks/native_logs.py).
+`charlm: <command>: <cause>` (storage.one_line; `--debug` shows the traceback). Run as the
+`charlm` program, the process's stderr is filtered so that TensorFlow's native start-up
+chatter never reaches the user (unless `--debug`; see tasks/native_logs.py).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         filter_native_logs()
     from cli.commands import COMMANDS, err
     from cli.parser import UsageError, build_parser
+    from storage import one_line
 
     _setup_logging()
     try:
@@ -54,18 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run = COMMANDS[args.command](args)  # validates arguments into configs
     except ValueError as e:
-        err(f"charlm {args.command}: {e}")
+        err(one_line(args.command, e))
         return 2
     try:
         run()
     except KeyboardInterrupt:
-        err("charlm: interrupted")
+        err(one_line(args.command, "interrupted"))
         return 130
     except Exception as e:  # one line for users; --debug shows the traceback
         if debug:
             raise
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        err(f"charlm: error: {message}")
+        err(one_line(args.command, e))
         return 1
     return 0
 

@@ -15,7 +15,7 @@ from charlm.config import (
     SampleConfig,
     TrainConfig,
 )
-from storage import KINDS
+from storage import KINDS, one_line
 from storage.datasets import RECENT, RECENT_DAYS, SPLITS, check_split
 from tasks import presets
 
@@ -30,7 +30,8 @@ class UsageError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line instead of usage + message
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        command = self.prog.split(maxsplit=1)[1:]  # "charlm ingest" -> the subcommand
+        raise UsageError(one_line(command[0] if command else None, f"{message} (see --help)"))
 
 
 def devices_arg(text: str) -> int | str:
@@ -227,6 +228,11 @@ def build_parser() -> Parser:
     p.add_argument("kind", nargs="?", choices=KINDS, help="one kind (default: all)")
 
     sub.add_parser("verify", help="check every stored version against its manifest")
+
+    p = sub.add_parser("status", help="the pipeline's state on one screen: champion, data, "
+                                      "drift, feeds, last runs, integrity (never writes)")
+    p.add_argument("--json", action="store_true",
+                   help="the same facts as JSON, for scripts and monitoring (default: off)")
 
     p = sub.add_parser("gc", help="remove old versions (dry run unless --apply)")
     p.add_argument("--keep", type=positive_int, default=5,

@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 
 from charlm.config import IngestConfig
 from ingestion.reasons import IngestError
+from storage import one_line
 from tasks.common import open_store
 from tasks.drift import record_drift
 from tasks.events import emit_dataset_published
@@ -80,8 +81,8 @@ def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DE
         else:
             # One unreadable file fails the whole batch; retry file by file to find it and
             # still publish the rest (one version per good file, each on top of the last).
-            log.warning("batch ingestion failed (%s); ingesting the %d files one by one",
-                        error, len(files))
+            log.warning("%s", one_line(f"batch ingestion of {len(files)} files failed, "
+                                       "ingesting them one by one", error))
             for path in files:
                 try:
                     outcomes.append(([path], ingest_csvs(storage, [path], cleaning)))

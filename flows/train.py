@@ -26,6 +26,7 @@ from prefect import flow, get_run_logger
 from pydantic import NonNegativeInt, PositiveInt
 
 from charlm.config import ModelConfig, Precision, SampleConfig, TrainConfig
+from storage import one_line
 from tasks.callbacks import TrainingProgress
 from tasks.champion import CHAMPION, champion_status, train_challenger
 from tasks.common import open_store, run_task
@@ -126,5 +127,5 @@ def _publish_trend(storage: str | None) -> TrendOutcome | None:
     try:
         return run_task(publish_drift_trend, storage)
     except Exception as error:
-        get_run_logger().warning("drift trend not published: %s", error)
+        get_run_logger().warning("%s", one_line("drift trend not published", error))
         return None

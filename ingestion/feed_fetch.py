@@ -52,6 +52,7 @@ from typing import Any
 import httpx
 
 from charlm.config import require
+from storage.errors import cause
 
 __all__ = [
     "FeedError",
@@ -79,7 +80,7 @@ class FeedError(Exception):
     transient = False
 
     def __init__(self, url: str, problem: str) -> None:
-        problem = " ".join(problem.split())  # one line, whatever the library said
+        problem = cause(problem)  # one line, whatever the library said
         super().__init__(f"{url}: {problem}")
         self.url = url
         self.problem = problem

@@ -17,7 +17,10 @@ Parsing rules (feedparser does the XML; `parse_feed`):
   ``type="html"``/``"xhtml"``, or an RSS title in which feedparser finds closing tags or
   entities: its conservative guess), then control characters dropped and whitespace
   collapsed; a plain-text title keeps ``<`` and ``&`` as written. An item without a title
-  (missing, or empty after that) is rejected, counted by reason (`REJECT_REASONS`).
+  (missing, or empty after that) is rejected, and so is one whose title still holds an
+  entity reference (``&j;``, ``&#38;``) that the parser left unexpanded (a DTD's entity,
+  as in a billion-laughs document): both counted by reason (`REJECT_REASONS`,
+  ingestion.reasons).
 - ``guid``: the item's ``<guid>`` / Atom ``<id>``; failing that its link; failing that
   ``title:`` plus a blake2b hash of the cleaned title. It is the item's identity: the same
   story in two feeds gives the same guid. Relative guids and links resolve only against
@@ -52,6 +55,8 @@ from ingestion.feed_fetch import (
     Validators,
     fetch_feed,
 )
+from ingestion.reasons import UNEXPANDED_ENTITY
+from storage.errors import cause
 
 __all__ = [
     "FeedItem",
@@ -66,7 +71,11 @@ __all__ = [
 
 TIMEZONE = "Australia/Sydney"  # where the ABC dates its headlines
 NO_TITLE = "no title"
-REJECT_REASONS: tuple[str, ...] = (NO_TITLE,)
+REJECT_REASONS: tuple[str, ...] = (NO_TITLE, UNEXPANDED_ENTITY)
+# An entity reference still in a title after parsing and HTML decoding: the parser did not
+# expand it (an entity of the document's DTD, which feedparser's XML parser refuses to
+# expand, or a reference inside CDATA), so the text it stands for is unknown.
+_ENTITY_RE = re.compile(r"&(?:[A-Za-z_][\w.:-]*|#[0-9]+|#[xX][0-9A-Fa-f]+);")
 # feedparser's complaints about a document it still read whole: the Content-Type is not an
 # XML type (our own rule decides that), or the declared charset was wrong and another worked
 _BENIGN = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
@@ -223,7 +232,7 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
         problem = None
     if not entries:
         if problem is not None:
-            raise PermanentFeedError(url, f"malformed feed ({_one_line(problem)})")
+            raise PermanentFeedError(url, f"malformed feed ({cause(problem)})")
         if not parsed.get("version"):
             raise PermanentFeedError(url, "not an RSS or Atom feed (no channel or feed root)")
 
@@ -235,6 +244,9 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
         title = _title_of(entry)
         if not title:
             rejected[NO_TITLE] += 1
+            continue
+        if _ENTITY_RE.search(title):
+            rejected[UNEXPANDED_ENTITY] += 1  # never a headline: "&j;" would become "and j"
             continue
         link = (entry.get("link") or "").strip() or None
         guid = _guid_of(entry, link, title)
@@ -251,12 +263,8 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
         rejected={r: n for r, n in rejected.items() if n},
         duplicates=duplicates,
         undated=undated,
-        warning=_one_line(problem) if problem is not None else None,
+        warning=cause(problem) if problem is not None else None,
     )
-
-
-def _one_line(problem: object) -> str:
-    return " ".join(str(problem).split()) or type(problem).__name__
 
 
 def poll_feed(

@@ -14,6 +14,13 @@ ingestion.csv_reader) in the raw frame's `reason` column; the rest by the cleani
 - "empty after cleaning": nothing is left of the headline after cleaning;
 - "longer than max_headline_length": the cleaned headline is longer than
   `IngestConfig.max_headline_length`.
+
+A feed entry is rejected (ingestion.feeds) for "no title", or for:
+
+- "unexpanded entity": its title still holds an entity reference the XML parser did not
+  expand (``&j;``, declared in the document's DTD as a billion-laughs document declares
+  it; parsers refuse such expansion on purpose). The title's real text is unknown, and
+  the normalisation would turn its ``&`` into " and ", storing the headline "and j".
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ __all__ = [
     "REASONS",
     "TOO_LONG",
     "UNDECODABLE",
+    "UNEXPANDED_ENTITY",
     "IngestError",
     "in_reason_order",
 ]
@@ -46,6 +54,7 @@ BAD_DATE = "bad date"
 EMPTY = "empty after cleaning"
 TOO_LONG = "longer than max_headline_length"
 REASONS: tuple[str, ...] = (UNDECODABLE, NUL_BYTES, RAGGED, BAD_QUOTING, BAD_DATE, EMPTY, TOO_LONG)
+UNEXPANDED_ENTITY = "unexpanded entity"  # a feed title's reason (ingestion.feeds)
 
 
 def in_reason_order(counts: Mapping[str, int]) -> dict[str, int]:

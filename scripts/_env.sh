@@ -6,6 +6,8 @@
 #   PREFECT_API_URL     where clients, workers and deploys talk to (default from the above)
 #   CHARLM_PROJECT_DIR  the checkout flow runs change into (default: this repository)
 #   PREFECT             the prefect executable (default: .venv/bin/prefect, else on PATH)
+#   CHARLM_POOLS        the work pools deploy.sh creates and worker.sh serves (default: both
+#                       pools of prefect.yaml; on a GPU machine of a split setup: charlm-gpu)
 
 CHARLM_PROJECT_DIR="${CHARLM_PROJECT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 export CHARLM_PROJECT_DIR
@@ -19,4 +21,5 @@ if [[ -z "${PREFECT:-}" ]]; then
     PREFECT="prefect"
   fi
 fi
-CHARLM_POOL="charlm-process" # must match work_pool.name in prefect.yaml
+# The names must match the work_pool names in prefect.yaml.
+CHARLM_POOLS="${CHARLM_POOLS:-charlm-cpu charlm-gpu}"

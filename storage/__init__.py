@@ -17,9 +17,9 @@ On-disk layout (root: ``default_root()``, i.e. ``$CHARLM_STORAGE`` or ``./charlm
     <root>/<kind>/.aliases/<name>           text file holding one version id
     <root>/<kind>/.alias-history.jsonl      every alias change by set_alias, with its reason
     <root>/<kind>/.lock                     lock file for alias updates, commits and gc
-    <root>/<kind>/.staging/<id>.<pid>/      a version being written by process <pid>
-    <root>/<kind>/.staging/<id>.<pid>.lock  held by that process while the directory exists
-    <root>/<kind>/.staging/<id>.<pid>.gc/   a version gc is deleting
+    <root>/<kind>/.staging/<id>.<owner>/    a version being written by <owner> = <pid>@<host id>
+    <root>/<kind>/.staging/<id>.<owner>.lock  held by that process while the directory exists
+    <root>/<kind>/.staging/<id>.<owner>.gc/   a version gc is deleting
     <root>/inbox/                           new CSVs for the ingest flow; processed/ keeps done ones
     <root>/feeds/                           live feeds: item buffer, validators (storage.feeds)
     <root>/.work/<name>/                    scratch space of resumable jobs (Store.work_dir)
@@ -58,7 +58,7 @@ provenance, errors.
 This package must not import prefect or tensorflow: it is shared by every other layer.
 """
 
-from storage.errors import AliasMovedError, CorruptVersionError, StorageError
+from storage.errors import AliasMovedError, CorruptVersionError, StorageError, cause, one_line
 from storage.ids import KINDS, check_alias_name, check_kind, is_version_id, new_version_id
 from storage.layout import MANIFEST
 from storage.provenance import code_version, default_root
@@ -73,10 +73,12 @@ __all__ = [
     "Staging",
     "Store",
     "StorageError",
+    "cause",
     "check_alias_name",
     "check_kind",
     "code_version",
     "default_root",
     "is_version_id",
     "new_version_id",
+    "one_line",
 ]

@@ -4,13 +4,17 @@ An alias (``latest``, ``champion``, ...) is a text file ``<root>/<kind>/.aliases
 holding one version id, replaced atomically (see fsutil.replace_file) under the kind's lock.
 Every change made through `Store.set_alias` is also appended, with its reason, to the kind's
 alias history ``<root>/<kind>/.alias-history.jsonl`` (one JSON object per line: time,
-alias, id, previous, reason), so a reader can tell who crowned the champion and why.
+alias, id, previous, reason), so a reader can tell who crowned the champion and why; a
+decision that keeps an alias where it is (a challenger that lost) is recorded by setting it to
+its own target (id == previous). `Store.set_alias(..., expect=...)` is a compare-and-swap:
+the alias moves only if, under the lock, it still holds what the caller expected.
 Publishing's own alias updates (``latest`` on every publish) are not logged: the version
 list already says the same.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 from collections.abc import Sequence
@@ -23,6 +27,8 @@ from storage.ids import check_alias_name, is_version_id
 from storage.layout import ALIAS_HISTORY_FILE, ALIASES_DIR
 
 __all__ = [
+    "UNCHECKED",
+    "Unchecked",
     "alias_names",
     "append_history",
     "check_alias_list",
@@ -32,6 +38,15 @@ __all__ = [
     "read_history",
     "write_alias",
 ]
+
+
+class Unchecked(enum.Enum):
+    UNCHECKED = "unchecked"
+
+
+# Store.set_alias's default `expect`: move the alias whatever it holds. A sentinel, not None,
+# because None means "the alias must not exist yet".
+UNCHECKED = Unchecked.UNCHECKED
 
 
 def alias_names(kind_dir: Path) -> list[str]:

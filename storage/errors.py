@@ -1,10 +1,32 @@
-"""Exceptions raised by the artifact store.
+"""Exceptions raised by the artifact store, and the one way any error becomes a user's line.
 
-Both are ``ValueError`` subclasses so callers (the CLI in particular) can report them as user
-errors: an unknown id, a misspelt kind, a corrupted version on disk.
+The store's exceptions are ``ValueError`` subclasses so callers (the CLI in particular) can
+report them as user errors: an unknown id, a misspelt kind, a corrupted version on disk.
+
+`one_line(what, error)` is the project's only format for an error a person reads, on a
+terminal or in a flow run's log alike: ``charlm: <what failed>: <cause>``, where `what`
+names the command, the bad value, file or URL. It lives here, at the bottom of the import
+graph (cli -> flows -> tasks -> {ingestion -> storage}), so that every layer can use it.
 """
 
 from __future__ import annotations
+
+PROGRAM = "charlm"  # every user-facing error line starts with "charlm: "
+
+
+def cause(error: BaseException | str) -> str:
+    """What went wrong, on one line: the message's first non-empty line with its whitespace
+    collapsed (a library's multi-line report would break a log or a terminal line), else
+    the exception's type name."""
+    text = next((line for line in str(error).splitlines() if line.strip()), "")
+    text = " ".join(text.split())
+    return text or (type(error).__name__ if isinstance(error, BaseException) else "error")
+
+
+def one_line(what: str | None, error: BaseException | str) -> str:
+    """The line a user reads about `error`: ``charlm: <what failed>: <cause>``
+    (``charlm: <cause>`` when nothing more specific than the program failed)."""
+    return f"{PROGRAM}: {what}: {cause(error)}" if what else f"{PROGRAM}: {cause(error)}"
 
 
 class StorageError(ValueError):

@@ -84,7 +84,7 @@ class LocalFeedFiles:
             raise StorageError(f"timed out after {LOCK_TIMEOUT_S:.0f} s waiting for lock "
                                f"{self.files.lock}") from None
         try:
-            # replace_file's temporaries (.<name>.<pid>.<hex>.tmp) of a writer killed mid-way:
+            # replace_file's temporaries (.<name>.<owner>.<hex>.tmp) of a writer killed mid-way:
             # writers hold the lock, which we now hold, so none of them is live.
             for path in directory.glob(".*.tmp"):
                 path.unlink(missing_ok=True)

@@ -13,6 +13,8 @@ import os
 import secrets
 from pathlib import Path
 
+from storage.owners import owner_tag
+
 _CHUNK = 1 << 20
 
 
@@ -56,8 +58,9 @@ def write_file(path: Path, data: bytes) -> None:
 def replace_file(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data``: readers see the old or new content, whole."""
     # The temporary name starts with a dot so directory listings that skip hidden entries never
-    # mistake it for the real file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # mistake it for the real file; it names its owner so that crash clean-up on any host
+    # sharing the store can tell whether it is abandoned (storage.staging).
+    tmp = path.with_name(f".{path.name}.{owner_tag()}.{secrets.token_hex(4)}.tmp")
     try:
         write_file(tmp, data)
         os.replace(tmp, path)

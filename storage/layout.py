@@ -59,9 +59,9 @@ __all__ = [
 
 DEFAULT_ROOT_NAME = "charlm-store"  # the store root when $CHARLM_STORAGE is not set
 MANIFEST = "manifest.json"  # in every version; written last
-STAGING_DIR = ".staging"  # versions being written: <id>.<pid>/, claimed by <id>.<pid>.lock
+STAGING_DIR = ".staging"  # versions being written: <id>.<owner>/, claimed by <id>.<owner>.lock
 CLAIM_SUFFIX = ".lock"
-GC_SUFFIX = ".gc"  # <id>.<pid>.gc/: a version gc is deleting
+GC_SUFFIX = ".gc"  # <id>.<owner>.gc/: a version gc is deleting
 ALIASES_DIR = ".aliases"  # one text file per alias, holding a version id
 ALIAS_HISTORY_FILE = ".alias-history.jsonl"  # one JSON line per alias change by set_alias
 LOCK_FILE = ".lock"  # the kind's lock: alias updates, commits, gc

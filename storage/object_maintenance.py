@@ -39,8 +39,9 @@ def delete_version(store: ObjectStore, kind: str, version_id: str) -> bool:
     return True
 
 
-def verify_kind(store: ObjectStore, kind: str) -> list[Problem]:
-    """What is wrong with the versions and aliases of `kind` in `store`."""
+def verify_kind(store: ObjectStore, kind: str, check_files: bool = True) -> list[Problem]:
+    """What is wrong with the versions and aliases of `kind` in `store` (without
+    `check_files`: manifests, parents and aliases only)."""
     committed, objects, other = store._listing(kind)
     problems = [Problem(kind, entry, "", "unexpected entry in the store")
                 for entry in sorted(set(other))]
@@ -51,6 +52,8 @@ def verify_kind(store: ObjectStore, kind: str) -> list[Problem]:
             problems.append(Problem(kind, version_id, error.file, error.reason))
             continue
         sizes = {info.key.split("/", 2)[2]: info.size for info in objects[version_id]}
+        if not check_files:
+            sizes = {rel: entry["size"] for rel, entry in manifest["files"].items()}
         for rel, entry in manifest["files"].items():
             if rel not in sizes:
                 problems.append(Problem(kind, version_id, rel, "missing"))

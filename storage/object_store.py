@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from storage import staging as staging_cleanup
-from storage.aliases import history_line, parse_history
+from storage.aliases import UNCHECKED, Unchecked, history_line, parse_history
 from storage.backend import Backend, ObjectMissing, WriteConflict, open_backend
 from storage.cache import FileCache, store_key
 from storage.errors import AliasMovedError, CorruptVersionError, StorageError
@@ -47,7 +47,6 @@ __all__ = ["ObjectStore"]
 
 UPLOADS = 8  # files of one version uploaded at once
 CAS_ATTEMPTS = 50  # compare-and-swap retries before giving up (contention, not errors)
-_UNCHECKED: Any = ...  # set_alias without `expect`: move the alias whatever it holds
 
 
 def _pause(attempt: int) -> None:
@@ -257,15 +256,14 @@ class ObjectStore(VersionLookup, MirroredWorkDirs):
                 result[name] = target
         return dict(sorted(result.items()))
 
-    def _swap_alias(self, kind: str, name: str, version_id: str, expect: Any = _UNCHECKED,
+    def _swap_alias(self, kind: str, name: str, version_id: str, expect: Any = UNCHECKED,
                     seen: tuple[str | None, str | None] | None = None) -> str | None:
         """Point `name` at `version_id` by compare-and-swap; the id it held before. `seen`:
         (id, ETag) read already, for the first attempt (saves a round trip)."""
         for attempt in range(CAS_ATTEMPTS):
             previous, tag = seen if seen and not attempt else self._alias_and_tag(kind, name)
-            if expect is not _UNCHECKED and previous != expect:
-                raise AliasMovedError(f"cannot set {kind} alias {name!r}: it holds "
-                                      f"{previous or '(unset)'}, not {expect or '(unset)'}")
+            if expect is not UNCHECKED and previous != expect:
+                self._check_expected(kind, {name: expect}, f"set {kind} alias {name!r}")
             try:
                 self.backend.put(self._alias_key(kind, name), f"{version_id}\n".encode(),
                                  tag or "create")
@@ -276,7 +274,7 @@ class ObjectStore(VersionLookup, MirroredWorkDirs):
                            f"after {CAS_ATTEMPTS} attempts")
 
     def set_alias(self, kind: str, name: str, version_id: str, reason: str = "", *,
-                  expect: str | None = _UNCHECKED) -> None:
+                  expect: str | None | Unchecked = UNCHECKED) -> None:
         """Point alias `name` at an existing version and record it in the alias history.
         With `expect` (a version id, or None: the alias must not exist) the alias moves only
         if it still holds that, else AliasMovedError (compare-and-swap on its ETag)."""
@@ -327,14 +325,15 @@ class ObjectStore(VersionLookup, MirroredWorkDirs):
 
     # -- integrity and clean-up --------------------------------------------------------
 
-    def verify(self, kind: str | None = None) -> list[Problem]:
+    def verify(self, kind: str | None = None, *, quick: bool = False) -> list[Problem]:
         """Every committed version's files against its manifest (presence, size; sha256 is
-        checked whenever a file is downloaded), aliases, and uploads with no manifest older
-        than storage.staging.STALE_AFTER_S (younger ones may be a publish in progress elsewhere)."""
+        checked whenever a file is downloaded; ``quick``: manifests, parents and aliases
+        only), and uploads with no manifest older than storage.staging.STALE_AFTER_S
+        (younger ones may be a publish in progress elsewhere)."""
         from storage.object_maintenance import verify_kind
 
         kinds = KINDS if kind is None else (check_kind(kind),)
-        problems = [p for k in kinds for p in verify_kind(self, k)]
+        problems = [p for k in kinds for p in verify_kind(self, k, check_files=not quick)]
         return problems + (self.feeds.problems() if kind is None else [])
 
     def abandoned_uploads(self, kind: str, min_age_s: float | None = None) -> list[str]:
@@ -369,6 +368,10 @@ class ObjectStore(VersionLookup, MirroredWorkDirs):
                 delete_version(self, kind, version_id)
             self.clean_staging()
         return doomed
+
+    def exists(self) -> bool:
+        """Whether anything is stored yet (an empty or missing bucket prefix: no)."""
+        return any(self.backend.list(f"{kind}/") for kind in KINDS)
 
     # -- the inbox and feeds (work directories: storage.workdirs.MirroredWorkDirs) -------
 

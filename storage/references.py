@@ -128,11 +128,14 @@ class VersionLookup:
                         "was removed while publishing (by gc?)"
                     )
 
-    def _check_expected(self, kind: str, expect: Mapping[str, str | None]) -> None:
+    def _check_expected(self, kind: str, expect: Mapping[str, str | None],
+                        action: str = "") -> None:
         for name, expected in expect.items():
             current = self._read_alias(kind, name)
             if current != expected:
+                what = action or f"publish {kind}"
+                built = "this version was built" if not action else "the caller decided"
                 raise AliasMovedError(
-                    f"cannot publish {kind}: alias {name!r} moved to {current} while this "
-                    f"version was built on {expected or '(unset)'}"
+                    f"cannot {what}: alias {name!r} moved to {current or '(unset)'} while "
+                    f"{built} on {expected or '(unset)'}"
                 )

@@ -35,6 +35,7 @@ from typing import Any
 from storage import aliases as alias_files
 from storage import staging as staging_cleanup
 from storage import workdirs
+from storage.aliases import UNCHECKED, Unchecked
 from storage.backend import is_store_url
 from storage.errors import CorruptVersionError, StorageError
 from storage.feeds import FeedState
@@ -44,6 +45,7 @@ from storage.ids import KINDS, check_alias_name, check_kind, is_version_id, new_
 from storage.layout import GC_SUFFIX, STAGING_DIR, Inbox
 from storage.locks import KindLocks, claim
 from storage.manifests import build_manifest, read_manifest, seal
+from storage.owners import owner_tag
 from storage.references import VersionLookup
 from storage.verify import Problem, verify_kinds, version_problems
 
@@ -126,7 +128,7 @@ class Store(VersionLookup):
             self.clean_staging()
             staging_root = self._kind_dir(kind) / STAGING_DIR
             staging_root.mkdir(parents=True, exist_ok=True)
-            with claim(staging_root / f"{version_id}.{os.getpid()}") as path:
+            with claim(staging_root / f"{version_id}.{owner_tag()}") as path:
                 try:
                     path.mkdir()
                     staging = Staging(path=path, summary={}, id=version_id, kind=kind)
@@ -190,9 +192,16 @@ class Store(VersionLookup):
                 result[name] = target
         return result
 
-    def set_alias(self, kind: str, name: str, version_id: str, reason: str = "") -> None:
+    def set_alias(self, kind: str, name: str, version_id: str, reason: str = "", *,
+                  expect: str | None | Unchecked = UNCHECKED) -> None:
         """Point alias ``name`` at an existing version (atomic, under the kind's lock) and
-        record the change, with `reason`, in the kind's alias history."""
+        record the change, with `reason`, in the kind's alias history.
+
+        With ``expect`` (a version id, or None: the alias must not exist yet) this is a
+        compare-and-swap: the alias moves only if it still holds ``expect`` when the lock is
+        held, else `AliasMovedError` is raised and nothing changes, so a caller that decided
+        on the alias's old target cannot overwrite a newer decision.
+        """
         check_kind(kind)
         check_alias_name(name)
         if not isinstance(version_id, str) or not is_version_id(version_id):
@@ -204,6 +213,8 @@ class Store(VersionLookup):
         with self._locks.held(kind):
             if not (self._kind_dir(kind) / version_id).is_dir():  # gc may have been faster
                 raise StorageError(self._not_found(kind, version_id))
+            if expect is not UNCHECKED:
+                self._check_expected(kind, {name: expect}, f"set {kind} alias {name!r}")
             try:
                 previous = self.aliases(kind).get(name)
                 alias_files.write_alias(self._kind_dir(kind), name, version_id)
@@ -224,12 +235,12 @@ class Store(VersionLookup):
 
     # -- integrity and clean-up --------------------------------------------------------------
 
-    def verify(self, kind: str | None = None) -> list[Problem]:
+    def verify(self, kind: str | None = None, *, quick: bool = False) -> list[Problem]:
         """Check every version of ``kind`` (default: all kinds, and the feed buffer) and its
-        aliases against disk."""
-        if kind is not None:
-            return verify_kinds(self.root, (check_kind(kind),))
-        return verify_kinds(self.root, KINDS) + self.feeds.problems()
+        aliases against disk; ``quick`` reads manifests, not files (nothing is hashed)."""
+        kinds = KINDS if kind is None else (check_kind(kind),)
+        problems = verify_kinds(self.root, kinds, check_files=not quick)
+        return problems + (self.feeds.problems() if kind is None else [])
 
     def gc(self, keep: int = 5, apply: bool = False) -> list[Version]:
         """The (kind, id) pairs that are (``apply``) or would be (dry run) removed, in the
@@ -251,7 +262,7 @@ class Store(VersionLookup):
                     # rmtree happens after the kind locks are released. Should this process
                     # die first, clean_staging finishes the job.
                     target = claims.enter_context(
-                        claim(staging_root / f"{version_id}.{os.getpid()}{GC_SUFFIX}")
+                        claim(staging_root / f"{version_id}.{owner_tag()}{GC_SUFFIX}")
                     )
                     os.rename(self._kind_dir(kind) / version_id, target)
                     trash.append(target)
@@ -270,6 +281,10 @@ class Store(VersionLookup):
         """Remove staging directories left behind by killed processes; return how many
         (see storage.staging: a publish in progress in a live process is never touched)."""
         return staging_cleanup.clean_staging(self.root)
+
+    def exists(self) -> bool:
+        """Whether the store's directory exists yet."""
+        return self.root.is_dir()
 
     # -- the inbox and work directories ------------------------------------------------------
 

@@ -38,8 +38,9 @@ class Problem:
 
 
 def version_problems(root: Path, kind: str, version_id: str, *,
-                     check_parents: bool) -> list[Problem]:
-    """What is wrong with version `version_id` of `kind` in the store at `root`."""
+                     check_parents: bool, check_files: bool = True) -> list[Problem]:
+    """What is wrong with version `version_id` of `kind` in the store at `root`; without
+    `check_files`, only its manifest (and parents) are checked: no file is read or hashed."""
     directory = root / kind / version_id
     try:
         manifest = read_manifest(directory, kind, version_id)
@@ -48,7 +49,7 @@ def version_problems(root: Path, kind: str, version_id: str, *,
             return []  # removed by a concurrent gc while we were looking
         return [Problem(kind, version_id, error.file, error.reason)]
     problems = []
-    expected = manifest["files"]
+    expected = manifest["files"] if check_files else {}
     for rel, entry in expected.items():
         full = directory / rel
         try:
@@ -63,7 +64,7 @@ def version_problems(root: Path, kind: str, version_id: str, *,
                                     f"size is {info.st_size} bytes, manifest says {entry['size']}"))
         elif sha256_file(full) != entry["sha256"]:
             problems.append(Problem(kind, version_id, rel, "sha256 does not match manifest"))
-    for dirpath, _, filenames in os.walk(directory):
+    for dirpath, _, filenames in os.walk(directory) if check_files else ():
         for name in filenames:
             rel = Path(dirpath, name).relative_to(directory).as_posix()
             if rel != MANIFEST and rel not in expected:
@@ -77,8 +78,9 @@ def version_problems(root: Path, kind: str, version_id: str, *,
     return problems
 
 
-def verify_kinds(root: Path, kinds: Sequence[str]) -> list[Problem]:
-    """Check every version of `kinds` and their aliases against disk."""
+def verify_kinds(root: Path, kinds: Sequence[str], *, check_files: bool = True) -> list[Problem]:
+    """Check every version of `kinds` and their aliases against disk (without `check_files`,
+    manifests, parents and aliases only: quick, for `charlm status`)."""
     problems: list[Problem] = []
     for kind in kinds:
         kind_dir = root / kind
@@ -92,7 +94,8 @@ def verify_kinds(root: Path, kinds: Sequence[str]) -> list[Problem]:
             if not is_version_id(entry) or not (kind_dir / entry).is_dir():
                 problems.append(Problem(kind, entry, "", "unexpected entry in the store"))
                 continue
-            problems.extend(version_problems(root, kind, entry, check_parents=True))
+            problems.extend(version_problems(root, kind, entry, check_parents=True,
+                                             check_files=check_files))
         for name in alias_names(kind_dir):
             alias_file = f"{ALIASES_DIR}/{name}"
             try:

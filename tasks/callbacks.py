@@ -23,6 +23,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from charlm.config import TrainConfig
 from charlm.train import Callback, TrainResult
+from storage import one_line
 from tasks.common import in_prefect_run, run_logger
 from tasks.native_logs import terminal_stderr
 
@@ -109,8 +110,8 @@ class TrainingProgress(Callback):
             return fn(*args, **kwargs)
         except Exception as error:  # a dashboard glitch must not kill a training run
             self.enabled = False
-            run_logger().warning("progress artifact %s failed (%s); no further updates",
-                                 action, error)
+            run_logger().warning("%s", one_line(f"progress artifact {action} failed, no "
+                                                "further updates", error))
             return None
 
     def _update(self, progress: float, description: str) -> None:

@@ -4,8 +4,11 @@ The `champion` alias of the models kind names it. `train_challenger` is the one 
 reaches it, for the `train-headlines` flow, `charlm train` and the demo alike: train a
 challenger, evaluate it and the current champion on the same test split, and promote the
 challenger only if its bits per character is lower (the first model is promoted
-unopposed). `promote` crowns a model by hand (`charlm promote`). Every change of the
-champion is recorded with its reason in the store's alias history (`charlm versions`).
+unopposed). The decision is a compare-and-swap on the alias (`challenge_champion`): trainings
+that finish together on any number of hosts leave the best of the models compared as the
+champion. `promote` crowns a model by hand (`charlm promote`). Every decision, promotion or
+rejection, is recorded with its reason in the store's alias history (`charlm versions`); a
+rejection is recorded as the champion kept in place.
 
 A model version's manifest lists the dataset it was trained on in parents["datasets"],
 which is how the training flow tells whether the champion has already seen the newest
@@ -23,13 +26,14 @@ from prefect.cache_policies import NO_CACHE
 
 from charlm.config import ModelConfig, TrainConfig
 from charlm.train import Callback
+from storage import AliasMovedError, StorageError
 from tasks.common import current_champion, open_store, run_logger, run_task
 from tasks.evaluate import EvaluationOutcome, evaluate_model
 from tasks.presets import CHAMPION
 from tasks.train import TrainOutcome, train_model
 
-__all__ = ["CHAMPION", "Challenge", "ChampionStatus", "champion_status", "promote",
-           "promote_if_unset", "should_promote", "train_challenger"]
+__all__ = ["CHAMPION", "Challenge", "ChampionStatus", "challenge_champion", "champion_status",
+           "promote", "record_decision", "should_promote", "train_challenger"]
 
 
 @dataclass(frozen=True)
@@ -83,15 +87,66 @@ def promote(storage: str | None, model: str, reason: str) -> str:
     return model_id
 
 
-@task(name="promote-if-unset", cache_policy=NO_CACHE)
-def promote_if_unset(storage: str | None, model_id: str, reason: str) -> bool:
-    """Make `model_id` the champion when there is none yet; True if it was promoted."""
+@task(name="record-decision", cache_policy=NO_CACHE)
+def record_decision(storage: str | None, challenger_id: str, champion: str | None,
+                    promoted: bool, reason: str) -> bool:
+    """Record a decision taken against champion `champion` (its alias's content; None: no
+    alias): crown `challenger_id` if `promoted`, else keep the champion, with `reason` in the
+    alias history. A compare-and-swap: False, and nothing recorded, when the champion moved
+    since it was read, because the decision was taken against a model that no longer reigns."""
     store = open_store(storage)
-    if CHAMPION in store.aliases("models"):
+    if not promoted and champion is None:
+        return True  # no champion and a challenger that cannot be scored: nothing to record
+    try:
+        store.set_alias("models", CHAMPION, challenger_id if promoted else champion,
+                        reason=reason, expect=champion)
+    except AliasMovedError:
         return False
-    store.set_alias("models", CHAMPION, model_id, reason=reason)
-    run_logger().info("model %s promoted to champion: %s", model_id, reason)
+    run_logger().info("model %s %s: %s", challenger_id,
+                      "promoted to champion" if promoted else "not promoted", reason)
     return True
+
+
+def challenge_champion(storage: str | None, challenger: EvaluationOutcome,
+                       dataset_id: str) -> tuple[EvaluationOutcome | None, bool]:
+    """Compare `challenger` (its evaluation on the test split of `dataset_id`) with the
+    champion on the same split and record the decision: (the champion's evaluation, or None
+    when there was none; whether the challenger was promoted).
+
+    Other trainings may move the champion while this one compares (the nightly run and a
+    `charlm train`, or two hosts): the decision is recorded only if the champion compared
+    with still reigns (`record_decision`), else the challenger meets the new champion, and
+    so on, so the champion is always the best of the models compared on that split.
+    """
+    store = open_store(storage)
+    while True:
+        held = store.aliases("models").get(CHAMPION)  # what the compare-and-swap expects
+        champion_id = _existing_model(storage, held)  # None: no champion, or dangling
+        champion = (run_task(evaluate_model, storage, champion_id, dataset_id, "test")
+                    if champion_id else None)
+        challenger_bpc = challenger.metrics["bits_per_char"]
+        champion_bpc = champion.metrics["bits_per_char"] if champion else None
+        promoted = should_promote(challenger_bpc, champion_bpc)
+        split = f"on the test split of dataset {dataset_id}"
+        if champion is None:
+            reason = f"first model: {challenger.model_id} {challenger_bpc:.4f} bits/char {split}"
+        else:
+            reason = (f"challenger {challenger.model_id} {challenger_bpc:.4f} vs champion "
+                      f"{champion_id} {champion_bpc:.4f} bits/char {split}: "
+                      + ("promoted" if promoted else "champion kept"))
+        if run_task(record_decision, storage, challenger.model_id, held, promoted, reason):
+            return champion, promoted
+        run_logger().info("the champion moved from %s while model %s was compared with it: "
+                          "comparing with the new champion", held, challenger.model_id)
+
+
+def _existing_model(storage: str | None, model_id: str | None) -> str | None:
+    if model_id is None:
+        return None
+    try:
+        return open_store(storage).resolve("models", model_id)
+    except StorageError:
+        return None  # garbage-collected or lost: the challenger replaces it unopposed
 
 
 @dataclass(frozen=True)
@@ -100,7 +155,7 @@ class Challenge:
 
     trained: TrainOutcome
     challenger: EvaluationOutcome  # on the dataset's test split
-    champion: EvaluationOutcome | None  # the champion before the run, same split (None: none)
+    champion: EvaluationOutcome | None  # the champion it was last compared with (None: none)
     promoted: bool
 
     @property
@@ -116,29 +171,11 @@ def train_challenger(storage: str | None, dataset: str, network: ModelConfig,
                      training: TrainConfig, precision: str = "auto",
                      callbacks: Sequence[Callback] = (), devices: int | str = 1) -> Challenge:
     """Train a model on `dataset` (on `devices`, see charlm.devices), evaluate it and the
-    champion on the dataset's test split, and promote it if its test bits/char is lower."""
+    champion on the dataset's test split, and promote it if its test bits/char is lower
+    (`challenge_champion`)."""
     trained = run_task(train_model, storage, dataset, network, training, precision, callbacks,
                        devices)
-    dataset_id = trained.dataset_id
-    challenger = run_task(evaluate_model, storage, trained.model_id, dataset_id, "test")
-    champion_id = run_task(champion_status, storage, dataset_id).champion_id
-    champion = (run_task(evaluate_model, storage, champion_id, dataset_id, "test")
-                if champion_id else None)
-    challenge = Challenge(trained, challenger, champion, False)
-    log = run_logger()
-    if not should_promote(challenge.challenger_bpc, challenge.champion_bpc):
-        log.info("champion %s stays: test %.4f bits/char vs the challenger's %.4f",
-                 champion_id, challenge.champion_bpc, challenge.challenger_bpc)
-        return challenge
-    split = f"test split of dataset {dataset_id}"
-    if champion_id is None:
-        # promote_if_unset, not promote: another run may have crowned a model meanwhile.
-        promoted = run_task(promote_if_unset, storage, trained.model_id,
-                            f"first model: {challenge.challenger_bpc:.4f} bits/char on the "
-                            f"{split}")
-    else:
-        promoted = bool(run_task(
-            promote, storage, trained.model_id,
-            f"beat champion {champion_id} on the {split}: {challenge.challenger_bpc:.4f} < "
-            f"{challenge.champion_bpc:.4f} bits/char"))
+    challenger = run_task(evaluate_model, storage, trained.model_id, trained.dataset_id,
+                          "test")
+    champion, promoted = challenge_champion(storage, challenger, trained.dataset_id)
     return Challenge(trained, challenger, champion, promoted)

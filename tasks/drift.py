@@ -38,7 +38,7 @@ from prefect.cache_policies import NO_CACHE
 from charlm.quality import unseen_words
 from charlm.report import drift_markdown, drift_trend_table, plot_drift_trend
 from ingestion.plan import added_rows
-from storage import Store
+from storage import Store, one_line
 from storage.datasets import read_headlines
 from storage.layout import DriftTrendFiles, EvaluationFiles
 from tasks.common import (
@@ -81,11 +81,6 @@ class TrendOutcome:
     points: list[dict[str, Any]]
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _newest_date(headlines: pl.LazyFrame) -> str:
     return str(headlines.select(pl.col("publish_date").max()).collect().item())
 
@@ -94,7 +89,7 @@ def _dataset_newest_date(store: Store, dataset_id: str) -> str:
     return _newest_date(read_headlines(store.path("datasets", dataset_id, verify=False)))
 
 
-def _test_evaluations(store: Store) -> dict[str, list[dict]]:
+def evaluations_on_test(store: Store) -> dict[str, list[dict]]:
     """Dataset id -> manifests of the evaluations of one model on its test split, oldest
     first (drift, CSV and comparison evaluations excluded)."""
     found: dict[str, list[dict]] = {}
@@ -105,6 +100,13 @@ def _test_evaluations(store: Store) -> dict[str, list[dict]]:
                 and len(datasets) == 1):
             found.setdefault(datasets[0], []).append(manifest)
     return found
+
+
+def own_test_evaluation(store: Store, model_id: str, dataset_id: str | None) -> dict | None:
+    """The newest evaluation of model `model_id` alone on the test split of `dataset_id`
+    (the manifest), or None."""
+    return next((m for m in reversed(evaluations_on_test(store).get(dataset_id or "", []))
+                 if m["parents"]["models"] == [model_id]), None)
 
 
 @task(name="score-drift", cache_policy=NO_CACHE)
@@ -130,8 +132,7 @@ def score_drift(storage: str | None, dataset_id: str, model_id: str) -> DriftOut
     metrics: dict[str, Any] = evaluate(net, Corpus.from_texts(texts))
     trained_on = training_dataset(storage, model_id)
     words = unseen_words(texts, training_index(storage, model_id)) if trained_on else {}
-    reference = next((m for m in reversed(_test_evaluations(store).get(trained_on or "", []))
-                      if m["parents"]["models"] == [model_id]), None)  # its newest
+    reference = own_test_evaluation(store, model_id, trained_on)
     metrics.update(words, drift=BATCH, dataset=dataset_id, previous_dataset=previous,
                    model=model_id, training_dataset=trained_on, new_rows=len(texts),
                    first_date=str(new["publish_date"].min()),
@@ -190,15 +191,18 @@ def record_drift(storage: str | None, dataset_id: str) -> DriftOutcome | None:
                                  f"new headlines of dataset {dataset_id}")
         return outcome
     except Exception as error:  # drift is a measurement: it must never fail an ingestion
-        log.warning("drift not recorded for dataset %s: %s", dataset_id, _one_line(error))
+        log.warning("%s", one_line(f"drift not recorded for dataset {dataset_id}", error))
         return None
+
+
+def drift_batches(store: Store) -> list[dict]:
+    """Manifests of the drift evaluations (the champion on one new batch), oldest first."""
+    return [m for m in store.versions("evaluations") if m["params"].get(DRIFT) == BATCH]
 
 
 def _batch_points(store: Store) -> list[dict[str, Any]]:
     points = []
-    for manifest in store.versions("evaluations"):
-        if manifest["params"].get(DRIFT) != BATCH:
-            continue
+    for manifest in drift_batches(store):
         summary = manifest["summary"]
         points.append({
             "series": "new batch", "date": summary["newest_date"], "time": manifest["created_at"],
@@ -218,7 +222,7 @@ def _retrain_points(store: Store) -> list[dict[str, Any]]:
     model of the next test evaluation on the dataset. Only version ids are compared (one
     clock), never the history's wall-clock times.
     """
-    on_test = _test_evaluations(store)
+    on_test = evaluations_on_test(store)
     compared = {model for m in store.versions("evaluations") if m["params"].get("comparison")
                 for model in m["parents"].get("models", [])}
     crowned = {change["id"] for change in store.alias_history("models", CHAMPION)}

@@ -34,6 +34,7 @@ from ingestion.feed_fetch import FeedError, FetchConfig, Validators, retry_if_tr
 from ingestion.feed_rows import FEED_CLEANING, PollCounts, raw_rows, select_new, stored_texts
 from ingestion.feeds import poll_feed
 from ingestion.plan import plan_rows
+from storage import cause, one_line
 from storage.feeds import BUFFER_PARAM, BufferedItem, FeedState
 from tasks import presets
 from tasks.common import open_store, run_logger, run_task
@@ -208,7 +209,7 @@ class FeedResult:
 
     url: str
     counts: PollCounts | None
-    error: str | None = None
+    error: str | None = None  # what stopped it (storage.cause), the URL being `url`
 
     def row(self) -> dict[str, Any]:
         """One row of the dashboard's per-feed table."""
@@ -226,20 +227,13 @@ class FeedRun:
     dataset_id: str | None  # the version this run published, if any
     buffer: BufferStatus
     event_id: str | None = None  # the flow's charlm.dataset.published event
-    errors: list[str] = field(default_factory=list)  # one line per failed feed
+    errors: list[str] = field(default_factory=list)  # "<url>: <cause>" per failed feed
 
     def raise_for_errors(self) -> None:
         """RuntimeError listing every failed feed, if any did."""
         if self.errors:
             raise RuntimeError(f"{len(self.errors)} of {len(self.feeds)} feed(s) failed: "
                                + "; ".join(self.errors))
-
-
-def _one_line(url: str, error: Exception) -> str:
-    if isinstance(error, FeedError):
-        return str(error)  # already "<url>: <problem>" on one line
-    text = " ".join(str(error).split()) or type(error).__name__
-    return f"{url}: {type(error).__name__}: {text}"
 
 
 def ingest_feeds(storage: str | None, urls: list[str], min_new: int = presets.FEED_MIN_NEW,
@@ -261,8 +255,10 @@ def ingest_feeds(storage: str | None, urls: list[str], min_new: int = presets.FE
         try:
             results.append(FeedResult(url, run_task(poll_into_buffer, storage, url, fetch)))
         except Exception as error:  # one bad feed never blocks the others
-            results.append(FeedResult(url, None, _one_line(url, error)))
-            log.error("%s", results[-1].error)
+            # a FeedError's message already starts with its URL: keep only its problem
+            problem = error.problem if isinstance(error, FeedError) else error
+            results.append(FeedResult(url, None, cause(problem)))
+            log.error("%s", one_line(url, problem))
     dataset_id = run_task(publish_buffer, storage, min_new, max_wait_hours)
     if dataset_id is not None and drift:
         from tasks.drift import record_drift  # TensorFlow only when there is a champion
@@ -271,4 +267,4 @@ def ingest_feeds(storage: str | None, urls: list[str], min_new: int = presets.FE
     status = buffer_status(storage, min_new, max_wait_hours)
     log.info("feed buffer: %s", status.describe())
     return FeedRun(results, dataset_id, status,
-                   errors=[r.error for r in results if r.error is not None])
+                   errors=[f"{r.url}: {r.error}" for r in results if r.error is not None])

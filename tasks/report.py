@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from charlm.report import drift_trend_table
+from storage import one_line
 from tasks.common import in_prefect_run, open_store, run_logger
 
 REPORT_KEY = "train-headlines-report"
@@ -118,7 +119,7 @@ def publish_markdown(markdown: str, key: str = REPORT_KEY, description: str = ""
         return str(create_markdown_artifact(markdown=markdown, key=key,
                                             description=description or None))
     except Exception as error:
-        run_logger().warning("could not create artifact %s: %s", key, error)
+        run_logger().warning("%s", one_line(f"artifact {key} not created", error))
         return None
 
 
@@ -134,5 +135,5 @@ def publish_table(rows: list[dict[str, Any]], key: str = GENERATION_KEY,
     try:
         return str(create_table_artifact(table=shown, key=key, description=description or None))
     except Exception as error:
-        run_logger().warning("could not create artifact %s: %s", key, error)
+        run_logger().warning("%s", one_line(f"artifact {key} not created", error))
         return None

@@ -224,3 +224,16 @@ def repeated(total: int, chunk: bytes = b"<item><title>padding</title></item>" *
             sent += len(piece)
 
     return chunks
+
+
+BILLION_LAUGHS_DTD = (
+    '<!DOCTYPE rss [\n <!ENTITY a "lol">\n'
+    ' <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">\n'
+    ' <!ENTITY j "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">\n]>\n')
+
+
+def with_billion_laughs(document: bytes) -> bytes:
+    """`document` (from `rss`) declaring the nested entities of a billion-laughs attack, so
+    that its items may reference `&j;`; a safe parser leaves the reference unexpanded."""
+    head, rest = document.split(b"?>\n", 1)
+    return head + b"?>\n" + BILLION_LAUGHS_DTD.encode() + rest

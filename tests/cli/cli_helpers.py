@@ -9,6 +9,7 @@ subprocess would cost seconds each); the console-script tests run the program fo
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,22 +41,28 @@ def write_csv(path: Path, n: int, seed: int) -> Path:
     return path
 
 
+ERROR_LINE = re.compile(r"^charlm: [^:]+: \S")  # storage.one_line: charlm: <what>: <cause>
+
+
 def assert_usage_error(code: int, err: str, *needles: str) -> None:
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
+    assert ERROR_LINE.match(lines[0]), lines[0]
     assert "Traceback" not in err
     for needle in needles:
         assert needle in err
 
 
 def assert_runtime_error(code: int, err: str, *needles: str) -> None:
+    """Exit 1 and a last stderr line `charlm: <command>: <cause>` holding every needle
+    (log lines, e.g. one per failed feed, may come before it)."""
     assert code == 1
-    lines = [line for line in err.strip().splitlines() if line.startswith("charlm: error")]
-    assert len(lines) == 1, err
+    last = err.strip().splitlines()[-1]
+    assert ERROR_LINE.match(last), err
     assert "Traceback" not in err
     for needle in needles:
-        assert needle in lines[0]
+        assert needle in last
 
 
 def metrics_evaluation_id(store: Path) -> str:

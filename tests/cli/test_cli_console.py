@@ -15,7 +15,8 @@ def test_console_script_reports_errors_in_one_line(tmp_path):
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [proc.stderr.strip().splitlines()[-1]]
-    assert proc.stderr.startswith("charlm: error:")
+    assert proc.stderr.startswith("charlm: evaluate: unknown models version or alias "
+                                  "'nosuchmodel'")
 
 
 def test_console_script_stderr_holds_only_charlms_own_lines(tmp_path):

@@ -117,7 +117,7 @@ def test_ingest_succeeds_when_drift_cannot_be_scored(capsys, tmp_path, publish_m
     assert code == 0
     assert Store(store).resolve("datasets", "latest") == last_line(out)
     [line] = [x for x in err.splitlines() if "drift" in x]
-    assert line.startswith(f"drift not recorded for dataset {last_line(out)}: ")
+    assert line.startswith(f"charlm: drift not recorded for dataset {last_line(out)}: ")
     assert "config.json" in line
 
 

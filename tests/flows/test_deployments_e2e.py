@@ -1,4 +1,4 @@
-"""End to end: a real Prefect server, prefect.yaml deployed to a process pool, a worker.
+"""End to end: a real Prefect server, prefect.yaml deployed to its two process pools, workers.
 
 Exercises scripts/server.sh, scripts/deploy.sh and scripts/worker.sh as documented, then:
 nightly training completes and crowns a champion; a CSV dropped into the inbox and ingested

@@ -115,4 +115,5 @@ def test_drift_is_recorded_and_a_failure_never_fails_the_run(tmp_path, publish_m
     again = state.result()
     assert len(again.published) == 1 and again.drift == [] and again.event_id is not None
     logs = flow_run_logs(state.state_details.flow_run_id)
-    assert f"drift not recorded for dataset {again.published[0]}: the scorer exploded" in logs
+    assert (f"charlm: drift not recorded for dataset {again.published[0]}: the scorer exploded"
+            in logs)

@@ -6,13 +6,13 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
-from feedserver import RSS_TYPE, atom, atom_entry, rss, rss_item
+from feedserver import RSS_TYPE, Reply, atom, atom_entry, rss, rss_item, with_billion_laughs
 
 from ingestion.feed_fetch import FetchResult, Validators
 from ingestion.feed_rows import FEED_CLEANING, raw_rows, select_new, stored_texts
-from ingestion.feeds import FeedPoll, parse_feed
+from ingestion.feeds import FeedPoll, parse_feed, poll_feed
 from ingestion.plan import plan_rows
-from ingestion.reasons import EMPTY, TOO_LONG
+from ingestion.reasons import EMPTY, TOO_LONG, UNEXPANDED_ENTITY
 from ingestion.split import split_of
 from storage.datasets import write_dataset
 from storage.feeds import BufferedItem
@@ -120,3 +120,16 @@ def test_raw_rows_plan_like_csv_rows_with_the_hash_split(tmp_path: Path) -> None
     assert heads["row"].to_list() == list(range(1, 41))
     assert heads["publish_date"].unique().to_list() == [date(2024, 5, 1)]
     assert heads["split"].to_list() == [split_of(h) for h in heads["headline"].to_list()]
+
+
+def test_a_served_billion_laughs_feed_adds_no_entity_headline(feed_server) -> None:
+    """Served over HTTP and polled as the pipeline polls: the entry titled `&j;` is
+    counted under its own reason and never becomes the headline "and j"."""
+    url = feed_server.serve("/laughs.xml", Reply(200, with_billion_laughs(rss([
+        rss_item(title_xml="&j;", guid="laughs"),
+        rss_item("Storm hits coast", guid="storm"),
+    ]))))
+    new, counts = select_new(poll_feed(url), [], None)
+    assert [i.headline for i in new] == ["storm hits coast"]
+    assert counts.as_dict()["rejected: " + UNEXPANDED_ENTITY] == 1
+    assert f"rejected 1 ({UNEXPANDED_ENTITY}: 1)" in counts.describe()

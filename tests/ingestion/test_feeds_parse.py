@@ -6,10 +6,11 @@ import time
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from feedserver import atom, atom_entry, rss, rss_item
+from feedserver import atom, atom_entry, rss, rss_item, with_billion_laughs
 
 from ingestion.feed_fetch import PermanentFeedError
 from ingestion.feeds import FeedItem, parse_feed, sydney_date
+from ingestion.reasons import UNEXPANDED_ENTITY
 from ingestion.style import normalise
 
 URL = "http://feeds.invalid/rss.xml"
@@ -68,6 +69,25 @@ def test_items_without_titles_or_dates_are_counted():
     assert feed.rejected == {"no title": 3} and feed.undated == 2
     assert feed.counts() == {"fetched": 6, "accepted": 3, "duplicates": 0, "rejected": 3,
                              "undated": 2, "rejected: no title": 3}
+
+
+def test_a_title_with_an_unexpanded_entity_is_rejected_never_a_headline():
+    """`&j;` of a billion-laughs DTD stays unexpanded: its entry is rejected with its own
+    reason (before, the normalisation stored the headline "and j"); entities the parser
+    did expand, XML's or HTML's, still make titles."""
+    body = with_billion_laughs(rss([
+        rss_item(title_xml="&j;", guid="laughs"),
+        rss_item(title_xml="Storm &j; hits coast", guid="inside"),
+        rss_item(title_xml="<![CDATA[Fish &j; chips]]>", guid="cdata"),
+        rss_item(title_xml="Fish &amp; chips", guid="xml"),
+        rss_item(title_xml="Caf&amp;eacute; opens &#38; closes", guid="html"),
+    ]))
+    feed = parse_feed(body, URL)
+    assert [(i.guid, i.title) for i in feed.items] == [
+        ("xml", "Fish & chips"), ("html", "Café opens & closes")]
+    assert feed.rejected == {UNEXPANDED_ENTITY: 3}
+    assert feed.counts()["rejected: unexpanded entity"] == 3
+    assert all("and j" not in normalise(i.title) for i in feed.items)
 
 
 def test_non_ascii_and_html_entity_titles_are_decoded():

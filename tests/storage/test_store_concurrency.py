@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from storage import Store
+from storage.owners import FOREIGN_LEASE_S, host_id
 
 ROUNDS = 40
 
@@ -57,6 +58,7 @@ def test_two_processes_publishing_concurrently(tmp_path):
 HOLD_OPEN = """
 import sys, time
 from storage import Store
+from storage.owners import FOREIGN_LEASE_S, host_id
 store = Store(sys.argv[1])
 with store.publish("models") as staging:
     (staging.path / "half.bin").write_bytes(b"x" * 1000)
@@ -93,41 +95,59 @@ def test_clean_staging_spares_live_publisher_and_removes_dead_ones(store, spawn_
     assert store.verify() == []
 
 
-def test_clean_staging_without_lock_file_uses_pid_and_age(store, publish):
+def dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+
+
+def age(path: Path, seconds: float) -> None:
+    """Make `path` and everything in it look untouched for `seconds`."""
+    when = time.time() - seconds
+    for item in [*path.rglob("*"), path]:
+        os.utime(item, (when, when))
+
+
+def test_clean_staging_without_lock_file_uses_owner_and_age(store, publish):
     publish("models")
     staging_root = store.root / "models" / ".staging"
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    dead_dir = staging_root / f"20000101-000000-000000-abcdef.{dead.stdout.strip()}"
-    live_dir = staging_root / f"20000101-000000-000001-abcdef.{os.getppid()}"
-    old_dir = staging_root / f"20000101-000000-000002-abcdef.{os.getppid()}"
-    for directory in (dead_dir, live_dir, old_dir):
+    here, dead = host_id(), dead_pid()
+    cases = [  # (owner tag, a gc's trash?, seconds untouched, removed?)
+        (f"{dead}@{here}", False, 0, True),  # a dead process of this host
+        (f"{os.getppid()}@{here}", False, 0, False),  # a live one
+        (f"{os.getppid()}@{here}", True, 2 * 3600, True),  # live pid, but idle for hours
+        (f"{dead}@other-host", False, 0, False),  # another host's pid says nothing here
+        (f"{dead}@other-host", True, FOREIGN_LEASE_S + 60, True),  # past the lease
+        (f"{dead}", False, 0, False),  # old name, bare pid: unknown host, as another host's
+        (f"{dead}", True, FOREIGN_LEASE_S + 60, True),
+    ]
+    kept = []
+    for number, (tag, trash, idle_s, removed) in enumerate(cases):
+        directory = staging_root / (f"20000101-000000-00000{number}-abcdef.{tag}"
+                                    + (".gc" if trash else ""))
         directory.mkdir()
         (directory / "f").write_text("x")
-    long_ago = time.time() - 2 * 3600
-    os.utime(old_dir / "f", (long_ago, long_ago))
-    os.utime(old_dir, (long_ago, long_ago))
-    assert store.clean_staging() == 2
-    assert sorted(os.listdir(staging_root)) == [live_dir.name]
+        age(directory, idle_s)
+        if not removed:
+            kept.append(directory.name)
+    assert store.clean_staging() == len(cases) - len(kept)
+    assert sorted(os.listdir(staging_root)) == sorted(kept)
 
 
-def test_clean_staging_removes_only_dead_alias_temp_files(store, publish):
+def test_clean_staging_removes_only_abandoned_alias_temp_files(store, publish):
     publish("models")
     aliases_dir = store.root / "models" / ".aliases"
-    live = aliases_dir / f".latest.{os.getpid()}.0123abcd.tmp"
-    dead_pid = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    dead = aliases_dir / f".latest.{dead_pid}.0123abcd.tmp"
-    live.write_text("x")
-    dead.write_text("x")
+    here, dead = host_id(), dead_pid()
+    live = aliases_dir / f".latest.{os.getpid()}@{here}.0123abcd.tmp"
+    mine_dead = aliases_dir / f".latest.{dead}@{here}.0123abcd.tmp"
+    foreign = aliases_dir / f".latest.{dead}@other-host.0123abcd.tmp"
+    foreign_old = aliases_dir / f".latest.{dead}@other-host.4567abcd.tmp"
+    bare = aliases_dir / f".latest.{dead}.0123abcd.tmp"  # written by an older version
+    bare_old = aliases_dir / f".latest.{dead}.4567abcd.tmp"
+    for path in (live, mine_dead, foreign, foreign_old, bare, bare_old):
+        path.write_text("x")
+    for path in (foreign_old, bare_old):
+        age(path, FOREIGN_LEASE_S + 60)
     store.clean_staging()
-    assert live.exists() and not dead.exists()
+    assert sorted(p.name for p in aliases_dir.glob(".*.tmp")) == sorted(
+        p.name for p in (live, foreign, bare))
     assert store.aliases("models") == {"latest": store.resolve("models", "latest")}

@@ -6,6 +6,8 @@ import errno
 import json
 import os
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import numpy as np
@@ -344,3 +346,39 @@ def test_work_dirs_persist_until_removed(store, publish):
             store.work_dir(bad)
     with pytest.raises(StorageError, match="not a work directory"):
         store.remove_work_dir(store.root / "models")
+
+
+def test_set_alias_with_expect_is_a_compare_and_swap(store, publish):
+    first, second, third = publish("models"), publish("models"), publish("models")
+    store.set_alias("models", "champion", first, reason="first", expect=None)
+    with pytest.raises(AliasMovedError, match=f"moved to {first} .* on \\(unset\\)"):
+        store.set_alias("models", "champion", second, expect=None)  # exists already
+    with pytest.raises(AliasMovedError, match=f"moved to {first} .* on {second}"):
+        store.set_alias("models", "champion", third, expect=second)
+    with pytest.raises(AliasMovedError, match=r"moved to \(unset\)"):
+        store.set_alias("models", "showcase", third, expect=first)  # never set
+    store.set_alias("models", "champion", second, reason="beat first", expect=first)
+    assert store.aliases("models") == {"champion": second, "latest": third}
+    # refused swaps leave no history: only the two that happened are recorded
+    assert [(h["id"], h["reason"]) for h in store.alias_history("models")] == [
+        (first, "first"), (second, "beat first")]
+
+
+def test_of_many_threads_swapping_from_the_same_target_exactly_one_wins(store, publish):
+    start = publish("models")
+    store.set_alias("models", "champion", start)
+    contenders = [publish("models") for _ in range(8)]
+    barrier = threading.Barrier(len(contenders))
+
+    def swap(model: str) -> bool:
+        barrier.wait()
+        try:
+            store.set_alias("models", "champion", model, expect=start)
+        except AliasMovedError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(len(contenders)) as pool:
+        won = list(pool.map(swap, contenders))
+    assert won.count(True) == 1
+    assert store.resolve("models", "champion") == contenders[won.index(True)]

@@ -119,3 +119,15 @@ def test_missing_parent_and_stray_entry(store, version):
     # The dangling "latest" alias of datasets is reported too.
     assert ("datasets", ".aliases/latest") in reasons
     assert store.verify("evaluations") == []
+
+
+def test_quick_verify_reads_manifests_and_aliases_not_files(store, version):
+    target = writable(store.root / "datasets" / version / "train.txt")
+    target.write_bytes(b"c" * 100)  # only hashing finds this
+    assert store.verify(quick=True) == []
+    assert len(store.verify()) == 1
+    os.remove(writable(store.root / "datasets" / version / MANIFEST))
+    (store.root / "models" / ".aliases" / "champion").write_text(version + "\n")
+    problems = store.verify(quick=True)
+    assert {(p.kind, p.file) for p in problems} == {("datasets", MANIFEST),
+                                                    ("models", ".aliases/champion")}

@@ -22,7 +22,7 @@ NATIVE = [
     b"2024-01-01 12:00:00.123456: I tensorflow/core/util/port.cc:113] oneDNN custom ...",
 ]
 OWN = [
-    b"charlm: error: unknown models version or alias 'x'",
+    b"charlm: evaluate: unknown models version or alias 'x'",
     b"published generation 20260101-000000-000000-abcdef: 2 headlines",
     b"epoch 1: train 3.1 bits/char, validation 3.0 bits/char, 1.0 s, lr 5.00e-03",
     b"F0000 00:00:1796071875.755341    4916 check.cc:1] Check failed: fatal lines stay",

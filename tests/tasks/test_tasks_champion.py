@@ -1,13 +1,19 @@
-"""tasks.champion: the training flow's "is the champion up to date?" and "promote?" rules."""
+"""tasks.champion: the training flow's "is the champion up to date?" and "promote?" rules,
+and concurrent challengers racing for the title (compare-and-swap)."""
 
 from __future__ import annotations
 
 import math
+import multiprocessing
+import random
+from types import SimpleNamespace
 
 import pytest
 
-from storage import StorageError, Store
+import tasks.champion
+from storage import AliasMovedError, StorageError, Store
 from tasks.champion import champion_status, should_promote
+from tasks.evaluate import EvaluationOutcome
 
 
 def test_no_champion_yet(storage, publish):
@@ -53,3 +59,122 @@ def test_unknown_dataset_is_an_error(storage, publish):
 ])
 def test_should_promote(challenger, champion, expected):
     assert should_promote(challenger, champion) is expected
+
+
+def scored(scores: dict[str, float], before_scoring=lambda model: None):
+    """A stand-in for evaluate_model with the scores in `scores`, calling `before_scoring`."""
+    def evaluate_model(storage, model, dataset, split):
+        before_scoring(model)
+        return EvaluationOutcome("", model, dataset, split, {"bits_per_char": scores[model]}, "")
+
+    return SimpleNamespace(fn=evaluate_model)
+
+
+def test_a_challenger_meets_the_champion_that_replaced_the_one_it_beat(storage, publish,
+                                                                       monkeypatch):
+    dataset = publish("datasets")
+    old, challenger, rival = (publish("models") for _ in range(3))
+    store = Store(storage)
+    store.set_alias("models", "champion", old, reason="before")
+    scores = {old: 2.0, challenger: 1.9, rival: 1.8}
+
+    def rival_wins_meanwhile(model):
+        if model == old and store.resolve("models", "champion") == old:
+            store.set_alias("models", "champion", rival, reason="another run", expect=old)
+
+    monkeypatch.setattr(tasks.champion, "evaluate_model", scored(scores, rival_wins_meanwhile))
+    mine = scored(scores).fn(storage, challenger, dataset, "test")
+    champion, promoted = tasks.champion.challenge_champion(storage, mine, dataset)
+    # It beat `old`, but `old` had lost the title: it lost to the rival, and that is recorded.
+    assert (champion.model_id, promoted) == (rival, False)
+    assert store.resolve("models", "champion") == rival
+    history = store.alias_history("models", "champion")
+    assert [(h["id"], h["previous"]) for h in history] == [
+        (old, None), (rival, old), (rival, rival)]
+    assert history[-1]["reason"] == (
+        f"challenger {challenger} 1.9000 vs champion {rival} 1.8000 bits/char on the test "
+        f"split of dataset {dataset}: champion kept")
+
+
+def test_the_first_model_is_crowned_unless_it_cannot_be_scored(storage, publish, monkeypatch):
+    dataset = publish("datasets")
+    broken, first = publish("models"), publish("models")
+    monkeypatch.setattr(tasks.champion, "evaluate_model", scored({}))
+    nan = scored({broken: math.nan}).fn(storage, broken, dataset, "test")
+    assert tasks.champion.challenge_champion(storage, nan, dataset) == (None, False)
+    assert Store(storage).aliases("models").get("champion") is None
+    good = scored({first: 2.0}).fn(storage, first, dataset, "test")
+    assert tasks.champion.challenge_champion(storage, good, dataset) == (None, True)
+    [crowned] = Store(storage).alias_history("models", "champion")
+    assert crowned["id"] == first and crowned["reason"].startswith(f"first model: {first} 2.0000")
+
+
+RACES = 10
+
+
+def race(worker: int, races: list[tuple[str, str, str]], scores: dict[str, float],
+         barrier) -> int:
+    """Challenger `worker` of each race (storage, dataset, its model): compare with the
+    champion and record the decision, writing the alias at the same moment as the other
+    worker (`barrier`). Returns how many of its alias writes were refused."""
+    # Scores from the test's table: the race is about the alias, not about scoring.
+    tasks.champion.evaluate_model = scored(scores)
+    real_set_alias = Store.set_alias
+    state = {"synced": False, "refused": 0}
+
+    def set_alias(self, *args, **kwargs):
+        if not state["synced"]:  # both compared with the same champion: now write together
+            state["synced"] = True
+            barrier.wait(timeout=120)
+        try:
+            return real_set_alias(self, *args, **kwargs)
+        except AliasMovedError:
+            state["refused"] += 1
+            raise
+
+    Store.set_alias = set_alias
+    for storage, dataset_id, model_id in races:
+        state["synced"] = False
+        challenger = scored(scores).fn(storage, model_id, dataset_id, "test")
+        tasks.champion.challenge_champion(storage, challenger, dataset_id)
+    return state["refused"]
+
+
+def test_concurrent_challengers_leave_the_best_model_champion(tmp_path):
+    rng = random.Random(18)
+    scores: dict[str, float] = {}
+    races: list[tuple[str, str, list[str]]] = []
+    for number in range(RACES):
+        storage = str(tmp_path / f"race{number}")
+        store = Store(storage)
+        ids = []
+        for kind in ("datasets", "models", "models", "models"):
+            with store.publish(kind) as staging:
+                (staging.path / "data.bin").write_bytes(b"payload")
+            ids.append(staging.id)
+        dataset, champion, *challengers = ids
+        store.set_alias("models", "champion", champion, reason="before the race")
+        # Both challengers beat the champion, so both try to take its place at once.
+        scores[champion] = 2.0
+        for model in challengers:
+            scores[model] = round(rng.uniform(1.5, 1.99), 4)
+        races.append((storage, dataset, challengers))
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(2)
+        with context.Pool(2) as pool:
+            results = [pool.apply_async(race, (worker, [(s, d, c[worker]) for s, d, c in races],
+                                               scores, barrier)) for worker in (0, 1)]
+            refused = sum(result.get(timeout=600) for result in results)
+    print(f"{RACES} races of two challengers; {refused} champion moves refused and retried")
+    best = [min(challengers, key=scores.__getitem__) for _, _, challengers in races]
+    crowned = [Store(storage).resolve("models", "champion") for storage, _, _ in races]
+    assert crowned == best
+    # In every race one challenger's write came second, was refused, and it met the winner.
+    assert refused == RACES
+    for storage, _, challengers in races:
+        history = Store(storage).alias_history("models", "champion")
+        assert len(history) == 3  # before the race, then one decision per challenger
+        for model in challengers:
+            [decision] = [h for h in history if f"challenger {model} " in h["reason"]]
+            assert (decision["id"] == model) == ("promoted" in decision["reason"])

@@ -108,7 +108,7 @@ def test_a_scoring_failure_is_logged_in_one_line_and_never_raised(storage, inges
         logger.removeHandler(caplog.handler)
     # A set: the record reaches caplog twice when `charlm` also propagates to the root.
     [line] = {r.getMessage() for r in caplog.records if r.levelno == logging.WARNING}
-    assert line.startswith(f"drift not recorded for dataset {second.dataset_id}: ")
+    assert line.startswith(f"charlm: drift not recorded for dataset {second.dataset_id}: ")
     assert "\n" not in line and "model.weights.h5" in line
     assert Store(storage).versions("evaluations") == []
 
