@@ -157,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         keys = [info.key for kind in ("datasets", "models")
                 for info in s3.backend.list(f"{kind}/")
                 if not info.key.split("/")[1].startswith(".")]  # not aliases, history
-        downloads = {key: server.gets(f"/bench/store/{key} ") for key in keys}
     finally:
         server.close()
+    # Counted once the server has exited: its request log is then complete on disk.
+    downloads = {key: server.gets(f"/bench/store/{key} ") for key in keys}
 
     print(f"\n  {'step':<22}{'local s':>10}{'S3 s':>10}{'S3/local':>10}   (best of rounds)")
     verdicts = []
