@@ -104,12 +104,13 @@ class ObjectStore(VersionLookup, MirroredWorkDirs):
                 self.cache.adopt(path / rel, entry["sha256"])
             self.backend.put(self._manifest_key(kind, version_id), data, "create")
             self._manifests[(kind, version_id)] = (manifest, data)
-            self._keep_local_copy(path, kind, version_id, data)
             for name in alias_names:
                 if name in tags:
                     self._swap_expected(kind, name, version_id, tags[name], expect or {})
                 else:
                     self._swap_alias(kind, name, version_id, seen=seen[name].result())
+            # Last: a version taken back (_swap_expected) must not stay readable here.
+            self._keep_local_copy(path, kind, version_id, data)
         finally:
             shutil.rmtree(path, ignore_errors=True)
 

@@ -127,6 +127,8 @@ def test_a_publish_whose_expected_alias_moves_at_the_commit_is_taken_back(url: s
         (staging.path / "a").write_bytes(b"3")
     visible = [m["id"] for m in Store(url).versions("datasets")]
     assert staging.id not in visible and len(visible) == 2
+    with pytest.raises(StorageError, match="unknown datasets"):
+        store.resolve("datasets", staging.id)  # not even from this host's cache
 
 
 def test_uploads_without_manifest_are_invisible_then_reported_then_collected(
