@@ -28,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from storage.errors import StorageError
+from storage.errors import StorageError, cause
 
 __all__ = ["Backend", "ObjectInfo", "ObjectMissing", "WriteConflict", "is_store_url",
            "open_backend"]
@@ -114,7 +114,8 @@ def _connect(url: str) -> Backend:
 
 
 def _cause(error: BaseException) -> str:
-    """One line saying why an obstore call failed."""
+    """One line saying why an obstore call failed (storage.errors.cause, plus what the
+    usual failures mean: a missing bucket, an endpoint down, refused credentials)."""
     text = str(error)
     bucket = re.search(r"<BucketName>([^<]*)</BucketName>", text)
     if "NoSuchBucket" in text:
@@ -127,8 +128,7 @@ def _cause(error: BaseException) -> str:
             any(s in text for s in ("403 Forbidden", "InvalidAccessKeyId",
                                     "SignatureDoesNotMatch")):
         return "access denied: check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
-    first = " ".join(text.split(" | ")[0].split("\n")[0].split())
-    return f"{type(error).__name__}: {first[:300]}"
+    return f"{type(error).__name__}: {cause(error)[:300]}"
 
 
 class Backend:
