@@ -116,8 +116,9 @@ def _seed(p: argparse.ArgumentParser, what: str) -> None:
 def build_parser() -> Parser:
     parser = Parser(prog="charlm", description="Character-level language models of news "
                     "headlines: ingest, train, evaluate, generate, without a Prefect server.")
-    parser.add_argument("--storage", metavar="DIR",
-                        help="artifact store root (default: $CHARLM_STORAGE, else "
+    parser.add_argument("--storage", metavar="DIR|URL",
+                        help="artifact store: a directory or an object store URL such as "
+                             "s3://bucket/prefix (default: $CHARLM_STORAGE, else "
                              "./charlm-store)")
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks on errors and TensorFlow's native log lines "

@@ -39,10 +39,21 @@ A publish may name the aliases it built on (``expect={"latest": id}``): if one m
 meanwhile, nothing is published (``AliasMovedError``) and the caller plans again, so two
 writers building on "latest" (a CSV ingestion, a feed publish) never drop each other's rows.
 
-Modules: store (the `Store` and publishing), manifests, aliases, locks, verify, gc, staging
-(clean-up after killed processes), workdirs, layout (every file name), datasets (the dataset
-file format), feeds (the live feeds' item buffer and validators), ids, fsutil, provenance,
-errors.
+Object stores: a root that is a URL (``s3://bucket/prefix``, ``gs://``, ``az://``,
+``memory://name``) opens an `ObjectStore` (storage.object_store) with the same API and the
+same layout as keys, built on storage.backend (a few byte operations with conditional
+writes, through obstore). There a version's files are uploaded first and its manifest is
+written create-only as the one commit point; aliases and the alias history change by
+compare-and-swap on ETags; versions are read through a host-local cache keyed by sha256
+(storage.cache). No lock and no pid is involved; docs/object-store.md says what it
+guarantees.
+
+Modules: store (the local `Store` and publishing), references (resolving ids and aliases,
+shared by both stores), manifests, aliases, locks, verify, gc, staging (clean-up after killed
+processes), workdirs, layout (every file name), datasets (the dataset file format), feeds
+(the live feeds' item buffer and validators) over feed_files (their local or object-store
+files), backend, object_store, object_maintenance (its verify), cache, ids, fsutil,
+provenance, errors.
 
 This package must not import prefect or tensorflow: it is shared by every other layer.
 """

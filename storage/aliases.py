@@ -32,6 +32,8 @@ __all__ = [
     "alias_names",
     "append_history",
     "check_alias_list",
+    "history_line",
+    "parse_history",
     "read_alias",
     "read_history",
     "write_alias",
@@ -82,23 +84,34 @@ def write_alias(kind_dir: Path, name: str, version_id: str) -> None:
 def append_history(kind_dir: Path, name: str, version_id: str, previous: str | None,
                    reason: str) -> None:
     """Record one alias change (the caller holds the kind lock); fsynced before returning."""
-    record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "alias": name, "id": version_id, "previous": previous, "reason": reason}
-    with open(kind_dir / ALIAS_HISTORY_FILE, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+    with open(kind_dir / ALIAS_HISTORY_FILE, "ab") as handle:
+        handle.write(history_line(name, version_id, previous, reason))
         handle.flush()
         os.fsync(handle.fileno())
 
 
+def history_line(name: str, version_id: str, previous: str | None, reason: str) -> bytes:
+    """One alias change as a line of the alias history."""
+    record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "alias": name, "id": version_id, "previous": previous, "reason": reason}
+    return (json.dumps(record, sort_keys=True) + "\n").encode()
+
+
 def read_history(kind_dir: Path, name: str | None = None) -> list[dict]:
-    """Recorded changes of alias `name` (of every alias when None), oldest first.
+    """Recorded changes of alias `name` (of every alias when None), oldest first."""
+    try:
+        data = (kind_dir / ALIAS_HISTORY_FILE).read_bytes()
+    except FileNotFoundError:
+        return []
+    return parse_history(data, name)
+
+
+def parse_history(data: bytes, name: str | None = None) -> list[dict]:
+    """The records of alias `name` (every alias when None) in an alias history's bytes.
 
     A torn last line (a crash while appending) is skipped.
     """
-    try:
-        lines = (kind_dir / ALIAS_HISTORY_FILE).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
+    lines = data.decode("utf-8", "replace").splitlines()
     records = []
     for line in lines:
         try:

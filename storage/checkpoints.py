@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,13 @@ def _read_npz(path: Path) -> list[np.ndarray]:
 class CheckpointDir:
     """The checkpoints of one training run, in `directory` (created on first save)."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path,
+                 on_save: Callable[[], None] | None = None) -> None:
         self.directory = Path(directory)
         self.files = TrainingWorkFiles.at(self.directory)
+        # Called after each save: an object store uploads the work directory then
+        # (Store.save_work_dir), so a run killed on one machine resumes on another.
+        self.on_save = on_save
 
     def __str__(self) -> str:
         return str(self.directory)
@@ -66,6 +70,8 @@ class CheckpointDir:
         incoming.rename(current)  # a kill before this line leaves checkpoint.old to resume
         fsync_dir(self.directory)
         shutil.rmtree(previous, ignore_errors=True)
+        if self.on_save is not None:
+            self.on_save()
 
     def load(self) -> tuple[list[np.ndarray], dict[str, Any]] | None:
         """The newest whole checkpoint (arrays, state), or None when there is none."""
@@ -86,6 +92,8 @@ class CheckpointDir:
     def save_best(self, arrays: Sequence[np.ndarray]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         replace_file(self.files.best, _npz_bytes(arrays))
+        if self.on_save is not None:
+            self.on_save()
 
     def load_best(self) -> list[np.ndarray] | None:
         path = self.files.best

@@ -17,7 +17,8 @@ Files (names: storage.layout.FeedFiles, under ``<root>/feeds/``):
 - ``validators.json``: ``{url: {"etag": ..., "last_modified": ..., "saved_at": ...}}``,
   what each feed's server last said identifies its content (conditional GET). Replaced
   atomically.
-- ``.lock``: held (`FeedState.locked`) while any of them changes.
+- ``.lock``: held (`FeedState.locked`) while any of them changes (on an object store: a
+  lease, and every write is a compare-and-swap; storage.feed_files).
 
 Exactly once, across kills at any moment (the order the callers follow, tasks/feeds.py):
 
@@ -29,8 +30,10 @@ Exactly once, across kills at any moment (the order the callers follow, tasks/fe
    manifest's params (``params["feed_buffer"]["through"]``, `BUFFER_PARAM`); publishing is
    atomic (storage.Store.publish), so the version is there whole or not at all;
 3. ``published.json`` is then advanced. `FeedState.published_through` is the larger of it
-   and every dataset manifest's ``through``, so a kill between 2 and 3 cannot publish the
-   same items twice: the manifest already says they are in.
+   and the ``through`` of every dataset manifest in the lineage of "latest", so a kill
+   between 2 and 3 cannot publish the same items twice: the manifest already says they are
+   in. A kill inside 2, after the version became visible but before "latest" moved to it,
+   leaves a version outside that lineage: its items stay pending and go into the next one.
 
 Storage does not know what a feed is: fetching, parsing, normalisation and dedup rules are
 ingestion's (ingestion/feed_fetch.py, ingestion/feeds.py, ingestion/feed_rows.py), the order
@@ -40,28 +43,21 @@ above is tasks/feeds.py's.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from filelock import FileLock, Timeout
+from typing import Any
 
 from storage.errors import StorageError
-from storage.fsutil import fsync_dir, replace_file
+from storage.feed_files import LocalFeedFiles, ObjectFeedFiles
 from storage.layout import FeedFiles
-from storage.locks import LOCK_TIMEOUT_S
 from storage.verify import Problem
-
-if TYPE_CHECKING:
-    from storage.store import Store
 
 __all__ = ["BUFFER_PARAM", "BufferedItem", "FeedState"]
 
 BUFFER_PARAM = "feed_buffer"  # a dataset version's params[BUFFER_PARAM]["through"]: last seq in it
+_ITEMS, _VALIDATORS, _PUBLISHED = FeedFiles.names()[:3]
 _FIELDS = ("seq", "guid", "link", "title", "headline", "publish_date", "dated", "source",
            "fetched_at")
 
@@ -111,13 +107,13 @@ def _decode(line: bytes) -> BufferedItem:
     return item
 
 
-def _read_json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_bytes())
-    except FileNotFoundError:
+def _parse_json(data: bytes | None, where: str, default: Any) -> Any:
+    if data is None:
         return default
+    try:
+        return json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
-        raise StorageError(f"{path}: not valid JSON ({error})") from None
+        raise StorageError(f"{where}: not valid JSON ({error})") from None
 
 
 class FeedState:
@@ -125,51 +121,51 @@ class FeedState:
 
     Reads work any time; changes (`append`, `save_validators`, `mark_published`) need the
     lock: ``with state.locked(): ...`` around reading what to change and changing it. The
-    lock is not re-entrant: take it once per operation.
+    lock is not re-entrant: take it once per operation. `store` is a local `storage.Store`
+    or a `storage.object_store.ObjectStore` (anything with ``versions`` and either a
+    ``backend`` or a ``root`` folder); its files are reached through storage.feed_files.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Any) -> None:
         self.store = store
-        self.files = FeedFiles.of(store.root)
+        backend = getattr(store, "backend", None)
+        self.io = ObjectFeedFiles(backend) if backend is not None else LocalFeedFiles(store.root)
         self._held = False
+        self._tokens: dict[str, object] = {}  # file name -> what this holder last read
 
     # -- the lock ----------------------------------------------------------------------
 
     @contextmanager
     def locked(self) -> Iterator[FeedState]:
-        directory = self.files.items.parent
-        if not directory.is_dir():
-            directory.mkdir(parents=True, exist_ok=True)
-            fsync_dir(directory.parent)
-        # A new FileLock per use: threads of one process exclude each other as processes do.
-        lock = FileLock(self.files.lock, timeout=LOCK_TIMEOUT_S)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise StorageError(f"timed out after {LOCK_TIMEOUT_S:.0f} s waiting for lock "
-                               f"{self.files.lock}") from None
-        try:
-            self._remove_temporaries()
+        with self.io.locked():
             self._held = True
-            yield self
-        finally:
-            self._held = False
-            lock.release()
+            self._tokens = {}
+            try:
+                yield self
+            finally:
+                self._held = False
 
-    def _remove_temporaries(self) -> None:
-        # replace_file's temporaries (.<name>.<owner>.<hex>.tmp) of a writer killed mid-way:
-        # writers hold the lock, which we now hold, so none of them is live.
-        for path in self.files.items.parent.glob(".*.tmp"):
-            path.unlink(missing_ok=True)
+    def _read(self, name: str) -> bytes | None:
+        data, token = self.io.read(name)
+        if self._held:
+            # The first read under the lock is what the holder decides on: its writes are
+            # swapped against it, so a holder whose lease lapsed cannot write stale news.
+            self._tokens.setdefault(name, token)
+        return data
+
+    def _read_json(self, name: str, default: Any) -> Any:
+        return _parse_json(self._read(name), f"{self.io.where}/{name}", default)
+
+    def _write(self, name: str, data: bytes) -> None:
+        if name not in self._tokens:
+            self._read(name)
+        self._tokens[name] = self.io.write(name, data, self._tokens[name])
 
     # -- the buffer --------------------------------------------------------------------
 
     def _read_items(self) -> tuple[list[BufferedItem], int]:
         """(every complete item, the byte length of the complete lines)."""
-        try:
-            data = self.files.items.read_bytes()
-        except FileNotFoundError:
-            return [], 0
+        data = self._read(_ITEMS) or b""
         end = data.rfind(b"\n") + 1  # a torn last line (no newline) is not an item yet
         items = []
         for number, line in enumerate(data[:end].splitlines(), 1):
@@ -177,7 +173,7 @@ class FeedState:
                 items.append(_decode(line))
             except (ValueError, TypeError, KeyError) as error:
                 raise StorageError(
-                    f"{self.files.items}: line {number} is not a feed item ({error})"
+                    f"{self.io.where}/{_ITEMS}: line {number} is not a feed item ({error})"
                 ) from None
         return items, end
 
@@ -194,25 +190,28 @@ class FeedState:
         numbered = [replace(item, seq=last + i) for i, item in enumerate(items, 1)]
         if not numbered:
             return []
-        path = self.files.items
-        created = not path.exists()
-        with open(path, "ab") as handle:
-            if handle.tell() > end:  # cut off a killed writer's torn line first
-                handle.truncate(end)
-            handle.write(b"".join(map(_encode, numbered)))
-            handle.flush()
-            os.fsync(handle.fileno())
-        if created:
-            fsync_dir(path.parent)
+        self._tokens[_ITEMS] = self.io.append(_ITEMS, b"".join(map(_encode, numbered)), end,
+                                              self._tokens[_ITEMS])
         return numbered
 
     def published_through(self) -> int:
         """The last `seq` already in a dataset version (0 when none is): the larger of
-        ``published.json`` and every dataset manifest's ``params["feed_buffer"]``."""
-        cursor = _read_json(self.files.published, {})
+        ``published.json`` and the ``params["feed_buffer"]`` of every dataset manifest in
+        the lineage of "latest" (latest and its dataset ancestors)."""
+        cursor = self._read_json(_PUBLISHED, {})
         through = int(cursor.get("through", 0)) if isinstance(cursor, dict) else 0
-        for manifest in self.store.versions("datasets"):
-            params = manifest.get("params", {}).get(BUFFER_PARAM)
+        manifests = {m["id"]: m for m in self.store.versions("datasets")}
+        # Only the lineage counts: a version committed by a publisher killed before it moved
+        # "latest" holds items that "latest" lacks; they must stay pending.
+        pending = [self.store.aliases("datasets").get("latest")]
+        seen: set[str] = set()
+        while pending:
+            manifest = manifests.get(pending.pop() or "")
+            if manifest is None or manifest["id"] in seen:
+                continue
+            seen.add(manifest["id"])
+            pending += manifest["parents"].get("datasets", [])
+            params = manifest["params"].get(BUFFER_PARAM)
             if isinstance(params, dict) and isinstance(params.get("through"), int):
                 through = max(through, params["through"])
         return through
@@ -225,57 +224,56 @@ class FeedState:
     def mark_published(self, through: int, dataset_id: str) -> None:
         """Record that every item up to `through` is in dataset `dataset_id`. Needs the lock."""
         assert self._held, "FeedState.mark_published needs the lock (FeedState.locked)"
-        cursor = _read_json(self.files.published, {})
+        cursor = self._read_json(_PUBLISHED, {})
         if isinstance(cursor, dict) and int(cursor.get("through", 0)) >= through:
             return
         record = {"through": through, "dataset_id": dataset_id,
                   "at": datetime.now(timezone.utc).isoformat()}
-        replace_file(self.files.published, json.dumps(record, indent=1).encode() + b"\n")
+        self._write(_PUBLISHED, json.dumps(record, indent=1).encode() + b"\n")
 
     # -- validators --------------------------------------------------------------------
 
     def validators(self, url: str) -> tuple[str | None, str | None]:
         """(ETag, Last-Modified) saved for `url`; (None, None) when nothing was saved."""
-        saved = _read_json(self.files.validators, {}).get(url) or {}
+        saved = self._read_json(_VALIDATORS, {}).get(url) or {}
         return saved.get("etag"), saved.get("last_modified")
 
     def save_validators(self, url: str, etag: str | None, last_modified: str | None) -> None:
         """Keep `url`'s validators for its next conditional request. Needs the lock."""
         assert self._held, "FeedState.save_validators needs the lock (FeedState.locked)"
-        table = _read_json(self.files.validators, {})
+        table = self._read_json(_VALIDATORS, {})
         if table.get(url, {}).get("etag") == etag and \
                 table.get(url, {}).get("last_modified") == last_modified:
             return  # unchanged (a 304): no write
         table[url] = {"etag": etag, "last_modified": last_modified,
                       "saved_at": datetime.now(timezone.utc).isoformat()}
-        replace_file(self.files.validators,
-                     json.dumps(table, indent=1, sort_keys=True).encode() + b"\n")
+        self._write(_VALIDATORS, json.dumps(table, indent=1, sort_keys=True).encode() + b"\n")
 
     # -- integrity ---------------------------------------------------------------------
 
     def problems(self) -> list[Problem]:
         """What is wrong with the feed files (for Store.verify): unreadable lines or JSON,
         numbering out of order, a guid stored twice. A torn last line is not a problem."""
-        def problem(file: Path, reason: str) -> Problem:
-            return Problem("feeds", "state", file.name, reason)
+        def problem(name: str, reason: str) -> Problem:
+            return Problem("feeds", "state", name, reason)
 
         found = []
-        for path in (self.files.validators, self.files.published):
+        for name in (_VALIDATORS, _PUBLISHED):
             try:
-                _read_json(path, {})
+                self._read_json(name, {})
             except StorageError as error:
-                found.append(problem(path, str(error)))
+                found.append(problem(name, str(error)))
         try:
             items = self.items()
         except StorageError as error:
-            return [*found, problem(self.files.items, str(error))]
+            return [*found, problem(_ITEMS, str(error))]
         seen: dict[str, int] = {}
         for expected, item in enumerate(items, 1):
             if item.seq != expected:
-                found.append(problem(self.files.items, f"item {item.seq} where {expected} "
+                found.append(problem(_ITEMS, f"item {item.seq} where {expected} "
                                                        "was expected"))
             if item.guid in seen:
-                found.append(problem(self.files.items, f"guid {item.guid!r} stored twice "
+                found.append(problem(_ITEMS, f"guid {item.guid!r} stored twice "
                                                        f"(items {seen[item.guid]} and "
                                                        f"{item.seq})"))
             seen.setdefault(item.guid, item.seq)

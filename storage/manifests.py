@@ -22,7 +22,7 @@ from storage.ids import KINDS, id_time, is_version_id
 from storage.layout import MANIFEST
 from storage.provenance import code_version
 
-__all__ = ["FORMAT", "build_manifest", "read_manifest", "seal", "to_json"]
+__all__ = ["FORMAT", "build_manifest", "parse_manifest", "read_manifest", "seal", "to_json"]
 
 FORMAT = 1
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
@@ -87,12 +87,20 @@ def seal(directory: Path, manifest: dict) -> None:
 
 def read_manifest(directory: Path, kind: str, version_id: str) -> dict:
     """The manifest of version `version_id` of `kind` in `directory`, checked."""
-    manifest_path = directory / MANIFEST
     try:
-        data = json.loads(manifest_path.read_bytes())
+        raw = (directory / MANIFEST).read_bytes()
     except FileNotFoundError:
         raise CorruptVersionError(kind, version_id, MANIFEST, "missing") from None
-    except (OSError, ValueError) as error:
+    except OSError as error:
+        raise CorruptVersionError(kind, version_id, MANIFEST, f"unreadable ({error})") from None
+    return parse_manifest(raw, kind, version_id)
+
+
+def parse_manifest(raw: bytes, kind: str, version_id: str) -> dict:
+    """The manifest of version `version_id` of `kind` from its bytes, checked."""
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
         raise CorruptVersionError(
             kind, version_id, MANIFEST, f"unreadable or not valid JSON ({error})"
         ) from None

@@ -12,18 +12,23 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from storage.backend import is_store_url
 from storage.layout import DEFAULT_ROOT_NAME
 
 ENV_VAR = "CHARLM_STORAGE"
 
 
-def default_root() -> Path:
+def default_root() -> Path | str:
     """The store root: ``$CHARLM_STORAGE`` if set and non-empty, else ``./charlm-store``.
 
-    The fallback is relative to the current working directory, so running the CLI from the
-    project checkout keeps artifacts next to the code (``/charlm-store/`` is git-ignored).
+    An object store URL (``s3://bucket/prefix``, see storage.backend) is returned as the
+    string it is. The fallback is relative to the current working directory, so running the
+    CLI from the project checkout keeps artifacts next to the code (``/charlm-store/`` is
+    git-ignored).
     """
     value = os.environ.get(ENV_VAR, "").strip()
+    if is_store_url(value):
+        return value
     return Path(value).expanduser() if value else Path(DEFAULT_ROOT_NAME)
 
 

@@ -36,23 +36,17 @@ from storage import aliases as alias_files
 from storage import staging as staging_cleanup
 from storage import workdirs
 from storage.aliases import UNCHECKED, Unchecked
-from storage.errors import AliasMovedError, CorruptVersionError, StorageError
+from storage.backend import is_store_url
+from storage.errors import CorruptVersionError, StorageError
 from storage.feeds import FeedState
 from storage.fsutil import fsync_dir
 from storage.gc import Version, plan_gc
-from storage.ids import (
-    KINDS,
-    check_alias_name,
-    check_kind,
-    is_alias_name,
-    is_version_id,
-    looks_like_id_prefix,
-    new_version_id,
-)
+from storage.ids import KINDS, check_alias_name, check_kind, is_version_id, new_version_id
 from storage.layout import GC_SUFFIX, STAGING_DIR, Inbox
 from storage.locks import KindLocks, claim
-from storage.manifests import build_manifest, read_manifest, seal, to_json
+from storage.manifests import build_manifest, read_manifest, seal
 from storage.owners import owner_tag
+from storage.references import VersionLookup
 from storage.verify import Problem, verify_kinds, version_problems
 
 __all__ = ["Problem", "Staging", "Store"]
@@ -80,8 +74,17 @@ class Staging:
         return target
 
 
-class Store:
+class Store(VersionLookup):
     """A directory of immutable, versioned artifacts with aliases and lineage."""
+
+    def __new__(cls, root: str | Path) -> Store:
+        # A URL opens an object store (storage.object_store) with the same public API, so
+        # every caller, the CLI's --storage and $CHARLM_STORAGE accept both.
+        if cls is Store and is_store_url(root):
+            from storage.object_store import ObjectStore
+
+            return ObjectStore(str(root))  # type: ignore[return-value]
+        return super().__new__(cls)
 
     def __init__(self, root: str | Path) -> None:
         # Made absolute up front so that a later chdir (Prefect workers, tests) cannot silently
@@ -116,14 +119,8 @@ class Store:
         kind's lock, with the rename), `AliasMovedError` is raised and nothing is published,
         so two writers building on "latest" cannot silently drop each other's work.
         """
-        check_kind(kind)
-        alias_names = alias_files.check_alias_list(aliases)
-        alias_files.check_alias_list(list(expect or {}))
-        parent_ids = self._resolve_parents(kind, parents)
-        params = dict(params or {})
-        to_json(params, f"params of the new {kind} version")  # fail now, not after training
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise StorageError(f"seed must be an int or None, got {seed!r}")
+        alias_names, parent_ids, params = self._check_publish(kind, aliases, expect, parents,
+                                                              params, seed)
 
         version_id = new_version_id()
         visible = False
@@ -159,90 +156,7 @@ class Store:
             note = f" (version {version_id} was published, aliases may be stale)" if visible else ""
             raise StorageError(f"disk full while publishing {kind}: {error}{note}") from error
 
-    def _resolve_parents(
-        self, kind: str, parents: Mapping[str, Sequence[str]] | None
-    ) -> dict[str, list[str]]:
-        if parents is None:
-            return {}
-        if not isinstance(parents, Mapping):
-            raise StorageError(f"parents must map kinds to lists of ids, got {parents!r}")
-        resolved: dict[str, list[str]] = {}
-        for parent_kind, refs in parents.items():
-            check_kind(parent_kind)
-            if isinstance(refs, str) or not isinstance(refs, Sequence):
-                raise StorageError(f"parents[{parent_kind!r}] must be a list of ids, got {refs!r}")
-            ids: list[str] = []
-            for ref in refs:
-                try:
-                    version_id = self.resolve(parent_kind, ref)
-                except StorageError as error:
-                    raise StorageError(
-                        f"cannot publish {kind}: parent {parent_kind} {ref!r} does not exist "
-                        f"({error})"
-                    ) from None
-                if version_id not in ids:
-                    ids.append(version_id)
-            resolved[parent_kind] = ids
-        return resolved
-
-    def _check_parents_exist(self, kind: str, parents: dict[str, list[str]]) -> None:
-        for parent_kind, ids in parents.items():
-            for version_id in ids:
-                if not (self._kind_dir(parent_kind) / version_id).is_dir():
-                    raise StorageError(
-                        f"cannot publish {kind}: parent {parent_kind} version {version_id} "
-                        "was removed while publishing (by gc?)"
-                    )
-
-    def _check_expected(self, kind: str, expect: Mapping[str, str | None],
-                        action: str = "") -> None:
-        for name, expected in expect.items():
-            current = alias_files.read_alias(self._kind_dir(kind), kind, name)
-            if current != expected:
-                what = action or f"publish {kind}"
-                built = "this version was built" if not action else "the caller decided"
-                raise AliasMovedError(
-                    f"cannot {what}: alias {name!r} moved to {current or '(unset)'} while "
-                    f"{built} on {expected or '(unset)'}"
-                )
-
     # -- reading -----------------------------------------------------------------------------
-
-    def resolve(self, kind: str, ref: str) -> str:
-        """The version id that ``ref`` (id, alias name or unique id prefix) stands for."""
-        check_kind(kind)
-        if not isinstance(ref, str) or not ref:
-            raise StorageError(f"bad {kind} reference {ref!r}: expected a version id or alias")
-        if is_version_id(ref):
-            if (self._kind_dir(kind) / ref).is_dir():
-                return ref
-        elif looks_like_id_prefix(ref):
-            matches = [i for i in self._ids(kind) if i.startswith(ref)]
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise StorageError(
-                    f"ambiguous {kind} id prefix {ref!r}: matches {len(matches)} versions "
-                    f"({', '.join(matches[:5])}{', ...' if len(matches) > 5 else ''})"
-                )
-        elif is_alias_name(ref):
-            target = alias_files.read_alias(self._kind_dir(kind), kind, ref)
-            if target is not None:
-                if not (self._kind_dir(kind) / target).is_dir():
-                    raise StorageError(f"{kind} alias {ref!r} points to missing version {target}")
-                return target
-        raise StorageError(self._not_found(kind, ref))
-
-    def _not_found(self, kind: str, ref: str) -> str:
-        ids = self._ids(kind)
-        message = f"unknown {kind} version or alias {ref!r} in store {self.root}"
-        if not ids:
-            return f"{message}; there are no {kind} versions yet"
-        shown = ", ".join(ids[-5:])
-        aliases = ", ".join(f"{name} -> {target}" for name, target in self.aliases(kind).items())
-        return (
-            f"{message}; {len(ids)} version(s) exist, newest: {shown}; aliases: {aliases or 'none'}"
-        )
 
     def path(self, kind: str, ref: str, *, verify: bool = True) -> Path:
         """The directory of version ``ref``; with ``verify``, check every file's checksum first."""
@@ -368,6 +282,10 @@ class Store:
         (see storage.staging: a publish in progress in a live process is never touched)."""
         return staging_cleanup.clean_staging(self.root)
 
+    def exists(self) -> bool:
+        """Whether the store's directory exists yet."""
+        return self.root.is_dir()
+
     # -- the inbox and work directories ------------------------------------------------------
 
     @property
@@ -393,10 +311,20 @@ class Store:
         """Delete a directory made by ``work_dir`` (given as its name or its path)."""
         workdirs.remove_work_dir(self.root, work_dir)
 
+    def save_work_dir(self, work_dir: str | Path) -> None:
+        """Make a work directory's current content durable in the store: nothing to do
+        here (it lives in the store already); an object store uploads it."""
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _kind_dir(self, kind: str) -> Path:
         return self.root / kind
+
+    def _has_version(self, kind: str, version_id: str) -> bool:
+        return (self._kind_dir(kind) / version_id).is_dir()
+
+    def _read_alias(self, kind: str, name: str) -> str | None:
+        return alias_files.read_alias(self._kind_dir(kind), kind, name)
 
     def _ids(self, kind: str) -> list[str]:
         kind_dir = self._kind_dir(kind)

@@ -28,8 +28,9 @@ R = TypeVar("R")
 
 
 def open_store(storage: str | Path | None) -> Store:
-    """The store at `storage`, or the default root ($CHARLM_STORAGE or ./charlm-store)."""
-    return Store(Path(storage) if storage else default_root())
+    """The store at `storage` (a directory or an object store URL such as s3://bucket/prefix),
+    or the default root ($CHARLM_STORAGE or ./charlm-store)."""
+    return Store(storage or default_root())
 
 
 def model_files(storage: str | Path | None, model: str) -> ModelFiles:

@@ -127,7 +127,7 @@ def _latest(store: Store) -> str | None:
 @task(name="scan-inbox", cache_policy=NO_CACHE)
 def scan_inbox(storage: str | None) -> list[str]:
     """CSV files waiting in the store's inbox, oldest first."""
-    files = Inbox.at(open_store(storage).root).waiting()
+    files = Inbox(open_store(storage).inbox).waiting()
     return [str(p) for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
 
 
@@ -136,7 +136,7 @@ def archive_inbox(storage: str | None, paths: list[str], dataset_id: str | None,
                   rejected: bool = False) -> list[str]:
     """Move processed inbox files aside, never overwriting: to processed/<dataset id>/,
     processed/unchanged/ (dataset_id None) or processed/rejected/ (unreadable files)."""
-    inbox = Inbox.at(open_store(storage).root)
+    inbox = Inbox(open_store(storage).inbox)
     target = inbox.rejected if rejected else inbox.processed(dataset_id)
     target.mkdir(parents=True, exist_ok=True)
     moved = []

@@ -181,7 +181,7 @@ def _read(part: Callable[..., Any], *args: Any) -> Any:
 def pipeline_status(storage: str | None) -> dict[str, Any]:
     """Every fact `charlm status` shows, JSON-ready; reads the store, never writes it."""
     store = open_store(storage)
-    facts: dict[str, Any] = {"store": str(store.root), "exists": store.root.is_dir()}
+    facts: dict[str, Any] = {"store": str(store.root), "exists": store.exists()}
     if not facts["exists"]:
         facts["empty"] = True
         return facts

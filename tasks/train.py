@@ -68,7 +68,8 @@ def train_model(storage: str | None, dataset: str = "latest",
     tensorboard = TrainingWorkFiles.at(work).tensorboard  # kept across a resume
     result = fit(model, train, validation, training,
                  callbacks=[LogEpochs(log), TensorBoardLog(tensorboard), *callbacks],
-                 checkpoint=CheckpointDir(work), fingerprint=run_key, strategy=strategy)
+                 checkpoint=CheckpointDir(work, on_save=lambda: store.save_work_dir(work)),
+                 fingerprint=run_key, strategy=strategy)
     replicas = strategy.num_replicas_in_sync
     params = {"model": to_dict(network), "train": to_dict(training), "precision": dtype,
               "replicas": replicas}

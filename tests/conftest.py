@@ -25,6 +25,7 @@ if _ROOT not in sys.path:
 import prefect.main  # noqa: E402, F401  (runs prefect.logging.configuration.setup_logging)
 import pytest  # noqa: E402
 from feedserver import FeedServer  # noqa: E402  (tests/feedserver.py)
+from s3server import S3Server  # noqa: E402  (tests/s3server.py)
 
 
 @pytest.fixture
@@ -73,3 +74,24 @@ def publish_model():
         return staging.id
 
     return publish
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One moto S3 server on 127.0.0.1 for the session (tests/s3server.py); tests take a
+    fresh bucket each (`s3_store_url`). Skipped when moto is not installed."""
+    pytest.importorskip("moto.server")
+    server = S3Server()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def s3_store_url(s3_server, monkeypatch, tmp_path):
+    """The URL of a store in a new bucket of `s3_server`, with AWS_* and the cache set."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CHARLM_CACHE", str(tmp_path / "cache"))
+    return s3_server.bucket()

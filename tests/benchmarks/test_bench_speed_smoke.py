@@ -94,3 +94,16 @@ def test_verdict_and_flops() -> None:
     assert not harness.Verdict("b", "m", 9.9, 10.0).passed
     assert harness.Verdict("b", "m", 1.2, 1.5, higher_is_better=False).passed
     assert "MISS" in harness.Verdict("b", "m", float("nan"), 1.0).line()
+
+
+def test_store_tiny(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("moto.server")
+    from benchmarks import bench_store
+
+    bench_store.main(["--tiny"])  # its exit status is the verdicts: meaningless at this size
+    out = capsys.readouterr().out
+    for step in ("publish dataset", "publish model", "load champion cold",
+                 "load champion warm", "generate 50"):
+        assert re.search(rf"^  {step} +[0-9.]+ +[0-9.]+ +[0-9.]+x$", out, re.MULTILINE), out
+    assert "most downloads of one file = 1.00" in out, out
+    _verdicts_agree(out)
