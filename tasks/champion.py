@@ -114,11 +114,13 @@ class Challenge:
 
 def train_challenger(storage: str | None, dataset: str, network: ModelConfig,
                      training: TrainConfig, precision: str = "auto",
-                     callbacks: Sequence[Callback] = (), devices: int | str = 1) -> Challenge:
-    """Train a model on `dataset` (on `devices`, see charlm.devices), evaluate it and the
-    champion on the dataset's test split, and promote it if its test bits/char is lower."""
+                     callbacks: Sequence[Callback] = (), devices: int | str = 1,
+                     start_from: str | None = None) -> Challenge:
+    """Train a model on `dataset` (on `devices`, see charlm.devices; from model
+    `start_from`'s weights when given, tasks.warm), evaluate it and the champion on the
+    dataset's test split, and promote it if its test bits/char is lower."""
     trained = run_task(train_model, storage, dataset, network, training, precision, callbacks,
-                       devices)
+                       devices, start_from)
     dataset_id = trained.dataset_id
     challenger = run_task(evaluate_model, storage, trained.model_id, dataset_id, "test")
     champion_id = run_task(champion_status, storage, dataset_id).champion_id
@@ -130,15 +132,18 @@ def train_challenger(storage: str | None, dataset: str, network: ModelConfig,
         log.info("champion %s stays: test %.4f bits/char vs the challenger's %.4f",
                  champion_id, challenge.champion_bpc, challenge.challenger_bpc)
         return challenge
+    # The alias history says how the new champion was trained: warm (from which model) or cold.
+    start = (f"; warm-started from {trained.started_from}" if trained.started_from
+             else "; trained from scratch")
     split = f"test split of dataset {dataset_id}"
     if champion_id is None:
         # promote_if_unset, not promote: another run may have crowned a model meanwhile.
         promoted = run_task(promote_if_unset, storage, trained.model_id,
                             f"first model: {challenge.challenger_bpc:.4f} bits/char on the "
-                            f"{split}")
+                            f"{split}{start}")
     else:
         promoted = bool(run_task(
             promote, storage, trained.model_id,
             f"beat champion {champion_id} on the {split}: {challenge.challenger_bpc:.4f} < "
-            f"{challenge.champion_bpc:.4f} bits/char"))
+            f"{challenge.champion_bpc:.4f} bits/char{start}"))
     return Challenge(trained, challenger, champion, promoted)
