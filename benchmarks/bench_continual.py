@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> list[tuple[str, Night, Night]]:
         c = night(cold, csv, train, log)
         rows.append((dates, w, c))
     report(rows, args)
+    plot = command(warm, "drift", log=log)  # the warm champion night by night
+    print(f"drift trend of the warm store: {plot}")
     print("final: one cold model trained longer on the last night's dataset:")
     command(cold, "train", "--max-minutes", str(args.final_minutes), *budget, log=log)
     from storage import Store
