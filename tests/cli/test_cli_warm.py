@@ -49,6 +49,7 @@ def test_train_from_the_champion_takes_its_network_and_records_the_chain(trained
     assert code == 0, err
     _, saved = read_config(ModelFiles.at(store.path("models", last_line(out))))
     assert saved["train"]["learning_rate"] == 0.0007
+    assert saved["train"]["min_learning_rate"] <= 0.0007
     assert store.manifest("models", last_line(out))["parents"]["models"] == [model_id]
 
 

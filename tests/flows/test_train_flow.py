@@ -105,14 +105,15 @@ def test_worse_challenger_is_not_promoted(trained, tiny, read_artifact, monkeypa
 def test_runs_warm_from_the_champion_by_default(trained, tiny, read_artifact, flow_run_logs):
     store = Store(trained.storage)
     champion = store.resolve("models", "champion")
-    state = train_headlines(network=tiny[0], training=tiny[1], force=True, samples=0,
+    training = dataclasses.replace(tiny[1], warm_learning_rate=1e-3)  # not the cold peak
+    state = train_headlines(network=tiny[0], training=training, force=True, samples=0,
                             storage=trained.storage, return_state=True)
     run = state.result()
     assert run.started_from == champion
     manifest = store.manifest("models", run.challenger_id)
     assert manifest["parents"]["models"] == [champion]  # the chain: `charlm versions` shows it
     # the warm peak learning rate was used, and the run's own record says where it started
-    assert manifest["params"]["train"]["learning_rate"] == tiny[1].warm_learning_rate
+    assert manifest["params"]["train"]["learning_rate"] == 1e-3 != tiny[1].learning_rate
     assert manifest["summary"]["started_from"] == champion
     report = read_artifact(REPORT_KEY).data
     assert f"| started from | `{champion}` (warm) |" in report
