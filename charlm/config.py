@@ -82,6 +82,11 @@ class TrainConfig:
     epochs: int = 30
     max_minutes: float = 30.0  # hard wall-clock budget; training stops cleanly when reached
     learning_rate: float = 5e-3  # peak, after warm-up; cosine decay to min_learning_rate
+    # The peak instead of learning_rate when the run starts from a trained model's weights
+    # (a warm start: fresh optimizer, same warm-up and schedule). Chosen on validation
+    # (docs/continual.md): 1-minute warm runs from 2-, 6- and 15-minute champions scored
+    # 5e-3 < 2e-3 < 1e-3 bits/char; a far longer-trained champion may want less (unmeasured).
+    warm_learning_rate: float = 5e-3
     min_learning_rate: float = 1e-4  # end of the cosine decay over the time budget
     clip_norm: float = 1.0  # global gradient-norm clipping
     # Decoupled (AdamW) decay of every weight but the biases. 30-minute runs on ABC 2003
@@ -107,10 +112,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         require(self, ">= 1", "batch_size", "epochs", "truncate_length", "patience",
                 "steps_per_call", "report_every")
-        require(self, "> 0", "max_minutes", "learning_rate", "min_learning_rate",
+        require(self, "> 0", "max_minutes", "learning_rate", "warm_learning_rate",
+                "min_learning_rate",
                 "checkpoint_minutes", "clip_norm")
         require(self, ">= 0", "validation_limit", "weight_decay")
         require(self, "in [0, 1)", "ema")
+
+    def warm(self) -> TrainConfig:
+        """This config for a run that starts from trained weights: warm_learning_rate is the
+        peak (and caps the end of the decay), everything else as is."""
+        return dataclasses.replace(
+            self, learning_rate=self.warm_learning_rate,
+            min_learning_rate=min(self.min_learning_rate, self.warm_learning_rate))
 
 
 @dataclass(frozen=True)

@@ -66,25 +66,37 @@ def cmd_ingest_feed(args: argparse.Namespace) -> Callable[[], None]:
 
 
 def cmd_train(args: argparse.Namespace) -> Callable[[], None]:
-    network = ModelConfig(cell=args.cell, hidden=args.hidden, depth=args.depth,
-                          embedding=args.embedding, dropout=args.dropout, seed=args.seed)
+    given = {name: getattr(args, name) for name in
+             ("cell", "hidden", "depth", "embedding", "dropout") if getattr(args, name) is not None}
+    given["seed"] = args.seed
+    network = ModelConfig(**given)  # validates the options, --from or not
+    start = None
+    if args.from_model is not None:
+        from tasks.warm import start_network
+
+        # The network is the starting model's; checked now, before anything trains.
+        start, network = start_network(args.storage, args.from_model, given)
+    # --peak-lr, when given, is the peak of a cold run and of a warm one alike.
+    peak = args.learning_rate
+    rates = {} if peak is None else {"learning_rate": peak, "warm_learning_rate": peak}
     training = TrainConfig(batch_size=args.batch_size, epochs=args.epochs,
-                           max_minutes=args.max_minutes, learning_rate=args.learning_rate,
-                           min_learning_rate=min(TrainConfig().min_learning_rate,
-                                                 args.learning_rate),
-                           weight_decay=args.weight_decay, ema=args.ema, seed=args.seed)
+                           max_minutes=args.max_minutes, weight_decay=args.weight_decay,
+                           ema=args.ema, seed=args.seed, **rates)
+    if peak is not None and peak > 0:
+        training = replace(training, min_learning_rate=min(training.min_learning_rate, peak))
 
     def run() -> None:
         from tasks.callbacks import terminal_progress
         from tasks.champion import train_challenger
 
         challenge = train_challenger(args.storage, args.dataset, network, training,
-                                     args.precision, terminal_progress(), args.devices)
+                                     args.precision, terminal_progress(), args.devices, start)
         model_id = challenge.trained.model_id
         champion = challenge.champion
         versus = (f" vs champion {champion.model_id} {challenge.champion_bpc:.4f}"
                   if champion else "")
-        err(f"model {model_id}: test {challenge.challenger_bpc:.4f} bits/char{versus}; "
+        warm = f" (warm from {start})" if start else ""
+        err(f"model {model_id}{warm}: test {challenge.challenger_bpc:.4f} bits/char{versus}; "
             + ("promoted to champion" if challenge.promoted else "not promoted"))
         out(model_id)
 

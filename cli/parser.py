@@ -89,17 +89,22 @@ _SHAPE_HELP = {"hidden": "units per recurrent layer", "depth": "stacked recurren
 # `charlm train`'s optimisation options: TrainConfig field -> help text
 _RECIPE_HELP = {
     "epochs": "most epochs to train",
-    "learning_rate": "peak learning rate after warm-up",
     "weight_decay": "decoupled (AdamW) decay of every weight but the biases; 0 disables",
     "ema": "validate and save an exponential moving average of the weights with this decay; "
            "0 = the raw weights",
 }
 
 
-def _model_shape(p: argparse.ArgumentParser, defaults: ModelConfig) -> None:
+FROM_MODEL = "; with --from: the model's"  # what a network option defaults to when warm
+
+
+def _model_shape(p: argparse.ArgumentParser, defaults: ModelConfig, warm: bool = False) -> None:
+    """The network's shape options; with `warm` (train), None unless given, so that --from
+    can tell an option the user gave (a conflict) from a default."""
     for field, text in _SHAPE_HELP.items():
-        p.add_argument(f"--{field}", type=int, default=getattr(defaults, field),
-                       help=f"{text} (default: %(default)s)")
+        default = getattr(defaults, field)
+        p.add_argument(f"--{field}", type=int, default=None if warm else default,
+                       help=f"{text} (default: {default}{FROM_MODEL if warm else ''})")
 
 
 def _budget(p: argparse.ArgumentParser, defaults: TrainConfig, what: str) -> None:
@@ -155,12 +160,22 @@ def build_parser() -> Parser:
     p = sub.add_parser("train", help="train a model; it becomes champion if it beats the "
                                      "champion on the test split")
     _dataset(p)
-    p.add_argument("--cell", choices=CELLS, default=DEFAULT_MODEL.cell,
-                   help="recurrent cell type (default: %(default)s)")
-    _model_shape(p, DEFAULT_MODEL)
-    p.add_argument("--dropout", type=float, default=DEFAULT_MODEL.dropout,
-                   help="dropout between layers and before the softmax (default: %(default)s)")
+    p.add_argument("--from", dest="from_model", metavar="MODEL",
+                   help="start from this model's weights (id, unique id prefix or alias such "
+                        "as champion): its network, a fresh optimizer, peak --peak-lr "
+                        "(default: none, random weights)")
+    p.add_argument("--cell", choices=CELLS, default=None,
+                   help=f"recurrent cell type (default: {DEFAULT_MODEL.cell}{FROM_MODEL})")
+    _model_shape(p, DEFAULT_MODEL, warm=True)
+    p.add_argument("--dropout", type=float, default=None,
+                   help="dropout between layers and before the softmax (default: "
+                        f"{DEFAULT_MODEL.dropout}{FROM_MODEL})")
     _budget(p, DEFAULT_TRAIN, "")
+    p.add_argument("--peak-lr", "--learning-rate", dest="learning_rate", type=float,
+                   default=None, metavar="LR",
+                   help=f"peak learning rate after the warm-up (default: "
+                        f"{DEFAULT_TRAIN.learning_rate}; with --from: "
+                        f"{DEFAULT_TRAIN.warm_learning_rate})")
     for field, text in _RECIPE_HELP.items():
         default = getattr(DEFAULT_TRAIN, field)
         p.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default,

@@ -108,10 +108,11 @@ def record_decision(storage: str | None, challenger_id: str, champion: str | Non
 
 
 def challenge_champion(storage: str | None, challenger: EvaluationOutcome,
-                       dataset_id: str) -> tuple[EvaluationOutcome | None, bool]:
+                       dataset_id: str, note: str = "") -> tuple[EvaluationOutcome | None, bool]:
     """Compare `challenger` (its evaluation on the test split of `dataset_id`) with the
-    champion on the same split and record the decision: (the champion's evaluation, or None
-    when there was none; whether the challenger was promoted).
+    champion on the same split and record the decision, with `note` (how the challenger was
+    trained) after the reason: (the champion's evaluation, or None when there was none;
+    whether the challenger was promoted).
 
     Other trainings may move the champion while this one compares (the nightly run and a
     `charlm train`, or two hosts): the decision is recorded only if the champion compared
@@ -134,6 +135,8 @@ def challenge_champion(storage: str | None, challenger: EvaluationOutcome,
             reason = (f"challenger {challenger.model_id} {challenger_bpc:.4f} vs champion "
                       f"{champion_id} {champion_bpc:.4f} bits/char {split}: "
                       + ("promoted" if promoted else "champion kept"))
+        if note:
+            reason += f"; {note}"
         if run_task(record_decision, storage, challenger.model_id, held, promoted, reason):
             return champion, promoted
         run_logger().info("the champion moved from %s while model %s was compared with it: "
@@ -169,13 +172,18 @@ class Challenge:
 
 def train_challenger(storage: str | None, dataset: str, network: ModelConfig,
                      training: TrainConfig, precision: str = "auto",
-                     callbacks: Sequence[Callback] = (), devices: int | str = 1) -> Challenge:
-    """Train a model on `dataset` (on `devices`, see charlm.devices), evaluate it and the
-    champion on the dataset's test split, and promote it if its test bits/char is lower
+                     callbacks: Sequence[Callback] = (), devices: int | str = 1,
+                     start_from: str | None = None) -> Challenge:
+    """Train a model on `dataset` (on `devices`, see charlm.devices; from model
+    `start_from`'s weights when given, tasks.warm), evaluate it and the champion on the
+    dataset's test split, and promote it if its test bits/char is lower
     (`challenge_champion`)."""
     trained = run_task(train_model, storage, dataset, network, training, precision, callbacks,
-                       devices)
+                       devices, start_from)
     challenger = run_task(evaluate_model, storage, trained.model_id, trained.dataset_id,
                           "test")
-    champion, promoted = challenge_champion(storage, challenger, trained.dataset_id)
+    # The alias history says how the challenger was trained: warm (from which model) or cold.
+    start = (f"warm-started from {trained.started_from}" if trained.started_from
+             else "trained from scratch")
+    champion, promoted = challenge_champion(storage, challenger, trained.dataset_id, start)
     return Challenge(trained, challenger, champion, promoted)

@@ -37,6 +37,7 @@ class ModelRow:
     test_perplexity: float | None
     epochs: int | None
     parameters: int | None
+    started_from: str | None = None  # the model whose weights it started from (warm start)
 
 
 def model_row(storage: str | None, model_id: str, metrics: dict[str, Any] | None) -> ModelRow:
@@ -46,7 +47,8 @@ def model_row(storage: str | None, model_id: str, metrics: dict[str, Any] | None
     metrics = metrics or {}
     return ModelRow(model_id, ",".join(manifest.get("parents", {}).get("datasets", [])) or "?",
                     summary.get("validation_bpc"), metrics.get("bits_per_char"),
-                    metrics.get("perplexity"), summary.get("epochs"), summary.get("parameters"))
+                    metrics.get("perplexity"), summary.get("epochs"), summary.get("parameters"),
+                    (manifest.get("parents", {}).get("models") or [None])[0])
 
 
 def _cell(value: Any, digits: int = 4) -> str:
@@ -62,13 +64,17 @@ def _code(text: str) -> str:
 
 
 def train_report_markdown(dataset_id: str, challenger: ModelRow, champion: ModelRow | None,
-                          promoted: bool, examples: list[str], trend: Any = None) -> str:
-    """The training report: metrics table, the decision, example headlines, and the drift
-    trend (a tasks.drift.TrendOutcome: its table and where its plot is) when given."""
+                          promoted: bool, examples: list[str], trend: Any = None,
+                          start: str = "") -> str:
+    """The training report: metrics table, how the challenger started (`start`: why warm or
+    cold), the decision, example headlines, and the drift trend (a tasks.drift.TrendOutcome:
+    its table and where its plot is) when given."""
     columns = [("challenger", challenger)] + ([("champion", champion)] if champion else [])
     rows = [
         ("model", lambda r: _code(r.model_id)),
         ("trained on dataset", lambda r: _code(r.trained_on)),
+        ("started from", lambda r: f"{_code(r.started_from)} (warm)" if r.started_from
+         else "random weights (cold)"),
         ("validation bits/char", lambda r: _cell(r.validation_bpc)),
         ("test bits/char", lambda r: _cell(r.test_bpc)),
         ("test perplexity", lambda r: _cell(r.test_perplexity, 3)),
@@ -81,6 +87,8 @@ def train_report_markdown(dataset_id: str, challenger: ModelRow, champion: Model
     lines += [f"| {label} | " + " | ".join(get(r) for _, r in columns) + " |"
               for label, get in rows]
     lines.append("")
+    if start:
+        lines += [f"**Start:** {start}.", ""]
     if champion is None:
         lines.append("**Decision:** first model, promoted to champion." if promoted else
                      "**Decision:** not promoted: another run set a champion meanwhile.")

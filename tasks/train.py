@@ -23,6 +23,7 @@ from storage.datasets import read_texts
 from storage.layout import ModelFiles, TrainingWorkFiles, training_work_name
 from tasks.callbacks import LogEpochs, TensorBoardLog
 from tasks.common import fingerprint, open_store, run_logger
+from tasks.warm import read_network, shape_conflicts
 
 # Why training stopped, as the log says it ("... after N epochs: <why>").
 STOPPED = {"epochs": "all planned", "early_stopping": "stopped early, validation stopped improving",
@@ -37,6 +38,7 @@ class TrainOutcome:
     epochs: int
     stopped: str  # "epochs", "early_stopping" or "time_budget"
     seconds: float
+    started_from: str | None = None  # the model whose weights it started from (warm start)
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
@@ -44,27 +46,46 @@ def train_model(storage: str | None, dataset: str = "latest",
                 network: ModelConfig = ModelConfig(),
                 training: TrainConfig = TrainConfig(),
                 precision: str = "auto",
-                callbacks: Sequence[Callback] = (), devices: int | str = 1) -> TrainOutcome:
+                callbacks: Sequence[Callback] = (), devices: int | str = 1,
+                start_from: str | None = None) -> TrainOutcome:
     """Train a model on `dataset` (id or alias) and publish it as a model version.
 
     `devices`: 1, a count of GPUs (logical CPUs on a machine without GPUs) or "all"; see
     charlm.devices. A crashed run resumes from its checkpoint on any device count.
+    `start_from`: a model (id or alias) whose weights the run starts from (a warm start,
+    tasks.warm): `network` must have its shape, and the peak learning rate is
+    `training.warm_learning_rate`; the new model's parents["models"] names it.
     """
     log = run_logger()
     store = open_store(storage)
     dataset_id = store.resolve("datasets", dataset)
+    start = None
+    if start_from is not None:
+        start, start_network = read_network(storage, start_from)  # checked before training
+        conflicts = shape_conflicts(start_network, to_dict(network))
+        if conflicts:
+            raise ValueError(f"cannot start from model {start_from} ({start}): "
+                             + "; ".join(conflicts))
+        training = training.warm()
     dataset_dir = store.path("datasets", dataset_id)  # verifies checksums first
     train = Corpus.from_texts(read_texts(dataset_dir, "train"))
     validation = Corpus.from_texts(read_texts(dataset_dir, "validation"))
     strategy = make_strategy(devices)
     dtype = resolve_precision(precision)
-    run_key = fingerprint(dataset_id, to_dict(network), to_dict(training), dtype)
+    # A warm run is another run than a cold one on the same configs: its own checkpoints.
+    run_key = fingerprint(dataset_id, to_dict(network), to_dict(training), dtype,
+                          *([start] if start else []))
     work = store.work_dir(training_work_name(run_key))
     log.info("dataset %s: %d train / %d validation headlines; %s %dx%d, %s on %d device(s), "
-             "checkpoints in %s", dataset_id, len(train), len(validation), network.cell,
-             network.hidden, network.depth, dtype, strategy.num_replicas_in_sync, work)
+             "%s, checkpoints in %s", dataset_id, len(train), len(validation), network.cell,
+             network.hidden, network.depth, dtype, strategy.num_replicas_in_sync,
+             f"warm from model {start} (peak learning rate {training.learning_rate})"
+             if start else "from scratch", work)
     with strategy.scope():
         model = build_model(network, precision=dtype)
+        if start:
+            # A resumed run overwrites these with its checkpoint's weights in fit.
+            model.load_weights(ModelFiles.at(store.path("models", start)).weights)
     tensorboard = TrainingWorkFiles.at(work).tensorboard  # kept across a resume
     result = fit(model, train, validation, training,
                  callbacks=[LogEpochs(log), TensorBoardLog(tensorboard), *callbacks],
@@ -72,23 +93,24 @@ def train_model(storage: str | None, dataset: str = "latest",
                  fingerprint=run_key, strategy=strategy)
     replicas = strategy.num_replicas_in_sync
     params = {"model": to_dict(network), "train": to_dict(training), "precision": dtype,
-              "replicas": replicas}
-    with store.publish("models", parents={"datasets": [dataset_id]}, params=params,
+              "replicas": replicas, "started_from": start}
+    parents = {"datasets": [dataset_id], **({"models": [start]} if start else {})}
+    with store.publish("models", parents=parents, params=params,
                        seed=network.seed) as staging:
         files = ModelFiles.at(staging.path)
         save_model(model, network, files,
                    extra={"train": to_dict(training), "dataset": dataset_id,
-                          "precision": dtype, "replicas": replicas,
+                          "precision": dtype, "replicas": replicas, "started_from": start,
                           "result": result.to_dict()})
         staging.copy_in(tensorboard, files.tensorboard.name)
         staging.summary.update(
             validation_bpc=result.best_validation_bpc, best_epoch=result.best_epoch,
             epochs=len(result.history), stopped=result.stopped, seconds=result.seconds,
-            steps=result.steps, characters=result.characters,
+            steps=result.steps, characters=result.characters, started_from=start,
             parameters=count_parameters(model), history=result.history)
     store.remove_work_dir(work)
     log.info("published model %s (validation %.4f bits/char after %d epochs: %s)",
              staging.id, result.best_validation_bpc, len(result.history),
              STOPPED.get(result.stopped, result.stopped))
     return TrainOutcome(staging.id, dataset_id, result.best_validation_bpc,
-                        len(result.history), result.stopped, result.seconds)
+                        len(result.history), result.stopped, result.seconds, start)

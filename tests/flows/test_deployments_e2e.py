@@ -148,7 +148,10 @@ def test_deployed_pipeline(tmp_path: Path) -> None:
             nightly = client.read_deployment_by_name("train-headlines/nightly")
             client.update_deployment(nightly.id, DeploymentUpdate(parameters=TINY))
             assert nightly.global_concurrency_limit.limit == 1
-            assert [s.schedule.timezone for s in nightly.schedules] == ["Australia/Sydney"]
+            assert [s.schedule.timezone for s in nightly.schedules] == ["Australia/Sydney"] * 2
+            # nightly warm (the flow's default), weekly from scratch
+            assert sorted(str(s.parameters) for s in nightly.schedules) == [
+                "{'warm_start': 'none', 'force': True}", "{}"]
             poll = client.read_deployment_by_name("ingest-feed/poll")
             assert poll.global_concurrency_limit.limit == 1
             assert [s.schedule.interval.total_seconds() for s in poll.schedules] == [600]

@@ -100,3 +100,48 @@ def test_worse_challenger_is_not_promoted(trained, tiny, read_artifact, monkeypa
     assert store.resolve("models", "champion") == champion == run.champion_id
     assert run.challenger_id in models(trained.storage)
     assert "champion stays" in read_artifact(REPORT_KEY).data
+
+
+def test_runs_warm_from_the_champion_by_default(trained, tiny, read_artifact, flow_run_logs):
+    store = Store(trained.storage)
+    champion = store.resolve("models", "champion")
+    training = dataclasses.replace(tiny[1], warm_learning_rate=1e-3)  # not the cold peak
+    state = train_headlines(network=tiny[0], training=training, force=True, samples=0,
+                            storage=trained.storage, return_state=True)
+    run = state.result()
+    assert run.started_from == champion
+    manifest = store.manifest("models", run.challenger_id)
+    assert manifest["parents"]["models"] == [champion]  # the chain: `charlm versions` shows it
+    # the warm peak learning rate was used, and the run's own record says where it started
+    assert manifest["params"]["train"]["learning_rate"] == 1e-3 != tiny[1].learning_rate
+    assert manifest["summary"]["started_from"] == champion
+    report = read_artifact(REPORT_KEY).data
+    assert f"| started from | `{champion}` (warm) |" in report
+    assert f"**Start:** warm from champion {champion}." in report
+    logs = flow_run_logs(state.state_details.flow_run_id)
+    assert f"challenger starts warm from champion {champion}" in logs
+    if run.action == "promoted":
+        reason = store.alias_history("models", "champion")[-1]["reason"]
+        assert reason.endswith(f"warm-started from {champion}")
+
+
+def test_weekly_cold_run_and_a_changed_network_train_from_scratch(trained, tiny, read_artifact,
+                                                                 flow_run_logs):
+    store = Store(trained.storage)
+    champion = store.resolve("models", "champion")
+    run = train_headlines(network=tiny[0], training=tiny[1], force=True, samples=0,
+                          warm_start="none", storage=trained.storage)
+    assert run.started_from is None
+    assert "models" not in store.manifest("models", run.challenger_id)["parents"]
+    report = read_artifact(REPORT_KEY).data
+    assert "| started from | random weights (cold) |" in report
+    assert "**Start:** from scratch: warm_start is none." in report
+
+    champion = store.resolve("models", "champion")
+    wider = dataclasses.replace(tiny[0], hidden=tiny[0].hidden + 4)
+    state = train_headlines(network=wider, training=tiny[1], force=True, samples=0,
+                            storage=trained.storage, return_state=True)
+    assert state.result().started_from is None
+    logs = flow_run_logs(state.state_details.flow_run_id)
+    assert (f"challenger starts from scratch: the configured network differs from champion "
+            f"{champion}'s (hidden {tiny[0].hidden} -> {wider.hidden})") in logs, logs

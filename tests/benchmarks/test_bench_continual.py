@@ -1,0 +1,45 @@
+"""benchmarks/bench_continual.py --quick: the shared CSVs replayed as nights, warm vs cold,
+through the real commands; checks the table's shape and that its figures come from the
+stores (skipped when ../shared/data is absent)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from benchmarks import bench_continual
+from storage import Store
+
+pytestmark = pytest.mark.skipif(
+    not (bench_continual.DEFAULT_CSV.exists() and bench_continual.OCTOBER_CSV.exists()),
+    reason="needs ../shared/data/abcnews-2003-02-to-09.csv and abcnews-2003-10.csv")
+
+
+@pytest.mark.slow
+def test_quick_run_prints_one_row_per_night_and_the_final_line(tmp_path, capsys) -> None:
+    rows = bench_continual.main(["--quick", "--nights", "2", "--workdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    # every run's command line is printed
+    assert f"$ charlm --storage {tmp_path / 'warm'} train --from champion" in out
+    assert f"$ charlm --storage {tmp_path / 'cold'} train --max-minutes" in out
+    table = [line for line in out.splitlines() if re.match(r"\| [0-9]+ \|", line)]
+    assert len(table) == len(rows) == 2
+    for line in table:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert len(cells) == 10
+        assert all(float(c) > 0 for c in cells[2:8])  # bits/char and seconds, all measured
+        assert cells[8] in ("yes", "no") and cells[9] in ("yes", "no")
+    # night 1: both stores' champion is the same base model, scored on the same new rows
+    (_, warm1, cold1), (_, warm2, _) = rows
+    assert warm1.new_bpc == cold1.new_bpc
+    assert re.search(r"^last 2 nights: cold - warm new-slice bits/char = -?[0-9.]+ "
+                     r"\(target >= 0.05\): (PASS|MISS)$", out, re.MULTILINE)
+    assert re.search(r"^final: warm champion after night 2 test [0-9.]+ bits/char; cold model "
+                     r"of 0.1 min [0-9.]+: (PASS|MISS)", out, re.MULTILINE)
+    # the warm store's models form a chain: each warm model names the one it started from
+    warm = Store(tmp_path / "warm")
+    chained = [m for m in warm.versions("models") if m["parents"].get("models")]
+    assert len(chained) == 2
+    assert all("models" not in m["parents"] for m in Store(tmp_path / "cold").versions("models"))
+    assert warm2.test_bpc is not None
