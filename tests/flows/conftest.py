@@ -46,7 +46,8 @@ def tiny() -> tuple[ModelConfig, TrainConfig]:
 
 @pytest.fixture
 def read_artifact():
-    """read_artifact(key): the newest version of an artifact on the test server, or None."""
+    """read_artifact(key, flow_run_id=None): the newest version of an artifact on the test
+    server (of that flow run when given), or None."""
     return _read_artifact
 
 
@@ -69,6 +70,7 @@ class Trained:
     storage: str
     dataset_id: str
     first_run: object  # flows.train.TrainRun of the run that made the champion
+    first_run_id: object  # its flow run's id: other tests' runs publish the same artifact keys
 
 
 @pytest.fixture(scope="session")
@@ -85,21 +87,28 @@ def trained(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Trai
     rows = make_corpus(CORPUS_ROWS, np.random.default_rng(0))
     pl.DataFrame(rows, schema=["publish_date", "headline_text"], orient="row").write_csv(csv)
     dataset_id = ingest_csvs.fn(storage, [str(csv)]).dataset_id
-    run = train_headlines(network=TINY_NETWORK, training=TINY_TRAINING, samples=3,
-                          storage=storage)
-    return Trained(storage, dataset_id, run)
+    state = train_headlines(network=TINY_NETWORK, training=TINY_TRAINING, samples=3,
+                            storage=storage, return_state=True)
+    return Trained(storage, dataset_id, state.result(), state.state_details.flow_run_id)
 
 
-def _read_artifact(key: str):
-    """The newest version of the artifact `key` on the test server (None if there is none)."""
+def _read_artifact(key: str, flow_run_id=None):
+    """The newest version of the artifact `key` on the test server (of flow run `flow_run_id`
+    when given: the session's other runs publish the same keys), or None if there is none."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
     from prefect.client.schemas.sorting import ArtifactSort
 
+    wanted = ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+    if flow_run_id is not None:
+        wanted.flow_run_id = ArtifactFilterFlowRunId(any_=[flow_run_id])
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-            sort=ArtifactSort.CREATED_DESC, limit=1)
+        found = client.read_artifacts(artifact_filter=wanted, sort=ArtifactSort.CREATED_DESC,
+                                      limit=1)
     return found[0] if found else None
 
 

@@ -40,14 +40,14 @@ def test_first_run_trains_promotes_and_reports(trained, read_artifact):
     generation = store.manifest("generations", run.generation_id)
     assert generation["parents"]["models"] == [run.challenger_id]
     assert generation["summary"]["headlines"] == 3
-    progress = read_artifact(PROGRESS_KEY)
+    progress = read_artifact(PROGRESS_KEY, trained.first_run_id)
     assert progress is not None and progress.data == 100.0
-    evaluation = read_artifact(EVALUATION_KEY)
+    evaluation = read_artifact(EVALUATION_KEY, trained.first_run_id)
     assert evaluation is not None and "novel" in evaluation.data.lower()
     # The report links the drift trend republished after the run; this retrain is its point.
     trend = store.manifest("evaluations", run.trend_id)
     assert trend["params"]["drift"] == "trend" and trend["summary"]["points"] == 1
-    report = read_artifact(REPORT_KEY).data
+    report = read_artifact(REPORT_KEY, trained.first_run_id).data
     assert "## The champion's drift" in report and run.trend_id in report
     plot = DriftTrendFiles.at(store.path("evaluations", run.trend_id)).plot
     assert plot.as_uri() in report and f"| retrain | `{trained.dataset_id}` |" in report
