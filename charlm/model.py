@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from charlm import recurrent
 from charlm.config import PRECISIONS, ModelConfig, from_dict, to_dict
 from charlm.devices import cpu_has_bf16, gpu_available
 from charlm.vocab import ALPHABET, INPUT_SIZE, START, VOCAB_SIZE
@@ -90,10 +91,11 @@ def _recurrent_layer(config: ModelConfig, index: int, dtype: str) -> keras.layer
         kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed + 1 + index),
         recurrent_initializer=keras.initializers.Orthogonal(seed=config.seed + 101 + index),
     )
+    # charlm.recurrent's layers are Keras' with a faster loop where cuDNN is off (CPUs).
     if config.cell == "lstm":
-        layer = keras.layers.LSTM(**common)
+        layer = recurrent.LSTM(**common)
     elif config.cell == "gru":
-        layer = keras.layers.GRU(reset_after=config.gru_variant == "keras", **common)
+        layer = recurrent.GRU(reset_after=config.gru_variant == "keras", **common)
     else:
         return keras.layers.SimpleRNN(**common)
     if gpu_available():
