@@ -91,10 +91,10 @@ def _recurrent_layer(config: ModelConfig, index: int, dtype: str) -> keras.layer
         kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed + 1 + index),
         recurrent_initializer=keras.initializers.Orthogonal(seed=config.seed + 101 + index),
     )
-    # charlm.recurrent's layers are Keras' with a faster loop where cuDNN is off (CPUs).
     if config.cell == "lstm":
-        layer = recurrent.LSTM(**common)
+        layer = keras.layers.LSTM(**common)
     elif config.cell == "gru":
+        # Keras' GRU with a faster loop where cuDNN is off (CPUs): charlm.recurrent.
         layer = recurrent.GRU(reset_after=config.gru_variant == "keras", **common)
     else:
         return keras.layers.SimpleRNN(**common)

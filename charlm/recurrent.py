@@ -1,9 +1,8 @@
-"""The CPU recurrent path: whole-sequence LSTM / GRU with hand-written gradients.
+"""The CPU recurrent path of the GRU: the whole sequence with a hand-written gradient.
 
 Keras' generic loop (what runs without cuDNN) multiplies the inputs by the kernel at every
 time step, and TensorFlow's autodiff of that loop adds, per step, the two weight-gradient
-products and their accumulation: many small ops per step, each paying the executor's
-per-op cost. Here, as in oneDNN's RNN primitive:
+products and their accumulation. Here, as in oneDNN's RNN primitive:
 
 * forward: the input projection of all time steps is one big matmul before the loop; the
   loop runs only h @ recurrent_kernel and the gate math;
@@ -11,13 +10,17 @@ per-op cost. Here, as in oneDNN's RNN primitive:
   dz @ recurrent_kernel^T; the kernel, recurrent kernel, bias and input gradients are big
   matmuls / sums over all time steps after it.
 
-Matmul operands are in the inputs' dtype (bfloat16 under mixed_bfloat16, the fast units);
-the state, the gates and every sum stay float32 in between. The weights are Keras' own
-(kernel, recurrent_kernel, bias; gate order i f c o for the LSTM, z r h for the GRU with
-reset_after=True), so a model trains, saves and loads as the Keras layers do.
+Matmul operands are in the inputs' dtype (bfloat16 under mixed_bfloat16); the state, the
+gates and every sum stay float32 in between. The weights are Keras' own (kernel,
+recurrent_kernel, bias (2, 3H); gates z r h, reset_after=True), so a model trains, saves and
+loads as with keras.layers.GRU.
 
-Shapes: x (B, T, I) in the compute dtype; states (B, H); returns outputs (B, T, H) in the
-compute dtype and the final states.
+Only the GRU: the same scheme for the LSTM measured 0.8x Keras' loop at lstm 128x2 and
+0.89x at lstm 512x3 (A/B in one process, benchmarks/README.md, "Recurrent path"), while the
+GRU 384x2 gained 1.18x (bf16) and 1.3x (float32); the LSTM keeps keras.layers.LSTM.
+
+Shapes: x (B, T, I) in the compute dtype; h0 (B, H); returns outputs (B, T, H) in the
+compute dtype and the final state.
 """
 
 from __future__ import annotations
@@ -66,84 +69,6 @@ def _column_sums(values: tf.Tensor) -> tf.Tensor:
 def _stack_previous(first: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
     """(T, B, H) states entering each step: first, then outputs[:-1]."""
     return tf.concat([first[None], outputs[:-1]], axis=0)
-
-
-def _join(parts: list[tf.Tensor]) -> tf.Tensor:
-    """(B, H) pieces -> (B, n H), gate-major as Keras lays gates out."""
-    return tf.concat(parts, axis=1)
-
-
-def lstm(x: tf.Tensor, h0: tf.Tensor, c0: tf.Tensor, kernel: tf.Tensor,
-         recurrent_kernel: tf.Tensor, bias: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Keras LSTM (tanh, sigmoid, gates i f c o) over all of x: (outputs, h, c)."""
-    # tanh(z) = 2 sigmoid(2 z) - 1: with the candidate gate's columns doubled (exact in any
-    # float), one sigmoid over all four gates replaces four slices and two activations.
-    units = tf.shape(recurrent_kernel)[0]
-    scale = tf.concat([tf.ones([2 * units]), tf.fill([units], 2.0), tf.ones([units])], 0)
-    kernel = kernel * tf.cast(scale, kernel.dtype)
-    recurrent_kernel = recurrent_kernel * tf.cast(scale, recurrent_kernel.dtype)
-    bias = tf.cast(bias, F32) * scale
-
-    @tf.custom_gradient
-    def run(x, h0, c0, kernel, recurrent_kernel, bias):
-        dtype = x.dtype
-        xz = _project(x, kernel) + bias  # (T, B, 4H), candidate columns doubled
-        steps = tf.shape(xz)[0]
-        inputs = tf.TensorArray(F32, size=steps).unstack(xz)
-
-        def body(t, h, c, hs, cs, acts):
-            z = inputs.read(t) + tf.cast(tf.matmul(tf.cast(h, dtype), recurrent_kernel), F32)
-            a = tf.sigmoid(z)  # (B, 4H)
-            i, f, g, o = tf.split(a, 4, axis=1)
-            c = f * c + i * (2.0 * g - 1.0)
-            h = o * tf.tanh(c)
-            return t + 1, h, c, hs.write(t, h), cs.write(t, c), acts.write(t, a)
-
-        arrays = [tf.TensorArray(F32, size=steps) for _ in range(3)]
-        _, h, c, hs, cs, acts = tf.while_loop(
-            lambda t, *_: t < steps, body,
-            (0, tf.cast(h0, F32), tf.cast(c0, F32), *arrays))
-        hs, cs, acts = hs.stack(), cs.stack(), acts.stack()  # (T, B, H) x 2, (T, B, 4H)
-        outputs = tf.transpose(tf.cast(hs, dtype), [1, 0, 2])  # (B, T, H)
-
-        def grad(d_outputs, dh_last, dc_last):
-            d_out = tf.transpose(tf.cast(d_outputs, F32), [1, 0, 2])  # (T, B, H)
-            d_out_ta = tf.TensorArray(F32, size=steps).unstack(d_out)
-            acts_ta = tf.TensorArray(F32, size=steps).unstack(acts)
-            c_ta = tf.TensorArray(F32, size=steps).unstack(cs)
-            c_prev_ta = tf.TensorArray(F32, size=steps).unstack(
-                _stack_previous(tf.cast(c0, F32), cs))
-
-            def back(t, dh, dc, dzs):
-                dh = dh + d_out_ta.read(t)
-                a = acts_ta.read(t)
-                i, f, g, o = tf.split(a, 4, axis=1)
-                tanh_c = tf.tanh(c_ta.read(t))
-                dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
-                # d/da of c and h per gate; the candidate's 2 from c = f c + i (2 g - 1)
-                d_a = _join([dc * (2.0 * g - 1.0), dc * c_prev_ta.read(t), 2.0 * dc * i,
-                             dh * tanh_c])
-                dz = d_a * a * (1.0 - a)  # (B, 4H)
-                dh = tf.cast(tf.matmul(tf.cast(dz, dtype), recurrent_kernel, transpose_b=True),
-                             F32)
-                return t - 1, dh, dc * f, dzs.write(t, dz)
-
-            _, dh0, dc0, dzs = tf.while_loop(
-                lambda t, *_: t >= 0, back,
-                (steps - 1, tf.cast(dh_last, F32), tf.cast(dc_last, F32),
-                 tf.TensorArray(F32, size=steps)))
-            dz = dzs.stack()  # (T, B, 4H)
-            previous = _stack_previous(tf.cast(h0, F32), hs)
-            dx, d_kernel, d_recurrent = _weight_grads(x, previous, dz, dz, kernel,
-                                                      recurrent_kernel)
-            d_bias = _column_sums(dz)
-            return (dx, tf.cast(dh0, h0.dtype), tf.cast(dc0, c0.dtype), d_kernel, d_recurrent,
-                    d_bias)
-
-        return (outputs, tf.cast(h, dtype), tf.cast(c, dtype)), grad
-
-    # Tensors, not variables: custom_gradient returns the weights' gradients as inputs'.
-    return run(*(tf.convert_to_tensor(v) for v in (x, h0, c0, kernel, recurrent_kernel, bias)))
 
 
 def gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor,
@@ -210,32 +135,18 @@ def gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Ten
 
 
 def _fast_path_ok(layer: keras.layers.RNN, mask: Any) -> bool:
-    """Whether `layer` computes exactly what `lstm` / `gru` compute (else Keras' loop runs)."""
+    """Whether `layer` computes exactly what `gru` computes (else Keras' own loop runs: on a
+    GPU use_cudnn is True and cuDNN runs, as before)."""
     cell = layer.cell
     return (layer.use_cudnn is False and mask is None and not layer.go_backwards
             and not layer.unroll and not cell.dropout and not cell.recurrent_dropout
             and cell.use_bias and cell.activation in (keras.activations.tanh, tf.tanh)
             and cell.recurrent_activation in (keras.activations.sigmoid, tf.sigmoid)
-            and getattr(cell, "reset_after", True))
+            and cell.reset_after)
 
 
-# The class names stay "LSTM" and "GRU": Keras names a layer's entries in a .weights.h5 file
-# after its class, so models saved with keras.layers.LSTM/GRU load into these unchanged.
-@keras.saving.register_keras_serializable(package="charlm")
-class LSTM(keras.layers.LSTM):
-    """keras.layers.LSTM whose non-cuDNN loop is `lstm` (same weights, same results)."""
-
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        if not _fast_path_ok(self, mask):
-            return super().inner_loop(sequences, initial_state, mask, training=training)
-        dtype = sequences.dtype
-        cell = self.cell
-        outputs, h, c = lstm(sequences, *initial_state[:2], *(
-            tf.cast(w, dtype) for w in (cell.kernel, cell.recurrent_kernel)),
-            tf.cast(cell.bias, F32))
-        return h, outputs, [h, c]
-
-
+# The class name stays "GRU": Keras names a layer's entries in a .weights.h5 file after its
+# class, so models saved with keras.layers.GRU load into this one unchanged.
 @keras.saving.register_keras_serializable(package="charlm")
 class GRU(keras.layers.GRU):
     """keras.layers.GRU (reset_after=True) whose non-cuDNN loop is `gru`."""
