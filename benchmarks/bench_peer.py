@@ -16,6 +16,7 @@ at the same precision; charlm whole run >= 0.85x its steady rate; lstm 512x3 in 
     .venv/bin/pip install -e '.[bench]'          # torch (CPU build), once
     .venv/bin/python -m benchmarks.bench_peer    # all shapes, float32 and bf16 (~25 min)
     .venv/bin/python -m benchmarks.bench_peer --shapes lstm128 --precisions bfloat16 --epochs 2
+    .venv/bin/python -m benchmarks.bench_peer --shapes gru384 --sides charlm --charlm-loop keras
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: all for lstm128, 12,000 for the others)")
     parser.add_argument("--sides", nargs="+", choices=("peer", "charlm"),
                         default=["peer", "charlm"])
+    parser.add_argument("--charlm-loop", choices=("charlm", "keras"), default="charlm",
+                        help="keras: charlm with Keras' own GRU loop (the previous path), "
+                        "for an A/B of charlm.recurrent")
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -108,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.csv} not found (pass --csv)")
     import tensorflow as tf
 
+    if args.charlm_loop == "keras":
+        from charlm import recurrent
+
+        # Benchmark-only switch: every layer takes Keras' inner loop, as before issue 19.
+        recurrent._fast_path_ok = lambda *_: False
     print_header("training speed: `charlm train` vs a PyTorch peer (same shapes, same rows)",
                  "full")
     peaks = [matmul_flops(tf.bfloat16, seconds=2.0)]
