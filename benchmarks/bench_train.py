@@ -125,18 +125,21 @@ def _write_csv(texts: Sequence[str], path: Path) -> None:
     pl.DataFrame({"publish_date": dates, "headline_text": list(texts)}).write_csv(path)
 
 
-def _charlm_run(case: Case, texts: list[str], workdir: Path, precision: str) -> dict[str, Any]:
-    """`tasks.train.train_model` on a fresh store holding `texts`; its figures."""
+def _charlm_run(case: Case, texts: list[str], workdir: Path, precision: str,
+                embedding: int = 0) -> dict[str, Any]:
+    """`tasks.train.train_model` on a fresh store holding `texts`; its figures.
+
+    `embedding` 0 is the article's one-hot input; bench_peer passes its peer's width."""
     from charlm.config import IngestConfig, ModelConfig, TrainConfig
     from tasks.ingest import ingest_csvs
     from tasks.train import train_model
 
-    store = workdir / f"store-{case.name}"
-    csv = workdir / f"{case.name}.csv"
+    store = workdir / f"store-{case.name}-{precision}"
+    csv = workdir / f"{case.name}-{precision}.csv"
     _write_csv(texts, csv)
     dataset = ingest_csvs.fn(str(store), [str(csv)], IngestConfig()).dataset_id
     probe = EpochProbe()
-    model = ModelConfig(cell=case.cell, hidden=case.hidden, depth=case.depth, embedding=0,
+    model = ModelConfig(cell=case.cell, hidden=case.hidden, depth=case.depth, embedding=embedding,
                         dropout=0.0)
     train = TrainConfig(batch_size=case.batch, epochs=case.epochs, max_minutes=600.0,
                         patience=case.epochs)

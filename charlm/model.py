@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from charlm import recurrent
 from charlm.config import PRECISIONS, ModelConfig, from_dict, to_dict
 from charlm.devices import cpu_has_bf16, gpu_available
 from charlm.vocab import ALPHABET, INPUT_SIZE, START, VOCAB_SIZE
@@ -93,7 +94,8 @@ def _recurrent_layer(config: ModelConfig, index: int, dtype: str) -> keras.layer
     if config.cell == "lstm":
         layer = keras.layers.LSTM(**common)
     elif config.cell == "gru":
-        layer = keras.layers.GRU(reset_after=config.gru_variant == "keras", **common)
+        # Keras' GRU with a faster loop where cuDNN is off (CPUs): charlm.recurrent.
+        layer = recurrent.GRU(reset_after=config.gru_variant == "keras", **common)
     else:
         return keras.layers.SimpleRNN(**common)
     if gpu_available():
