@@ -17,6 +17,11 @@ ENV PYTHONUNBUFFERED=1 \
     CHARLM_PROJECT_DIR=/app \
     TF_CPP_MIN_LOG_LEVEL=2
 
+# g++ builds charlm's fused CPU recurrent kernels on first use (charlm/kernels.py); without
+# it training still runs, on Keras' slower loops.
+RUN apt-get update && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 # Metadata first, so a code change does not reinstall TensorFlow: the dependencies are
 # installed in their own layer from pyproject.toml alone.

@@ -3,10 +3,12 @@ backward) against the matmuls it cannot avoid.
 
 Per shape and precision, interleaved, best of `--reps` (ms): Keras' own loop
 (keras.layers.LSTM/GRU, use_cudnn=False: what charlm ran before issue 19), charlm.recurrent's
-GRU path, the sequential recurrent matmuls alone (T steps of h @ U forward and T of
-dz @ U^T backward, in a tf.while_loop, nothing else) and the matmuls over all time steps
-(input projection, input gradient, kernel and recurrent-kernel gradients). What the layer
-spends beyond those two is gate math, casts, copies and the loop's per-op cost.
+plain-ops GRU path (`gru`, where the kernels cannot be built), the fused layer (charlm's LSTM /
+GRU with the fused sequence ops, charlm.kernels), the sequential recurrent matmuls alone
+(T steps of h @ U forward and T of dz @ U^T backward, in a tf.while_loop, nothing else) and
+the matmuls over all time steps (input projection, input gradient, kernel and
+recurrent-kernel gradients). What the layer spends beyond those two is gate math, casts,
+copies and the loop's per-op cost.
 
     .venv/bin/python -m benchmarks.profile_recurrent
     .venv/bin/python -m benchmarks.profile_recurrent --shapes gru384 --precisions bfloat16
@@ -35,7 +37,7 @@ def profile(cell: str, hidden: int, batch: int, precision: str, reps: int) -> di
     import numpy as np
     import tensorflow as tf
 
-    from charlm import recurrent
+    from charlm import kernels, recurrent
 
     dtype = tf.bfloat16 if precision == "bfloat16" else tf.float32
     gates = 4 if cell == "lstm" else 3
@@ -65,6 +67,19 @@ def profile(cell: str, hidden: int, batch: int, precision: str, reps: int) -> di
             loss = tf.reduce_sum(tf.cast(out, tf.float32))
         return tape.gradient(loss, [x, *weights])[1][0, 0]
 
+    fused_layer = (recurrent.LSTM if cell == "lstm" else recurrent.GRU)(
+        hidden, return_sequences=True, dtype=policy)
+    fused_layer.use_cudnn = False
+    fused_layer(x)
+    fused_layer.set_weights(layer.get_weights())
+
+    @tf.function
+    def fused():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.cast(fused_layer(x), tf.float32))
+        return tape.gradient(loss, [x, *fused_layer.trainable_variables])[1][0, 0]
+
     u = tf.cast(layer.cell.recurrent_kernel, dtype)
     k = tf.cast(layer.cell.kernel, dtype)
 
@@ -90,7 +105,9 @@ def profile(cell: str, hidden: int, batch: int, precision: str, reps: int) -> di
     runs = {"keras loop": keras_loop, "recurrent matmuls": recurrent_matmuls,
             "sequence matmuls": sequence_matmuls}
     if cell == "gru":
-        runs["charlm.recurrent"] = charlm_gru
+        runs["plain ops"] = charlm_gru
+    if kernels.ops() is not None:
+        runs["fused"] = fused
     best = {name: float("inf") for name in runs}
     for fn in runs.values():
         fn().numpy()  # trace and warm up
@@ -111,17 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"one layer, input {INPUT}, T {STEPS}, forward + backward; best of {args.reps} "
           f"(ms); load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print("| shape | precision | keras loop | charlm.recurrent | recurrent matmuls | "
+    print("| shape | precision | keras loop | plain ops (gru) | fused | recurrent matmuls | "
           "sequence matmuls | rest (keras loop) |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name in args.shapes:
         cell, hidden, batch = SHAPES[name]
         for precision in args.precisions:
             t = profile(cell, hidden, batch, precision, args.reps)
             rest = t["keras loop"] - t["recurrent matmuls"] - t["sequence matmuls"]
-            ours = t.get("charlm.recurrent")
+            cells = " | ".join("-" if t.get(k) is None else f"{1e3 * t[k]:.1f}"
+                               for k in ("plain ops", "fused"))
             print(f"| {cell} {hidden}, batch {batch} | {precision} | "
-                  f"{1e3 * t['keras loop']:.1f} | {'-' if ours is None else f'{1e3 * ours:.1f}'}"
+                  f"{1e3 * t['keras loop']:.1f} | {cells}"
                   f" | {1e3 * t['recurrent matmuls']:.1f} | {1e3 * t['sequence matmuls']:.1f} | "
                   f"{1e3 * rest:.1f} ({100 * rest / t['keras loop']:.0f}%) |", flush=True)
     return 0

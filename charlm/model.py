@@ -92,7 +92,7 @@ def _recurrent_layer(config: ModelConfig, index: int, dtype: str) -> keras.layer
         recurrent_initializer=keras.initializers.Orthogonal(seed=config.seed + 101 + index),
     )
     if config.cell == "lstm":
-        layer = keras.layers.LSTM(**common)
+        layer = recurrent.LSTM(**common)  # Keras' LSTM, fused gates on a CPU
     elif config.cell == "gru":
         # Keras' GRU with a faster loop where cuDNN is off (CPUs): charlm.recurrent.
         layer = recurrent.GRU(reset_after=config.gru_variant == "keras", **common)
@@ -164,7 +164,10 @@ def step(model: keras.Model, tokens: tf.Tensor, states: list[tf.Tensor]
     i = 0
     for layer in recurrent_layers(model):
         n = 2 if isinstance(layer, keras.layers.LSTM) else 1
-        x, layer_states = layer.cell(x, states[i:i + n], training=False)  # (B, H)
+        if isinstance(layer, (recurrent.LSTM, recurrent.GRU)):
+            x, layer_states = layer.step(x, states[i:i + n])  # fused on a CPU
+        else:
+            x, layer_states = layer.cell(x, states[i:i + n], training=False)  # (B, H)
         new_states.extend(layer_states if isinstance(layer_states, (list, tuple))
                           else [layer_states])
         i += n

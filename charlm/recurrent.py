@@ -1,26 +1,28 @@
-"""The CPU recurrent path of the GRU: the whole sequence with a hand-written gradient.
+"""charlm's CPU recurrent paths: the whole sequence at once, with a hand-written gradient.
 
 Keras' generic loop (what runs without cuDNN) multiplies the inputs by the kernel at every
-time step, and TensorFlow's autodiff of that loop adds, per step, the two weight-gradient
-products and their accumulation. Here, as in oneDNN's RNN primitive:
+time step and runs a dozen small TensorFlow ops per step (each a kernel launch; the stock
+build's elementwise kernels lack AVX2/AVX-512), and its autodiff adds, per step, the two
+weight-gradient products and their accumulation. Here, as in oneDNN's RNN primitive:
 
-* forward: the input projection of all time steps is one big matmul before the loop; the
-  loop runs only h @ recurrent_kernel and the gate math;
-* backward (tf.custom_gradient): a reverse loop runs only the gate derivatives and
-  dz @ recurrent_kernel^T; the kernel, recurrent kernel, bias and input gradients are big
-  matmuls / sums over all time steps after it.
+* forward: the input projection of all time steps is one big matmul; the recurrence
+  (h @ recurrent_kernel and the gate math, every step) is one op, `fused_lstm` /
+  `fused_gru`, from the fused CPU kernels (charlm/native/gates.cc, built by charlm.kernels);
+* backward (tf.custom_gradient): one op runs the recurrence backwards (gate derivatives and
+  dz @ recurrent_kernel^T, the bias gradient summed on the way); the kernel, recurrent-kernel
+  and input gradients are big matmuls over all time steps after it.
+
+Where the kernels cannot be built (no C++ compiler) or are turned off (CHARLM_KERNELS=0),
+the GRU runs `gru`, the same scheme in plain TensorFlow ops (a while-loop), and the LSTM
+Keras' own loop (the plain-ops scheme measured 0.8x Keras' loop for the LSTM).
 
 Matmul operands are in the inputs' dtype (bfloat16 under mixed_bfloat16); the state, the
-gates and every sum stay float32 in between. The weights are Keras' own (kernel,
-recurrent_kernel, bias (2, 3H); gates z r h, reset_after=True), so a model trains, saves and
-loads as with keras.layers.GRU.
+gates and every sum stay float32 in between. The weights are Keras' own (LSTM: kernel,
+recurrent_kernel, bias (4H,), gates i f c o; GRU: bias (2, 3H), gates z r h,
+reset_after=True), so a model trains, saves and loads as with keras.layers.LSTM / GRU.
 
-Only the GRU: the same scheme for the LSTM measured 0.8x Keras' loop at lstm 128x2 and
-0.89x at lstm 512x3 (A/B in one process, benchmarks/README.md, "Recurrent path"), while the
-GRU 384x2 gained 1.18x (bf16) and 1.3x (float32); the LSTM keeps keras.layers.LSTM.
-
-Shapes: x (B, T, I) in the compute dtype; h0 (B, H); returns outputs (B, T, H) in the
-compute dtype and the final state.
+Shapes: x (B, T, I) in the compute dtype; h0, c0 (B, H); outputs (B, T, H) in the compute
+dtype and the final states.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from typing import Any
 
 import keras
 import tensorflow as tf
+
+from charlm import kernels
 
 F32 = tf.float32
 
@@ -134,22 +138,108 @@ def gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Ten
     return run(*(tf.convert_to_tensor(v) for v in (x, h0, kernel, recurrent_kernel, bias)))
 
 
+def _time_major(x: tf.Tensor) -> tf.Tensor:
+    """(B, T, I) -> (T B, I): every time step's rows in one matrix."""
+    return tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, tf.shape(x)[2]])
+
+
+def fused_lstm(x: tf.Tensor, h0: tf.Tensor, c0: tf.Tensor, kernel: tf.Tensor,
+               recurrent_kernel: tf.Tensor, bias: tf.Tensor
+               ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Keras LSTM (tanh, sigmoid, gates i f c o; bias (4H,)) over all of x, the recurrence in
+    one fused op each way (charlm.kernels): (outputs (B, T, H), h, c). kernel and
+    recurrent_kernel in x's dtype; state and gates float32 in between."""
+    native = kernels.ops()
+    assert native is not None, "fused_lstm needs the kernels (charlm.kernels.ops())"
+
+    @tf.custom_gradient
+    def run(x, h0, c0, kernel, recurrent_kernel, bias):
+        dtype = x.dtype
+        batch, steps = tf.shape(x)[0], tf.shape(x)[1]
+        xz = tf.reshape(tf.matmul(_time_major(x), kernel), [steps, batch, -1])  # (T, B, 4H)
+        c_first = tf.cast(c0, F32)
+        hs, saved, c = native.charlm_lstm_sequence(
+            xz, tf.cast(bias, F32), recurrent_kernel, tf.cast(h0, dtype),
+            c_first)  # (T, B, H), (T, B, 5H), (B, H)
+
+        def grad(d_outputs, dh_last, dc_last):
+            d_out = tf.transpose(tf.cast(d_outputs, dtype), [1, 0, 2])  # (T, B, H)
+            d_out = tf.concat([d_out[:-1], d_out[-1:] + tf.cast(dh_last, dtype)[None]], 0)
+            dz, dh0, dc0, d_bias = native.charlm_lstm_sequence_grad(
+                saved, c_first, d_out, tf.cast(dc_last, F32), recurrent_kernel)
+            previous = _stack_previous(tf.cast(h0, dtype), hs)  # (T, B, H)
+            dx, d_kernel, d_recurrent = _weight_grads(x, previous, dz, dz, kernel,
+                                                      recurrent_kernel)
+            return (dx, tf.cast(dh0, h0.dtype), tf.cast(dc0, c0.dtype), d_kernel, d_recurrent,
+                    tf.cast(tf.reduce_sum(d_bias, axis=0), bias.dtype))
+
+        return (tf.transpose(hs, [1, 0, 2]), hs[-1], tf.cast(c, dtype)), grad
+
+    return run(*(tf.convert_to_tensor(v)
+                 for v in (x, h0, c0, kernel, recurrent_kernel, bias)))
+
+
+def fused_gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor,
+              bias: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """`gru` with the recurrence in one fused op each way (charlm.kernels)."""
+    native = kernels.ops()
+    assert native is not None, "fused_gru needs the kernels (charlm.kernels.ops())"
+
+    @tf.custom_gradient
+    def run(x, h0, kernel, recurrent_kernel, bias):
+        dtype = x.dtype
+        batch, steps = tf.shape(x)[0], tf.shape(x)[1]
+        xz = tf.reshape(tf.matmul(_time_major(x), kernel), [steps, batch, -1])  # (T, B, 3H)
+        hs, saved, h = native.charlm_gru_sequence(
+            xz, tf.cast(bias, F32), recurrent_kernel, tf.cast(h0, F32))  # (T, B, H), (T, B, 5H)
+
+        def grad(d_outputs, dh_last):
+            d_out = tf.transpose(tf.cast(d_outputs, dtype), [1, 0, 2])  # (T, B, H)
+            d_in, d_rec, dh0, d_bias = native.charlm_gru_sequence_grad(
+                saved, d_out, tf.cast(dh_last, F32), recurrent_kernel)  # (T, B, 3H) x2
+            previous = _stack_previous(tf.cast(h0, dtype), hs)  # (T, B, H)
+            dx, d_kernel, d_recurrent = _weight_grads(x, previous, d_in, d_rec, kernel,
+                                                      recurrent_kernel)
+            return (dx, tf.cast(dh0, h0.dtype), d_kernel, d_recurrent,
+                    tf.cast(tf.reduce_sum(d_bias, axis=0), bias.dtype))  # (2, 3H)
+
+        return (tf.transpose(hs, [1, 0, 2]), tf.cast(h, dtype)), grad
+
+    return run(*(tf.convert_to_tensor(v) for v in (x, h0, kernel, recurrent_kernel, bias)))
+
+
 def _fast_path_ok(layer: keras.layers.RNN, mask: Any) -> bool:
-    """Whether `layer` computes exactly what `gru` computes (else Keras' own loop runs: on a
-    GPU use_cudnn is True and cuDNN runs, as before)."""
+    """Whether `layer` computes exactly what `gru` / `fused_lstm` compute (else Keras' own
+    loop runs: on a GPU use_cudnn is True and cuDNN runs, as before)."""
     cell = layer.cell
     return (layer.use_cudnn is False and mask is None and not layer.go_backwards
             and not layer.unroll and not cell.dropout and not cell.recurrent_dropout
             and cell.use_bias and cell.activation in (keras.activations.tanh, tf.tanh)
             and cell.recurrent_activation in (keras.activations.sigmoid, tf.sigmoid)
-            and cell.reset_after)
+            and getattr(cell, "reset_after", True))
 
 
-# The class name stays "GRU": Keras names a layer's entries in a .weights.h5 file after its
-# class, so models saved with keras.layers.GRU load into this one unchanged.
+# The class names stay "GRU" and "LSTM": Keras names a layer's entries in a .weights.h5 file
+# after its class, so models saved with keras.layers.GRU / LSTM load into these unchanged.
 @keras.saving.register_keras_serializable(package="charlm")
 class GRU(keras.layers.GRU):
-    """keras.layers.GRU (reset_after=True) whose non-cuDNN loop is `gru`."""
+    """keras.layers.GRU (reset_after=True) whose non-cuDNN loop is `fused_gru` (or `gru`
+    where the kernels cannot be built)."""
+
+    def step(self, x: tf.Tensor, states: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """One time step (generation): x (B, I) -> h (B, H), [h]; the fused op with one
+        step where it applies, else Keras' cell."""
+        if not _fast_path_ok(self, None) or kernels.ops() is None:
+            h, new = self.cell(x, states, training=False)
+            return h, list(new) if isinstance(new, (list, tuple)) else [new]
+        dtype = x.dtype
+        cell = self.cell
+        xz = tf.matmul(x, tf.cast(cell.kernel, dtype))[None]  # (1, B, 3H)
+        _, _, h = kernels.ops().charlm_gru_sequence(
+            xz, tf.cast(cell.bias, F32), tf.cast(cell.recurrent_kernel, dtype),
+            tf.cast(states[0], F32))
+        h = tf.cast(h, states[0].dtype)
+        return h, [h]
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not _fast_path_ok(self, mask):
@@ -157,7 +247,38 @@ class GRU(keras.layers.GRU):
         dtype = sequences.dtype
         cell = self.cell
         state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
-        outputs, h = gru(sequences, state, *(
+        run = fused_gru if kernels.ops() is not None else gru
+        outputs, h = run(sequences, state, *(
             tf.cast(w, dtype) for w in (cell.kernel, cell.recurrent_kernel)),
             tf.cast(cell.bias, F32))
         return h, outputs, [h]
+
+
+@keras.saving.register_keras_serializable(package="charlm")
+class LSTM(keras.layers.LSTM):
+    """keras.layers.LSTM whose non-cuDNN loop is `fused_lstm` where the kernels can be built
+    (else Keras' own loop: the same scheme in plain TensorFlow ops measured slower)."""
+
+    def step(self, x: tf.Tensor, states: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """One time step (generation): x (B, I) -> h (B, H), [h, c]; the fused op with one
+        step where it applies, else Keras' cell."""
+        if not _fast_path_ok(self, None) or kernels.ops() is None:
+            h, new = self.cell(x, states, training=False)
+            return h, list(new)
+        dtype = x.dtype
+        cell = self.cell
+        xz = tf.matmul(x, tf.cast(cell.kernel, dtype))[None]  # (1, B, 4H)
+        hs, _, c = kernels.ops().charlm_lstm_sequence(
+            xz, tf.cast(cell.bias, F32), tf.cast(cell.recurrent_kernel, dtype),
+            tf.cast(states[0], dtype), tf.cast(states[1], F32))
+        return hs[0], [hs[0], tf.cast(c, states[1].dtype)]
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not _fast_path_ok(self, mask) or kernels.ops() is None:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        dtype = sequences.dtype
+        cell = self.cell
+        outputs, h, c = fused_lstm(sequences, initial_state[0], initial_state[1], *(
+            tf.cast(w, dtype) for w in (cell.kernel, cell.recurrent_kernel)),
+            tf.cast(cell.bias, F32))
+        return h, outputs, [h, c]

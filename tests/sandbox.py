@@ -20,4 +20,7 @@ atexit.register(shutil.rmtree, PREFECT_TMP, True)
 os.environ["PREFECT_HOME"] = str(PREFECT_TMP / "home")
 os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(PREFECT_TMP / "results")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# charlm's fused CPU kernels are compiled once per test session, into the same folder
+# (charlm/kernels.py); child processes inherit it and reuse the build.
+os.environ["CHARLM_KERNEL_DIR"] = str(PREFECT_TMP / "kernels")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

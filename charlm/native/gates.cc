@@ -1,0 +1,725 @@
+// The LSTM's and the GRU's recurrence over a whole sequence on a CPU, forward and backward,
+// as one TensorFlow op each (built for this machine by charlm/kernels.py).
+//
+// Why: in a TensorFlow while-loop every op of a time step (the recurrent matmul, a dozen
+// elementwise gate ops, casts) is a kernel launch of its own; at the shapes a CPU trains
+// (batch 128, 128-512 units) a (128, 128) x (128, 512) bfloat16 matmul through TensorFlow
+// ran at ~55 GFLOP/s and the gate ops cost as much again. Here each thread takes a block of
+// batch rows through every time step on its own (rows never interact), so a sequence costs
+// one op and one synchronisation, and each step is a register-tiled matmul (AVX512_BF16
+// dot products where the CPU has them) followed by the gate math on the rows it produced,
+// still in cache. What needs every time step at once (the input projection x @ kernel, the
+// weight gradients, the input gradient) stays outside: big matmuls TensorFlow (oneDNN) does
+// well.
+//
+// Layouts (row-major; T steps, B batch rows, H units; T_ = the matmul dtype, float or
+// bfloat16; state, gates and sums float):
+//   LSTM, Keras gate order i f c o:
+//     forward  xz (T, B, 4H) float = x @ kernel + bias; u (H, 4H) T_ recurrent kernel;
+//              h0 (B, H) T_; c0 (B, H) float
+//           -> hs (T, B, H) T_; saved (T, B, 5H) float = i f g o c; c (B, H) float
+//     backward saved, c0, d_out (T, B, H) T_ (the last step's dh already added), dc (B, H),
+//              u -> dz (T, B, 4H) T_; dh0 (B, H) float; dc0 (B, H) float
+//   GRU, Keras reset_after=True, gates z r h, bias (2, 3H):
+//     forward  xz (T, B, 3H) float = x @ kernel + input bias; u (H, 3H) T_;
+//              recurrent_bias (3H,) float; h0 (B, H) float
+//           -> hs (T, B, H) T_; saved (T, B, 5H) float = z r hh rh h_prev; h (B, H) float
+//     backward saved, d_out (T, B, H) T_, dh (B, H) float (gradient of the final state), u
+//           -> d_in (T, B, 3H) T_ (of x @ kernel), d_rec (T, B, 3H) T_ (of h @ u + bias);
+//              dh0 (B, H) float
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+
+namespace charlm {
+
+using tensorflow::bfloat16;
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Status;
+using tensorflow::Tensor;
+using tensorflow::TensorShape;
+using tensorflow::shape_inference::DimensionHandle;
+using tensorflow::shape_inference::InferenceContext;
+using tensorflow::shape_inference::ShapeHandle;
+
+// ------------------------------------------------------------------ elementwise
+
+// bfloat16 <-> float by bits, so loops vectorise (round to nearest even).
+inline float to_float(float v) { return v; }
+inline float to_float(bfloat16 v) {
+  uint16_t b;
+  std::memcpy(&b, &v, 2);
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+template <typename T> inline T from_float(float v);
+template <> inline float from_float<float>(float v) { return v; }
+template <> inline bfloat16 from_float<bfloat16>(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  uint16_t b = static_cast<uint16_t>(u >> 16);
+  bfloat16 out;
+  std::memcpy(&out, &b, 2);
+  return out;
+}
+
+// exp by Cody-Waite range reduction and a degree-6 polynomial (relative error ~2e-7): pure
+// arithmetic, so loops of it vectorise.
+inline float exp_(float v) {
+  v = std::fmin(std::fmax(v, -87.0f), 88.0f);
+  float n = std::nearbyint(v * 1.44269504088896341f);
+  float r = std::fma(n, -0.693359375f, v);
+  r = std::fma(n, 2.12194440e-4f, r);
+  float p = 1.0f / 720.0f;
+  p = std::fma(p, r, 1.0f / 120.0f);
+  p = std::fma(p, r, 1.0f / 24.0f);
+  p = std::fma(p, r, 1.0f / 6.0f);
+  p = std::fma(p, r, 0.5f);
+  p = std::fma(p, r, 1.0f);
+  p = std::fma(p, r, 1.0f);
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+inline float sigmoid(float v) { return 1.0f / (1.0f + exp_(-v)); }
+inline float tanh_(float v) { return 2.0f / (1.0f + exp_(-2.0f * v)) - 1.0f; }
+
+// ------------------------------------------------------------------ matmul
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+
+// The recurrent weight in the layout its kernel reads: column panels, each contiguous, 64
+// columns wide (then 16, then 1 for what is left), so a tile's slab of the weight is one
+// run of memory rather than K rows N apart (which thrashed L1's sets at N = 2048). Inside a
+// panel of width w: float (k, c) at k w + c; bfloat16 pairs along K for AVX512_BF16 dot
+// products, (k, c) at ((k / 2) w + c) 2 + k % 2 (a zero pads an odd K). Panel j0 starts at
+// j0 * Kp, Kp = K (float) or 2 ceil(K / 2) (bfloat16).
+template <typename T>
+struct Packed {
+  int64_t K = 0, N = 0, Kp = 0, wide64 = 0, wide16 = 0;
+  std::vector<T> data;
+  int64_t width(int64_t j) const { return j < wide64 ? 64 : j < wide16 ? 16 : 1; }
+  int64_t start(int64_t j) const {
+    return j < wide64 ? j / 64 * 64 : j < wide16 ? wide64 + (j - wide64) / 16 * 16 : j;
+  }
+  const T* panel(int64_t j) const { return data.data() + j * Kp; }  // j: a panel's start
+  int64_t index(int64_t k, int64_t n) const {
+    const int64_t j0 = start(n), w = width(n), c = n - j0;
+    if (std::is_same<T, float>::value) return j0 * Kp + k * w + c;
+    return j0 * Kp + ((k / 2) * w + c) * 2 + k % 2;
+  }
+};
+
+// w is (K, N) row-major when transpose is false, (N, K) when true (its transpose is packed).
+template <typename T>
+Packed<T> pack(const T* w, int64_t K, int64_t N, bool transpose) {
+  Packed<T> p;
+  p.K = K;
+  p.N = N;
+  p.Kp = std::is_same<T, float>::value ? K : 2 * ((K + 1) / 2);
+  p.wide64 = N / 64 * 64;
+  p.wide16 = p.wide64 + (N - p.wide64) / 16 * 16;
+  p.data.assign(p.Kp * N, from_float<T>(0.0f));
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n)
+      p.data[p.index(k, n)] = transpose ? w[n * K + k] : w[k * N + n];
+  return p;
+}
+
+// The weight is read in blocks of KBLOCK rows (pairs of rows in bfloat16): a (KBLOCK, 64)
+// slab is 16 KB, so it stays in L1 while every row tile passes over it; partial sums go
+// through C between blocks. (A whole (K, 64) slab is 64-128 KB at 512 units: L2 only.)
+constexpr int64_t KBLOCK = 64;
+
+// C (R rows x 16V columns from column j, row stride N) (+)= A[:, k0:k1] @ B[k0:k1, j:j+16V].
+#if defined(__AVX512F__)
+template <int R, int V>
+inline void tile_f32(const float* A, int64_t lda, const Packed<float>& B, float* C,
+                     int64_t j, int64_t k0, int64_t k1) {
+  __m512 acc[R][V];
+  const int64_t N = B.N;
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v)
+      acc[r][v] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(C + r * N + j + 16 * v);
+  const float* bp = B.panel(j);
+  for (int64_t k = k0; k < k1; ++k) {
+    __m512 b[V];
+    for (int v = 0; v < V; ++v) {
+      b[v] = _mm512_loadu_ps(bp + (k * V + v) * 16);
+      // Keep b in a register: folded into each FMA as a memory operand, the weight was
+      // loaded R times per k, and loads (not FMAs) bounded the tile at ~45 GFLOP/s a core.
+      asm("" : "+v"(b[v]));
+    }
+    for (int r = 0; r < R; ++r) {
+      __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(C + r * N + j + 16 * v, acc[r][v]);
+}
+#else
+template <int R, int V>
+inline void tile_f32(const float* A, int64_t lda, const Packed<float>& B, float* C,
+                     int64_t j, int64_t k0, int64_t k1) {
+  v16 acc[R][V];
+  const int64_t N = B.N;
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) {
+      if (k0 == 0) {
+        acc[r][v] = v16{};
+      } else {
+        std::memcpy(&acc[r][v], C + r * N + j + 16 * v, 64);
+      }
+    }
+  for (int64_t k = k0; k < k1; ++k) {
+    v16 b[V];
+    for (int v = 0; v < V; ++v) std::memcpy(&b[v], B.panel(j) + (k * V + v) * 16, 64);
+    for (int r = 0; r < R; ++r) {
+      float a = A[r * lda + k];
+      for (int v = 0; v < V; ++v) acc[r][v] += a * b[v];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) std::memcpy(C + r * N + j + 16 * v, &acc[r][v], 64);
+}
+#endif
+
+template <int V>
+void columns_f32(const float* A, int64_t lda, const Packed<float>& B, float* C, int64_t rows,
+                 int64_t j, int64_t k0, int64_t k1) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) tile_f32<4, V>(A + r * lda, lda, B, C + r * B.N, j, k0, k1);
+  for (; r < rows; ++r) tile_f32<1, V>(A + r * lda, lda, B, C + r * B.N, j, k0, k1);
+}
+
+void matmul(const float* A, int64_t lda, const Packed<float>& B, float* C, int64_t rows) {
+  const int64_t N = B.N, wide = N / 16 * 16;
+  for (int64_t k0 = 0; k0 < B.K; k0 += KBLOCK) {
+    const int64_t k1 = std::min(B.K, k0 + KBLOCK);
+    int64_t j = 0;
+    for (; j + 64 <= N; j += 64) columns_f32<4>(A, lda, B, C, rows, j, k0, k1);
+    for (; j + 16 <= N; j += 16) columns_f32<1>(A, lda, B, C, rows, j, k0, k1);
+  }
+  for (int64_t j = wide; j < N; ++j)
+    for (int64_t r = 0; r < rows; ++r) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < B.K; ++k) s += A[r * lda + k] * B.data[B.index(k, j)];
+      C[r * N + j] = s;
+    }
+}
+
+#if defined(__AVX512BF16__)
+template <int R, int V>
+inline void tile_bf16(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
+                      int64_t j, int64_t p0, int64_t p1) {
+  __m512 acc[R][V];
+  const int64_t N = B.N, pairs = (B.K + 1) / 2, odd = B.K % 2;
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v)
+      acc[r][v] = p0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(C + r * N + j + 16 * v);
+  const bfloat16* bp = B.panel(j);
+  for (int64_t p = p0; p < p1; ++p) {
+    __m512bh b[V];
+    for (int v = 0; v < V; ++v) {
+      b[v] = (__m512bh)_mm512_loadu_si512(bp + ((p * V + v) * 16) * 2);
+      asm("" : "+v"(b[v]));  // in a register, as in tile_f32
+    }
+    for (int r = 0; r < R; ++r) {
+      uint32_t pair;
+      if (odd && p == pairs - 1) {
+        uint16_t lo;
+        std::memcpy(&lo, A + r * lda + 2 * p, 2);
+        pair = lo;
+      } else {
+        std::memcpy(&pair, A + r * lda + 2 * p, 4);
+      }
+      __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(C + r * N + j + 16 * v, acc[r][v]);
+}
+
+template <int V>
+void columns_bf16(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
+                  int64_t rows, int64_t j, int64_t p0, int64_t p1) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) tile_bf16<4, V>(A + r * lda, lda, B, C + r * B.N, j, p0, p1);
+  for (; r < rows; ++r) tile_bf16<1, V>(A + r * lda, lda, B, C + r * B.N, j, p0, p1);
+}
+
+void matmul(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
+            int64_t rows) {
+  const int64_t N = B.N, wide = N / 16 * 16, pairs = (B.K + 1) / 2;
+  for (int64_t p0 = 0; p0 < pairs; p0 += KBLOCK) {
+    const int64_t p1 = std::min(pairs, p0 + KBLOCK);
+    int64_t j = 0;
+    for (; j + 64 <= N; j += 64) columns_bf16<4>(A, lda, B, C, rows, j, p0, p1);
+    for (; j + 16 <= N; j += 16) columns_bf16<1>(A, lda, B, C, rows, j, p0, p1);
+  }
+  for (int64_t j = wide; j < N; ++j)
+    for (int64_t r = 0; r < rows; ++r) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < B.K; ++k)
+        s += to_float(A[r * lda + k]) * to_float(B.data[B.index(k, j)]);
+      C[r * N + j] = s;
+    }
+}
+#else
+// No bfloat16 dot-product instructions: exact products in float, slower.
+void matmul(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
+            int64_t rows) {
+  const int64_t N = B.N;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < N; ++j) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < B.K; ++k)
+        s += to_float(A[r * lda + k]) * to_float(B.data[B.index(k, j)]);
+      C[r * N + j] = s;
+    }
+}
+#endif
+
+// ------------------------------------------------------------------ threads
+
+// Batch rows in blocks, one per intra-op thread; each block goes through every time step on
+// its own (rows never interact), so a sequence needs one hand-off, not one per step.
+struct Blocks {
+  int64_t count = 1, per = 0, rows = 0;
+};
+
+Blocks plan_blocks(OpKernelContext* ctx, int64_t rows, int64_t cost) {
+  auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+  Blocks blocks;
+  blocks.rows = rows;
+  blocks.count = std::min<int64_t>(workers->num_threads, std::max<int64_t>(1, rows / 8));
+  if (cost < 200000) blocks.count = 1;  // too little work to be worth a hand-off
+  // Block edges on multiples of 4 rows: the matmul's row tile.
+  blocks.per = ((rows + blocks.count - 1) / blocks.count + 3) / 4 * 4;
+  blocks.count = std::max<int64_t>(1, (rows + blocks.per - 1) / std::max<int64_t>(1, blocks.per));
+  return blocks;
+}
+
+// Runs fn(block, row_begin, row_end) for every block, in parallel.
+template <typename Fn>
+void for_blocks(OpKernelContext* ctx, const Blocks& blocks, Fn fn) {
+  auto run = [&](int64_t b) {
+    int64_t begin = std::min(blocks.rows, b * blocks.per);
+    int64_t end = std::min(blocks.rows, (b + 1) * blocks.per);
+    if (begin < end) fn(b, begin, end);
+  };
+  if (blocks.count <= 1) {
+    run(0);
+    return;
+  }
+  auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+  workers->workers->ParallelFor(blocks.count, /*cost_per_unit=*/1 << 30,
+                                [&](int64_t b0, int64_t b1) {
+                                  for (int64_t b = b0; b < b1; ++b) run(b);
+                                });
+}
+
+Status check(bool ok, const char* what) {
+  return ok ? Status() : absl::InvalidArgumentError(what);
+}
+
+// Column sums of a block's rows of g (rows x G) added into sums (G,), in float.
+template <typename T>
+inline void add_columns(const T* g, int64_t rows, int64_t G, float* sums) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = g + r * G;
+#pragma omp simd
+    for (int64_t j = 0; j < G; ++j) sums[j] += to_float(row[j]);
+  }
+}
+
+// ------------------------------------------------------------------ LSTM
+
+REGISTER_OP("CharlmLstmSequence")
+    .Attr("T: {float, bfloat16}")
+    .Input("xz: T")       // (T, B, 4H): x @ kernel, every step
+    .Input("bias: float")  // (4H,)
+    .Input("u: T")        // (H, 4H)
+    .Input("h0: T")       // (B, H)
+    .Input("c0: float")   // (B, H)
+    .Output("hs: T")      // (T, B, H)
+    .Output("saved: float")  // (T, B, 5H): i f g o c
+    .Output("c: float")   // (B, H)
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle xz = c->input(0);
+      DimensionHandle steps = c->Dim(xz, 0), batch = c->Dim(xz, 1), units = c->Dim(c->input(4), 1);
+      DimensionHandle five;
+      TF_RETURN_IF_ERROR(c->Multiply(units, 5, &five));
+      c->set_output(0, c->MakeShape({steps, batch, units}));
+      c->set_output(1, c->MakeShape({steps, batch, five}));
+      c->set_output(2, c->Matrix(batch, units));
+      return Status();
+    });
+
+template <typename T>
+class LstmSequence : public OpKernel {
+ public:
+  explicit LstmSequence(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &xz = ctx->input(0), &bias = ctx->input(1), &u = ctx->input(2),
+                 &h0 = ctx->input(3), &c0 = ctx->input(4);
+    const int64_t B = c0.dim_size(0), H = c0.dim_size(1);
+    OP_REQUIRES_OK(ctx, check(xz.dims() == 3 && xz.dim_size(1) == B && xz.dim_size(2) == 4 * H,
+                              "xz must be (T, B, 4H)"));
+    OP_REQUIRES_OK(ctx, check(bias.NumElements() == 4 * H, "bias must be (4H,)"));
+    OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 4 * H,
+                              "u must be (H, 4H)"));
+    OP_REQUIRES_OK(ctx, check(h0.dim_size(0) == B && h0.dim_size(1) == H, "h0 must be (B, H)"));
+    const int64_t S = xz.dim_size(0);
+    Tensor *hs_t, *saved_t, *c_t;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({S, B, H}), &hs_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({S, B, 5 * H}), &saved_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &c_t));
+    const Packed<T> U = pack<T>(u.flat<T>().data(), H, 4 * H, false);
+    const T* xzp = xz.flat<T>().data();
+    const float* bp = bias.flat<float>().data();
+    const T* h0p = h0.flat<T>().data();
+    const float* c0p = c0.flat<float>().data();
+    T* hs = hs_t->flat<T>().data();
+    float* saved = saved_t->flat<float>().data();
+    float* c_last = c_t->flat<float>().data();
+    const Blocks blocks = plan_blocks(ctx, B, S * B * H * 8 * H);
+    for_blocks(ctx, blocks, [&](int64_t, int64_t b0, int64_t b1) {
+      const int64_t rows = b1 - b0;
+      std::vector<float> rz(rows * 4 * H);
+      std::vector<float> c(c0p + b0 * H, c0p + b1 * H);
+      for (int64_t t = 0; t < S; ++t) {
+        const T* h_prev = t == 0 ? h0p + b0 * H : hs + ((t - 1) * B + b0) * H;
+        matmul(h_prev, H, U, rz.data(), rows);
+        for (int64_t r = 0; r < rows; ++r) {
+          const T* x = xzp + (t * B + b0 + r) * 4 * H;
+          const float* z = rz.data() + r * 4 * H;
+          float* sv = saved + (t * B + b0 + r) * 5 * H;
+          float* cr = c.data() + r * H;
+          T* h = hs + (t * B + b0 + r) * H;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            float i = sigmoid(to_float(x[j]) + bp[j] + z[j]);
+            float f = sigmoid(to_float(x[H + j]) + bp[H + j] + z[H + j]);
+            float g = tanh_(to_float(x[2 * H + j]) + bp[2 * H + j] + z[2 * H + j]);
+            float o = sigmoid(to_float(x[3 * H + j]) + bp[3 * H + j] + z[3 * H + j]);
+            float cn = f * cr[j] + i * g;
+            cr[j] = cn;
+            h[j] = from_float<T>(o * tanh_(cn));
+            sv[j] = i;
+            sv[H + j] = f;
+            sv[2 * H + j] = g;
+            sv[3 * H + j] = o;
+            sv[4 * H + j] = cn;
+          }
+        }
+      }
+      std::copy(c.begin(), c.end(), c_last + b0 * H);
+    });
+  }
+};
+
+REGISTER_OP("CharlmLstmSequenceGrad")
+    .Attr("T: {float, bfloat16}")
+    .Input("saved: float")  // (T, B, 5H)
+    .Input("c0: float")     // (B, H)
+    .Input("d_out: T")      // (T, B, H), the final state's dh added at the last step
+    .Input("dc: float")     // (B, H): gradient of the final c
+    .Input("u: T")          // (H, 4H)
+    .Output("dz: T")        // (T, B, 4H): gradient of the gates' pre-activations
+    .Output("dh0: float")   // (B, H)
+    .Output("dc0: float")   // (B, H)
+    .Output("d_bias: float")  // (P, 4H): dz summed over steps and rows, one row per block
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle saved = c->input(0);
+      DimensionHandle steps = c->Dim(saved, 0), batch = c->Dim(saved, 1),
+                      units = c->Dim(c->input(1), 1);
+      DimensionHandle four;
+      TF_RETURN_IF_ERROR(c->Multiply(units, 4, &four));
+      c->set_output(0, c->MakeShape({steps, batch, four}));
+      c->set_output(1, c->Matrix(batch, units));
+      c->set_output(2, c->Matrix(batch, units));
+      c->set_output(3, c->Matrix(c->UnknownDim(), four));
+      return Status();
+    });
+
+template <typename T>
+class LstmSequenceGrad : public OpKernel {
+ public:
+  explicit LstmSequenceGrad(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &saved_t = ctx->input(0), &c0 = ctx->input(1), &d_out_t = ctx->input(2),
+                 &dc_t = ctx->input(3), &u = ctx->input(4);
+    const int64_t B = c0.dim_size(0), H = c0.dim_size(1);
+    OP_REQUIRES_OK(ctx, check(saved_t.dims() == 3 && saved_t.dim_size(1) == B &&
+                                  saved_t.dim_size(2) == 5 * H, "saved must be (T, B, 5H)"));
+    const int64_t S = saved_t.dim_size(0);
+    OP_REQUIRES_OK(ctx, check(d_out_t.dims() == 3 && d_out_t.dim_size(0) == S &&
+                                  d_out_t.dim_size(1) == B && d_out_t.dim_size(2) == H,
+                              "d_out must be (T, B, H)"));
+    OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 4 * H,
+                              "u must be (H, 4H)"));
+    const Blocks blocks = plan_blocks(ctx, B, S * B * H * 8 * H);
+    Tensor *dz_t, *dh0_t, *dc0_t, *db_t;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({S, B, 4 * H}), &dz_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, H}), &dh0_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dc0_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({blocks.count, 4 * H}), &db_t));
+    const Packed<T> UT = pack<T>(u.flat<T>().data(), 4 * H, H, true);  // (4H, H)
+    const float* saved = saved_t.flat<float>().data();
+    const float* c0p = c0.flat<float>().data();
+    const T* d_out = d_out_t.flat<T>().data();
+    const float* dcp = dc_t.flat<float>().data();
+    T* dz = dz_t->flat<T>().data();
+    float* dh0 = dh0_t->flat<float>().data();
+    float* dc0 = dc0_t->flat<float>().data();
+    float* d_bias = db_t->flat<float>().data();
+    std::fill(d_bias, d_bias + blocks.count * 4 * H, 0.0f);
+    for_blocks(ctx, blocks, [&](int64_t block, int64_t b0, int64_t b1) {
+      const int64_t rows = b1 - b0;
+      std::vector<float> dh_rec(rows * H, 0.0f);
+      std::vector<float> dc(dcp + b0 * H, dcp + b1 * H);
+      for (int64_t t = S - 1; t >= 0; --t) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t row = t * B + b0 + r;
+          const float* sv = saved + row * 5 * H;
+          const float* cprev = t > 0 ? saved + ((t - 1) * B + b0 + r) * 5 * H + 4 * H
+                                     : c0p + (b0 + r) * H;
+          const T* dout = d_out + row * H;
+          const float* dhr = dh_rec.data() + r * H;
+          float* dcr = dc.data() + r * H;
+          T* d = dz + row * 4 * H;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            float i = sv[j], f = sv[H + j], g = sv[2 * H + j], o = sv[3 * H + j];
+            float tc = tanh_(sv[4 * H + j]);
+            float dh = to_float(dout[j]) + dhr[j];
+            float dct = dcr[j] + dh * o * (1.0f - tc * tc);
+            d[j] = from_float<T>(dct * g * i * (1.0f - i));
+            d[H + j] = from_float<T>(dct * cprev[j] * f * (1.0f - f));
+            d[2 * H + j] = from_float<T>(dct * i * (1.0f - g * g));
+            d[3 * H + j] = from_float<T>(dh * tc * o * (1.0f - o));
+            dcr[j] = dct * f;
+          }
+        }
+        const T* dz_t0 = dz + (t * B + b0) * 4 * H;
+        add_columns(dz_t0, rows, 4 * H, d_bias + block * 4 * H);
+        matmul(dz_t0, 4 * H, UT, dh_rec.data(), rows);
+      }
+      std::copy(dh_rec.begin(), dh_rec.end(), dh0 + b0 * H);
+      std::copy(dc.begin(), dc.end(), dc0 + b0 * H);
+    });
+  }
+};
+
+// ------------------------------------------------------------------ GRU
+
+REGISTER_OP("CharlmGruSequence")
+    .Attr("T: {float, bfloat16}")
+    .Input("xz: T")                // (T, B, 3H): x @ kernel, every step
+    .Input("bias: float")          // (2, 3H): input, recurrent
+    .Input("u: T")                 // (H, 3H)
+    .Input("h0: float")            // (B, H)
+    .Output("hs: T")               // (T, B, H)
+    .Output("saved: float")        // (T, B, 5H): z r hh rh h_prev
+    .Output("h: float")            // (B, H)
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle xz = c->input(0);
+      DimensionHandle steps = c->Dim(xz, 0), batch = c->Dim(xz, 1), units = c->Dim(c->input(3), 1);
+      DimensionHandle five;
+      TF_RETURN_IF_ERROR(c->Multiply(units, 5, &five));
+      c->set_output(0, c->MakeShape({steps, batch, units}));
+      c->set_output(1, c->MakeShape({steps, batch, five}));
+      c->set_output(2, c->Matrix(batch, units));
+      return Status();
+    });
+
+template <typename T>
+class GruSequence : public OpKernel {
+ public:
+  explicit GruSequence(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &xz = ctx->input(0), &bias = ctx->input(1), &u = ctx->input(2),
+                 &h0 = ctx->input(3);
+    const int64_t B = h0.dim_size(0), H = h0.dim_size(1);
+    OP_REQUIRES_OK(ctx, check(xz.dims() == 3 && xz.dim_size(1) == B && xz.dim_size(2) == 3 * H,
+                              "xz must be (T, B, 3H)"));
+    OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 3 * H,
+                              "u must be (H, 3H)"));
+    OP_REQUIRES_OK(ctx, check(bias.NumElements() == 6 * H, "bias must be (2, 3H)"));
+    const int64_t S = xz.dim_size(0);
+    Tensor *hs_t, *saved_t, *h_t;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({S, B, H}), &hs_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({S, B, 5 * H}), &saved_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &h_t));
+    const Packed<T> U = pack<T>(u.flat<T>().data(), H, 3 * H, false);
+    const T* xzp = xz.flat<T>().data();
+    const float* ib = bias.flat<float>().data();
+    const float* rb = ib + 3 * H;
+    const float* h0p = h0.flat<float>().data();
+    T* hs = hs_t->flat<T>().data();
+    float* saved = saved_t->flat<float>().data();
+    float* h_last = h_t->flat<float>().data();
+    const Blocks blocks = plan_blocks(ctx, B, S * B * H * 6 * H);
+    for_blocks(ctx, blocks, [&](int64_t, int64_t b0, int64_t b1) {
+      const int64_t rows = b1 - b0;
+      std::vector<float> rz(rows * 3 * H);
+      std::vector<float> h(h0p + b0 * H, h0p + b1 * H);  // the state, in float
+      std::vector<T> h_first(rows * H);
+      for (int64_t k = 0; k < rows * H; ++k) h_first[k] = from_float<T>(h[k]);
+      for (int64_t t = 0; t < S; ++t) {
+        const T* h_prev = t == 0 ? h_first.data() : hs + ((t - 1) * B + b0) * H;
+        matmul(h_prev, H, U, rz.data(), rows);
+        for (int64_t r = 0; r < rows; ++r) {
+          const T* x = xzp + (t * B + b0 + r) * 3 * H;
+          const float* z = rz.data() + r * 3 * H;
+          float* sv = saved + (t * B + b0 + r) * 5 * H;
+          float* hr = h.data() + r * H;
+          T* out = hs + (t * B + b0 + r) * H;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            float zg = sigmoid(to_float(x[j]) + ib[j] + z[j] + rb[j]);
+            float rg = sigmoid(to_float(x[H + j]) + ib[H + j] + z[H + j] + rb[H + j]);
+            float rh = z[2 * H + j] + rb[2 * H + j];
+            float hh = tanh_(to_float(x[2 * H + j]) + ib[2 * H + j] + rg * rh);
+            float prev = hr[j];
+            float hn = hh + zg * (prev - hh);
+            hr[j] = hn;
+            out[j] = from_float<T>(hn);
+            sv[j] = zg;
+            sv[H + j] = rg;
+            sv[2 * H + j] = hh;
+            sv[3 * H + j] = rh;
+            sv[4 * H + j] = prev;
+          }
+        }
+      }
+      std::copy(h.begin(), h.end(), h_last + b0 * H);
+    });
+  }
+};
+
+REGISTER_OP("CharlmGruSequenceGrad")
+    .Attr("T: {float, bfloat16}")
+    .Input("saved: float")   // (T, B, 5H)
+    .Input("d_out: T")       // (T, B, H)
+    .Input("dh: float")      // (B, H): gradient of the final state
+    .Input("u: T")           // (H, 3H)
+    .Output("d_in: T")       // (T, B, 3H): gradient of x @ kernel
+    .Output("d_rec: T")      // (T, B, 3H): gradient of h @ u + recurrent bias
+    .Output("dh0: float")    // (B, H)
+    .Output("d_bias: float")  // (P, 2, 3H): d_in and d_rec summed, one row per block
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle saved = c->input(0);
+      DimensionHandle steps = c->Dim(saved, 0), batch = c->Dim(saved, 1),
+                      units = c->Dim(c->input(2), 1);
+      DimensionHandle three;
+      TF_RETURN_IF_ERROR(c->Multiply(units, 3, &three));
+      c->set_output(0, c->MakeShape({steps, batch, three}));
+      c->set_output(1, c->MakeShape({steps, batch, three}));
+      c->set_output(2, c->Matrix(batch, units));
+      c->set_output(3, c->MakeShape({c->UnknownDim(), 2, three}));
+      return Status();
+    });
+
+template <typename T>
+class GruSequenceGrad : public OpKernel {
+ public:
+  explicit GruSequenceGrad(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &saved_t = ctx->input(0), &d_out_t = ctx->input(1), &dh_t = ctx->input(2),
+                 &u = ctx->input(3);
+    const int64_t B = dh_t.dim_size(0), H = dh_t.dim_size(1);
+    OP_REQUIRES_OK(ctx, check(saved_t.dims() == 3 && saved_t.dim_size(1) == B &&
+                                  saved_t.dim_size(2) == 5 * H, "saved must be (T, B, 5H)"));
+    const int64_t S = saved_t.dim_size(0);
+    OP_REQUIRES_OK(ctx, check(d_out_t.dims() == 3 && d_out_t.dim_size(0) == S &&
+                                  d_out_t.dim_size(1) == B && d_out_t.dim_size(2) == H,
+                              "d_out must be (T, B, H)"));
+    OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 3 * H,
+                              "u must be (H, 3H)"));
+    const Blocks blocks = plan_blocks(ctx, B, S * B * H * 6 * H);
+    Tensor *din_t, *drec_t, *dh0_t, *db_t;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({S, B, 3 * H}), &din_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({S, B, 3 * H}), &drec_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dh0_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({blocks.count, 2, 3 * H}), &db_t));
+    const Packed<T> UT = pack<T>(u.flat<T>().data(), 3 * H, H, true);  // (3H, H)
+    const float* saved = saved_t.flat<float>().data();
+    const T* d_out = d_out_t.flat<T>().data();
+    const float* dhp = dh_t.flat<float>().data();
+    T* d_in = din_t->flat<T>().data();
+    T* d_rec = drec_t->flat<T>().data();
+    float* dh0 = dh0_t->flat<float>().data();
+    float* d_bias = db_t->flat<float>().data();
+    std::fill(d_bias, d_bias + blocks.count * 6 * H, 0.0f);
+    for_blocks(ctx, blocks, [&](int64_t block, int64_t b0, int64_t b1) {
+      const int64_t rows = b1 - b0;
+      std::vector<float> dh_rec(rows * H, 0.0f);
+      std::vector<float> carry(dhp + b0 * H, dhp + b1 * H);  // dh(t+1) z(t+1), then dh_last
+      for (int64_t t = S - 1; t >= 0; --t) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t row = t * B + b0 + r;
+          const float* sv = saved + row * 5 * H;
+          const T* dout = d_out + row * H;
+          const float* dhr = dh_rec.data() + r * H;
+          float* cr = carry.data() + r * H;
+          T* di = d_in + row * 3 * H;
+          T* dq = d_rec + row * 3 * H;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            float zg = sv[j], rg = sv[H + j], hh = sv[2 * H + j], rh = sv[3 * H + j];
+            float prev = sv[4 * H + j];
+            float dh = to_float(dout[j]) + dhr[j] + cr[j];
+            float da = dh * (1.0f - zg) * (1.0f - hh * hh);
+            float dzg = dh * (prev - hh) * zg * (1.0f - zg);
+            float dr = da * rh * rg * (1.0f - rg);
+            di[j] = from_float<T>(dzg);
+            di[H + j] = from_float<T>(dr);
+            di[2 * H + j] = from_float<T>(da);
+            dq[j] = from_float<T>(dzg);
+            dq[H + j] = from_float<T>(dr);
+            dq[2 * H + j] = from_float<T>(da * rg);
+            cr[j] = dh * zg;
+          }
+        }
+        add_columns(d_in + (t * B + b0) * 3 * H, rows, 3 * H, d_bias + block * 6 * H);
+        add_columns(d_rec + (t * B + b0) * 3 * H, rows, 3 * H, d_bias + block * 6 * H + 3 * H);
+        matmul(d_rec + (t * B + b0) * 3 * H, 3 * H, UT, dh_rec.data(), rows);
+      }
+      for (int64_t k = 0; k < rows * H; ++k) dh0[b0 * H + k] = dh_rec[k] + carry[k];
+    });
+  }
+};
+
+#define REGISTER(NAME, KERNEL)                                                              \
+  REGISTER_KERNEL_BUILDER(                                                                 \
+      Name(NAME).Device(tensorflow::DEVICE_CPU).TypeConstraint<float>("T"), KERNEL<float>); \
+  REGISTER_KERNEL_BUILDER(                                                                 \
+      Name(NAME).Device(tensorflow::DEVICE_CPU).TypeConstraint<bfloat16>("T"), KERNEL<bfloat16>);
+
+REGISTER("CharlmLstmSequence", LstmSequence)
+REGISTER("CharlmLstmSequenceGrad", LstmSequenceGrad)
+REGISTER("CharlmGruSequence", GruSequence)
+REGISTER("CharlmGruSequenceGrad", GruSequenceGrad)
+
+}  // namespace charlm
