@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sides", nargs="+", choices=("peer", "charlm"),
                         default=["peer", "charlm"])
     parser.add_argument("--charlm-loop", choices=("charlm", "keras"), default="charlm",
-                        help="keras: charlm with Keras' own GRU loop (the previous path), "
-                        "for an A/B of charlm.recurrent")
+                        help="keras: charlm with Keras' own LSTM/GRU loops (the path before "
+                        "issue 19), for an A/B of charlm.recurrent and its fused kernels")
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
