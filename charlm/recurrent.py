@@ -35,6 +35,7 @@ import tensorflow as tf
 from charlm import kernels
 
 F32 = tf.float32
+FUSED_DTYPES = (tf.float32, tf.bfloat16)  # the kernels' matmul dtypes (float16: Keras' loops)
 
 
 def _project(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
@@ -229,7 +230,8 @@ class GRU(keras.layers.GRU):
     def step(self, x: tf.Tensor, states: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One time step (generation): x (B, I) -> h (B, H), [h]; the fused op with one
         step where it applies, else Keras' cell."""
-        if not _fast_path_ok(self, None) or kernels.ops() is None:
+        if (not _fast_path_ok(self, None) or kernels.ops() is None
+                or x.dtype not in FUSED_DTYPES):
             h, new = self.cell(x, states, training=False)
             return h, list(new) if isinstance(new, (list, tuple)) else [new]
         dtype = x.dtype
@@ -247,7 +249,7 @@ class GRU(keras.layers.GRU):
         dtype = sequences.dtype
         cell = self.cell
         state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
-        run = fused_gru if kernels.ops() is not None else gru
+        run = fused_gru if kernels.ops() is not None and dtype in FUSED_DTYPES else gru
         outputs, h = run(sequences, state, *(
             tf.cast(w, dtype) for w in (cell.kernel, cell.recurrent_kernel)),
             tf.cast(cell.bias, F32))
@@ -262,7 +264,8 @@ class LSTM(keras.layers.LSTM):
     def step(self, x: tf.Tensor, states: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One time step (generation): x (B, I) -> h (B, H), [h, c]; the fused op with one
         step where it applies, else Keras' cell."""
-        if not _fast_path_ok(self, None) or kernels.ops() is None:
+        if (not _fast_path_ok(self, None) or kernels.ops() is None
+                or x.dtype not in FUSED_DTYPES):
             h, new = self.cell(x, states, training=False)
             return h, list(new)
         dtype = x.dtype
@@ -274,7 +277,8 @@ class LSTM(keras.layers.LSTM):
         return hs[0], [hs[0], tf.cast(c, states[1].dtype)]
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
-        if not _fast_path_ok(self, mask) or kernels.ops() is None:
+        if (not _fast_path_ok(self, mask) or kernels.ops() is None
+                or sequences.dtype not in FUSED_DTYPES):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         dtype = sequences.dtype
         cell = self.cell
