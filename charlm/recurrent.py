@@ -38,11 +38,15 @@ F32 = tf.float32
 FUSED_DTYPES = (tf.float32, tf.bfloat16)  # the kernels' matmul dtypes (float16: Keras' loops)
 
 
+def _time_major(x: tf.Tensor) -> tf.Tensor:
+    """(B, T, I) -> (T B, I): every time step's rows in one matrix."""
+    return tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, tf.shape(x)[2]])
+
+
 def _project(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """(B, T, I) @ (I, G) -> (T, B, G) float32: every time step in one matmul."""
     batch, steps = tf.shape(x)[0], tf.shape(x)[1]
-    time_major = tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, tf.shape(x)[2]])  # (T B, I)
-    return tf.reshape(tf.cast(tf.matmul(time_major, kernel), F32), [steps, batch, -1])
+    return tf.reshape(tf.cast(tf.matmul(_time_major(x), kernel), F32), [steps, batch, -1])
 
 
 def _weight_grads(x: tf.Tensor, previous: tf.Tensor, d_input: tf.Tensor,
@@ -54,7 +58,7 @@ def _weight_grads(x: tf.Tensor, previous: tf.Tensor, d_input: tf.Tensor,
     """
     dtype = kernel.dtype
     width = tf.shape(x)[2]
-    x_flat = tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, width])  # (T B, I)
+    x_flat = _time_major(x)  # (T B, I)
     d_in = tf.cast(tf.reshape(d_input, [-1, tf.shape(d_input)[2]]), dtype)  # (T B, G)
     d_rec = tf.cast(tf.reshape(d_recurrent, [-1, tf.shape(d_recurrent)[2]]), dtype)
     h_flat = tf.cast(tf.reshape(previous, [-1, tf.shape(previous)[2]]), dtype)  # (T B, H)
@@ -137,11 +141,6 @@ def gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Ten
         return (outputs, tf.cast(h, dtype)), grad
 
     return run(*(tf.convert_to_tensor(v) for v in (x, h0, kernel, recurrent_kernel, bias)))
-
-
-def _time_major(x: tf.Tensor) -> tf.Tensor:
-    """(B, T, I) -> (T B, I): every time step's rows in one matrix."""
-    return tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, tf.shape(x)[2]])
 
 
 def fused_lstm(x: tf.Tensor, h0: tf.Tensor, c0: tf.Tensor, kernel: tf.Tensor,

@@ -15,18 +15,19 @@
 // Layouts (row-major; T steps, B batch rows, H units; T_ = the matmul dtype, float or
 // bfloat16; state, gates and sums float):
 //   LSTM, Keras gate order i f c o:
-//     forward  xz (T, B, 4H) float = x @ kernel + bias; u (H, 4H) T_ recurrent kernel;
-//              h0 (B, H) T_; c0 (B, H) float
+//     forward  xz (T, B, 4H) T_ = x @ kernel; bias (4H,) float; u (H, 4H) T_ recurrent
+//              kernel; h0 (B, H) T_; c0 (B, H) float
 //           -> hs (T, B, H) T_; saved (T, B, 5H) float = i f g o c; c (B, H) float
 //     backward saved, c0, d_out (T, B, H) T_ (the last step's dh already added), dc (B, H),
-//              u -> dz (T, B, 4H) T_; dh0 (B, H) float; dc0 (B, H) float
+//              u -> dz (T, B, 4H) T_; dh0, dc0 (B, H) float; d_bias (P, 4H) float
+//              (one row per thread block, summed by the caller)
 //   GRU, Keras reset_after=True, gates z r h, bias (2, 3H):
-//     forward  xz (T, B, 3H) float = x @ kernel + input bias; u (H, 3H) T_;
-//              recurrent_bias (3H,) float; h0 (B, H) float
+//     forward  xz (T, B, 3H) T_ = x @ kernel; bias (2, 3H) float (input, recurrent);
+//              u (H, 3H) T_; h0 (B, H) float
 //           -> hs (T, B, H) T_; saved (T, B, 5H) float = z r hh rh h_prev; h (B, H) float
 //     backward saved, d_out (T, B, H) T_, dh (B, H) float (gradient of the final state), u
 //           -> d_in (T, B, 3H) T_ (of x @ kernel), d_rec (T, B, 3H) T_ (of h @ u + bias);
-//              dh0 (B, H) float
+//              dh0 (B, H) float; d_bias (P, 2, 3H) float (per thread block)
 
 #include <algorithm>
 #include <cmath>
