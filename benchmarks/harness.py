@@ -31,6 +31,17 @@ class Verdict:
     higher_is_better: bool = True
     unit: str = "x"
 
+    def _shown(self) -> str:
+        """The value with two decimals, or as many more as it takes for the printed figure to
+        give the same verdict (1.1004 against <= 1.1 prints 1.1004, not a MISS beside 1.10)."""
+        for digits in range(2, 10):
+            text = f"{self.value:.{digits}f}"
+            shown = Verdict(self.benchmark, self.metric, float(text), self.target,
+                            self.higher_is_better, self.unit)
+            if shown.passed == self.passed:
+                return text
+        return repr(self.value)
+
     @property
     def passed(self) -> bool:
         if not math.isfinite(self.value):
@@ -39,7 +50,7 @@ class Verdict:
 
     def line(self) -> str:
         op = ">=" if self.higher_is_better else "<="
-        return (f"{self.benchmark}: {self.metric} = {self.value:.2f}{self.unit} "
+        return (f"{self.benchmark}: {self.metric} = {self._shown()}{self.unit} "
                 f"(target {op} {self.target:g}{self.unit}): {'PASS' if self.passed else 'MISS'}")
 
 

@@ -94,6 +94,16 @@ def test_verdict_and_flops() -> None:
     assert not harness.Verdict("b", "m", 9.9, 10.0).passed
     assert harness.Verdict("b", "m", 1.2, 1.5, higher_is_better=False).passed
     assert "MISS" in harness.Verdict("b", "m", float("nan"), 1.0).line()
+    # the printed figure never contradicts its verdict, however close to the target it is
+    assert harness.Verdict("b", "m", 1.1004, 1.1, higher_is_better=False).line().endswith(
+        "= 1.1004x (target <= 1.1x): MISS")
+    assert harness.Verdict("b", "m", 1.0996, 1.1, higher_is_better=False).line().endswith(
+        "= 1.10x (target <= 1.1x): PASS")
+    assert harness.Verdict("b", "m", 0.99996, 1.0).line().endswith(
+        "= 0.99996x (target >= 1x): MISS")
+    for value in (1.09951, 1.1, 1.10049, 1.1000000001, 0.5, 2.0):
+        for higher in (True, False):
+            _verdicts_agree(harness.Verdict("b", "m", value, 1.1, higher).line())
 
 
 def test_store_tiny(capsys: pytest.CaptureFixture[str]) -> None:
