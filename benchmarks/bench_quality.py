@@ -7,7 +7,7 @@ model first through the same task the CLI runs (`charlm train`).
 
     python benchmarks/bench_quality.py --storage STORE [--model champion]
     python benchmarks/bench_quality.py --storage STORE \\
-        --csv ../shared/data/abcnews-2003-02-to-09.csv --train-minutes 30
+        --csv ../shared/data/abcnews-2003-02-to-09.csv --train-minutes 30 [--seed 1]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ngram import KneserNeyLM, tune_order  # noqa: E402
+from charlm.config import TrainConfig  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,12 +31,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--csv", help="ingest this CSV first (a new dataset version)")
     parser.add_argument("--train-minutes", type=float, default=0.0,
                         help="train a model with the default recipe for this long first")
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed,
+                        help="training seed, with --train-minutes")
     parser.add_argument("--max-order", type=int, default=12)
     parser.add_argument("--target-margin", type=float, default=0.06,
                         help="bits/char the model should be below the n-gram (issue 13)")
     args = parser.parse_args(argv)
 
-    from charlm.config import TrainConfig
     from charlm.data import Corpus
     from charlm.evaluate import evaluate
     from charlm.model import load_model, read_config
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
 
         outcome = train_model.fn(args.storage, "latest",
                                  training=TrainConfig(max_minutes=args.train_minutes,
-                                                      epochs=1000))
+                                                      epochs=1000, seed=args.seed))
         model_ref = outcome.model_id
     model_id = store.resolve("models", model_ref)
     model_files = ModelFiles.at(store.path("models", model_id))
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'model':<44} {'test bits/char':>14}")
     print(f"{f'Kneser-Ney {order}-gram (fit {ngram_seconds:.0f} s)':<44} {ngram_test:>14.4f}")
     trained = f"{summary.get('seconds', 0) / 60:.1f} min" if "seconds" in summary else "?"
+    if "epochs" in summary:
+        trained += f", {summary['epochs']} epochs"
     label = f"charlm {config.cell} {config.hidden}x{config.depth} ({trained})"
     print(f"{label:<44} {charlm_test:>14.4f}")
     verdict = "BEATS" if charlm_test < ngram_test else "DOES NOT BEAT"

@@ -148,7 +148,8 @@ def fused_lstm(x: tf.Tensor, h0: tf.Tensor, c0: tf.Tensor, kernel: tf.Tensor,
                ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Keras LSTM (tanh, sigmoid, gates i f c o; bias (4H,)) over all of x, the recurrence in
     one fused op each way (charlm.kernels): (outputs (B, T, H), h, c). kernel and
-    recurrent_kernel in x's dtype; state and gates float32 in between."""
+    recurrent_kernel in x's dtype; the cell state float32 throughout, the gates saved for the
+    gradient in x's dtype (bfloat16 halves them)."""
     native = kernels.ops()
     assert native is not None, "fused_lstm needs the kernels (charlm.kernels.ops())"
 
@@ -158,15 +159,15 @@ def fused_lstm(x: tf.Tensor, h0: tf.Tensor, c0: tf.Tensor, kernel: tf.Tensor,
         batch, steps = tf.shape(x)[0], tf.shape(x)[1]
         xz = tf.reshape(tf.matmul(_time_major(x), kernel), [steps, batch, -1])  # (T, B, 4H)
         c_first = tf.cast(c0, F32)
-        hs, saved, c = native.charlm_lstm_sequence(
+        hs, gates, cs, c = native.charlm_lstm_sequence(
             xz, tf.cast(bias, F32), recurrent_kernel, tf.cast(h0, dtype),
-            c_first)  # (T, B, H), (T, B, 5H), (B, H)
+            c_first)  # (T, B, H), (T, B, 4H), (T, B, H) float32, (B, H) float32
 
         def grad(d_outputs, dh_last, dc_last):
             d_out = tf.transpose(tf.cast(d_outputs, dtype), [1, 0, 2])  # (T, B, H)
             d_out = tf.concat([d_out[:-1], d_out[-1:] + tf.cast(dh_last, dtype)[None]], 0)
             dz, dh0, dc0, d_bias = native.charlm_lstm_sequence_grad(
-                saved, c_first, d_out, tf.cast(dc_last, F32), recurrent_kernel)
+                gates, cs, c_first, d_out, tf.cast(dc_last, F32), recurrent_kernel)
             previous = _stack_previous(tf.cast(h0, dtype), hs)  # (T, B, H)
             dx, d_kernel, d_recurrent = _weight_grads(x, previous, dz, dz, kernel,
                                                       recurrent_kernel)
@@ -270,7 +271,7 @@ class LSTM(keras.layers.LSTM):
         dtype = x.dtype
         cell = self.cell
         xz = tf.matmul(x, tf.cast(cell.kernel, dtype))[None]  # (1, B, 4H)
-        hs, _, c = kernels.ops().charlm_lstm_sequence(
+        hs, _, _, c = kernels.ops().charlm_lstm_sequence(
             xz, tf.cast(cell.bias, F32), tf.cast(cell.recurrent_kernel, dtype),
             tf.cast(states[0], dtype), tf.cast(states[1], F32))
         return hs[0], [hs[0], tf.cast(c, states[1].dtype)]

@@ -17,10 +17,13 @@
 //   LSTM, Keras gate order i f c o:
 //     forward  xz (T, B, 4H) T_ = x @ kernel; bias (4H,) float; u (H, 4H) T_ recurrent
 //              kernel; h0 (B, H) T_; c0 (B, H) float
-//           -> hs (T, B, H) T_; saved (T, B, 5H) float = i f g o c; c (B, H) float
-//     backward saved, c0, d_out (T, B, H) T_ (the last step's dh already added), dc (B, H),
-//              u -> dz (T, B, 4H) T_; dh0, dc0 (B, H) float; d_bias (P, 4H) float
-//              (one row per thread block, summed by the caller)
+//           -> hs (T, B, H) T_; gates (T, B, 4H) T_ = i f g o (after their activations;
+//              in the matmul dtype: in bfloat16 that halves what a step stores and reads
+//              back, and the gates feed bfloat16 matmuls anyway); cs (T, B, H) float (the
+//              cell state, kept in float: it accumulates over steps); c (B, H) float
+//     backward gates, cs, c0, d_out (T, B, H) T_ (the last step's dh already added),
+//              dc (B, H), u -> dz (T, B, 4H) T_; dh0, dc0 (B, H) float; d_bias (P, 4H)
+//              float (one row per thread block, summed by the caller)
 //   GRU, Keras reset_after=True, gates z r h, bias (2, 3H):
 //     forward  xz (T, B, 3H) T_ = x @ kernel; bias (2, 3H) float (input, recurrent);
 //              u (H, 3H) T_; h0 (B, H) float
@@ -363,16 +366,16 @@ REGISTER_OP("CharlmLstmSequence")
     .Input("h0: T")       // (B, H)
     .Input("c0: float")   // (B, H)
     .Output("hs: T")      // (T, B, H)
-    .Output("saved: float")  // (T, B, 5H): i f g o c
+    .Output("gates: T")   // (T, B, 4H): i f g o
+    .Output("cs: float")  // (T, B, H): the cell state after each step
     .Output("c: float")   // (B, H)
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle xz = c->input(0);
       DimensionHandle steps = c->Dim(xz, 0), batch = c->Dim(xz, 1), units = c->Dim(c->input(4), 1);
-      DimensionHandle five;
-      TF_RETURN_IF_ERROR(c->Multiply(units, 5, &five));
       c->set_output(0, c->MakeShape({steps, batch, units}));
-      c->set_output(1, c->MakeShape({steps, batch, five}));
-      c->set_output(2, c->Matrix(batch, units));
+      c->set_output(1, c->MakeShape({steps, batch, c->Dim(xz, 2)}));
+      c->set_output(2, c->MakeShape({steps, batch, units}));
+      c->set_output(3, c->Matrix(batch, units));
       return Status();
     });
 
@@ -391,17 +394,19 @@ class LstmSequence : public OpKernel {
                               "u must be (H, 4H)"));
     OP_REQUIRES_OK(ctx, check(h0.dim_size(0) == B && h0.dim_size(1) == H, "h0 must be (B, H)"));
     const int64_t S = xz.dim_size(0);
-    Tensor *hs_t, *saved_t, *c_t;
+    Tensor *hs_t, *gates_t, *cs_t, *c_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({S, B, H}), &hs_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({S, B, 5 * H}), &saved_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &c_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({S, B, 4 * H}), &gates_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({S, B, H}), &cs_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, H}), &c_t));
     const Packed<T> U = pack<T>(u.flat<T>().data(), H, 4 * H, false);
     const T* xzp = xz.flat<T>().data();
     const float* bp = bias.flat<float>().data();
     const T* h0p = h0.flat<T>().data();
     const float* c0p = c0.flat<float>().data();
     T* hs = hs_t->flat<T>().data();
-    float* saved = saved_t->flat<float>().data();
+    T* gates = gates_t->flat<T>().data();
+    float* cs = cs_t->flat<float>().data();
     float* c_last = c_t->flat<float>().data();
     const Blocks blocks = plan_blocks(ctx, B, S * B * H * 8 * H);
     for_blocks(ctx, blocks, [&](int64_t, int64_t b0, int64_t b1) {
@@ -414,7 +419,8 @@ class LstmSequence : public OpKernel {
         for (int64_t r = 0; r < rows; ++r) {
           const T* x = xzp + (t * B + b0 + r) * 4 * H;
           const float* z = rz.data() + r * 4 * H;
-          float* sv = saved + (t * B + b0 + r) * 5 * H;
+          T* gv = gates + (t * B + b0 + r) * 4 * H;
+          float* cv = cs + (t * B + b0 + r) * H;
           float* cr = c.data() + r * H;
           T* h = hs + (t * B + b0 + r) * H;
 #pragma omp simd
@@ -426,11 +432,11 @@ class LstmSequence : public OpKernel {
             float cn = f * cr[j] + i * g;
             cr[j] = cn;
             h[j] = from_float<T>(o * tanh_(cn));
-            sv[j] = i;
-            sv[H + j] = f;
-            sv[2 * H + j] = g;
-            sv[3 * H + j] = o;
-            sv[4 * H + j] = cn;
+            gv[j] = from_float<T>(i);
+            gv[H + j] = from_float<T>(f);
+            gv[2 * H + j] = from_float<T>(g);
+            gv[3 * H + j] = from_float<T>(o);
+            cv[j] = cn;
           }
         }
       }
@@ -441,7 +447,8 @@ class LstmSequence : public OpKernel {
 
 REGISTER_OP("CharlmLstmSequenceGrad")
     .Attr("T: {float, bfloat16}")
-    .Input("saved: float")  // (T, B, 5H)
+    .Input("gates: T")      // (T, B, 4H): i f g o
+    .Input("cs: float")     // (T, B, H)
     .Input("c0: float")     // (B, H)
     .Input("d_out: T")      // (T, B, H), the final state's dh added at the last step
     .Input("dc: float")     // (B, H): gradient of the final c
@@ -451,11 +458,9 @@ REGISTER_OP("CharlmLstmSequenceGrad")
     .Output("dc0: float")   // (B, H)
     .Output("d_bias: float")  // (P, 4H): dz summed over steps and rows, one row per block
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle saved = c->input(0);
-      DimensionHandle steps = c->Dim(saved, 0), batch = c->Dim(saved, 1),
-                      units = c->Dim(c->input(1), 1);
-      DimensionHandle four;
-      TF_RETURN_IF_ERROR(c->Multiply(units, 4, &four));
+      ShapeHandle gates = c->input(0);
+      DimensionHandle steps = c->Dim(gates, 0), batch = c->Dim(gates, 1),
+                      units = c->Dim(c->input(2), 1), four = c->Dim(gates, 2);
       c->set_output(0, c->MakeShape({steps, batch, four}));
       c->set_output(1, c->Matrix(batch, units));
       c->set_output(2, c->Matrix(batch, units));
@@ -468,12 +473,15 @@ class LstmSequenceGrad : public OpKernel {
  public:
   explicit LstmSequenceGrad(OpKernelConstruction* ctx) : OpKernel(ctx) {}
   void Compute(OpKernelContext* ctx) override {
-    const Tensor &saved_t = ctx->input(0), &c0 = ctx->input(1), &d_out_t = ctx->input(2),
-                 &dc_t = ctx->input(3), &u = ctx->input(4);
+    const Tensor &gates_t = ctx->input(0), &cs_t = ctx->input(1), &c0 = ctx->input(2),
+                 &d_out_t = ctx->input(3), &dc_t = ctx->input(4), &u = ctx->input(5);
     const int64_t B = c0.dim_size(0), H = c0.dim_size(1);
-    OP_REQUIRES_OK(ctx, check(saved_t.dims() == 3 && saved_t.dim_size(1) == B &&
-                                  saved_t.dim_size(2) == 5 * H, "saved must be (T, B, 5H)"));
-    const int64_t S = saved_t.dim_size(0);
+    OP_REQUIRES_OK(ctx, check(gates_t.dims() == 3 && gates_t.dim_size(1) == B &&
+                                  gates_t.dim_size(2) == 4 * H, "gates must be (T, B, 4H)"));
+    const int64_t S = gates_t.dim_size(0);
+    OP_REQUIRES_OK(ctx, check(cs_t.dims() == 3 && cs_t.dim_size(0) == S &&
+                                  cs_t.dim_size(1) == B && cs_t.dim_size(2) == H,
+                              "cs must be (T, B, H)"));
     OP_REQUIRES_OK(ctx, check(d_out_t.dims() == 3 && d_out_t.dim_size(0) == S &&
                                   d_out_t.dim_size(1) == B && d_out_t.dim_size(2) == H,
                               "d_out must be (T, B, H)"));
@@ -486,7 +494,8 @@ class LstmSequenceGrad : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dc0_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({blocks.count, 4 * H}), &db_t));
     const Packed<T> UT = pack<T>(u.flat<T>().data(), 4 * H, H, true);  // (4H, H)
-    const float* saved = saved_t.flat<float>().data();
+    const T* gates = gates_t.flat<T>().data();
+    const float* cs = cs_t.flat<float>().data();
     const float* c0p = c0.flat<float>().data();
     const T* d_out = d_out_t.flat<T>().data();
     const float* dcp = dc_t.flat<float>().data();
@@ -502,17 +511,17 @@ class LstmSequenceGrad : public OpKernel {
       for (int64_t t = S - 1; t >= 0; --t) {
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t row = t * B + b0 + r;
-          const float* sv = saved + row * 5 * H;
-          const float* cprev = t > 0 ? saved + ((t - 1) * B + b0 + r) * 5 * H + 4 * H
-                                     : c0p + (b0 + r) * H;
+          const T* gv = gates + row * 4 * H;
+          const float* cprev = t > 0 ? cs + ((t - 1) * B + b0 + r) * H : c0p + (b0 + r) * H;
           const T* dout = d_out + row * H;
           const float* dhr = dh_rec.data() + r * H;
           float* dcr = dc.data() + r * H;
           T* d = dz + row * 4 * H;
 #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
-            float i = sv[j], f = sv[H + j], g = sv[2 * H + j], o = sv[3 * H + j];
-            float tc = tanh_(sv[4 * H + j]);
+            float i = to_float(gv[j]), f = to_float(gv[H + j]), g = to_float(gv[2 * H + j]),
+                  o = to_float(gv[3 * H + j]);
+            float tc = tanh_(cs[row * H + j]);
             float dh = to_float(dout[j]) + dhr[j];
             float dct = dcr[j] + dh * o * (1.0f - tc * tc);
             d[j] = from_float<T>(dct * g * i * (1.0f - i));
