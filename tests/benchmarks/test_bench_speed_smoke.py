@@ -117,3 +117,14 @@ def test_store_tiny(capsys: pytest.CaptureFixture[str]) -> None:
         assert re.search(rf"^  {step} +[0-9.]+ +[0-9.]+ +[0-9.]+x$", out, re.MULTILINE), out
     assert "most downloads of one file = 1.00" in out, out
     _verdicts_agree(out)
+
+
+def test_first_touch_prints_seconds_per_gib(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import first_touch
+
+    assert first_touch.main(["--gib", "0.01", "--pauses", "0", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^first touch of 0.01 GiB in this process: [0-9.]+ s/GiB$", out, re.M)
+    assert len(re.findall(r"^touch again after [0-9.]+ s idle: [0-9.]+ s/GiB$", out, re.M)) == 2
+    with pytest.raises(SystemExit, match="--gib must be positive, not 0"):
+        first_touch.main(["--gib", "0"])
