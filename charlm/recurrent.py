@@ -159,9 +159,9 @@ def fused_lstm(x: tf.Tensor, h0: tf.Tensor, c0: tf.Tensor, kernel: tf.Tensor,
         batch, steps = tf.shape(x)[0], tf.shape(x)[1]
         xz = tf.reshape(tf.matmul(_time_major(x), kernel), [steps, batch, -1])  # (T, B, 4H)
         c_first = tf.cast(c0, F32)
-        hs, gates, cs, c = native.charlm_lstm_sequence(
+        hs, gates, cs = native.charlm_lstm_sequence(
             xz, tf.cast(bias, F32), recurrent_kernel, tf.cast(h0, dtype),
-            c_first)  # (T, B, H), (T, B, 4H), (T, B, H) float32, (B, H) float32
+            c_first)  # (T, B, H), (T, B, 4H), (T, B, H) float32
 
         def grad(d_outputs, dh_last, dc_last):
             d_out = tf.transpose(tf.cast(d_outputs, dtype), [1, 0, 2])  # (T, B, H)
@@ -174,7 +174,7 @@ def fused_lstm(x: tf.Tensor, h0: tf.Tensor, c0: tf.Tensor, kernel: tf.Tensor,
             return (dx, tf.cast(dh0, h0.dtype), tf.cast(dc0, c0.dtype), d_kernel, d_recurrent,
                     tf.cast(tf.reduce_sum(d_bias, axis=0), bias.dtype))
 
-        return (tf.transpose(hs, [1, 0, 2]), hs[-1], tf.cast(c, dtype)), grad
+        return (tf.transpose(hs, [1, 0, 2]), hs[-1], tf.cast(cs[-1], dtype)), grad
 
     return run(*(tf.convert_to_tensor(v)
                  for v in (x, h0, c0, kernel, recurrent_kernel, bias)))
@@ -271,10 +271,10 @@ class LSTM(keras.layers.LSTM):
         dtype = x.dtype
         cell = self.cell
         xz = tf.matmul(x, tf.cast(cell.kernel, dtype))[None]  # (1, B, 4H)
-        hs, _, _, c = kernels.ops().charlm_lstm_sequence(
+        hs, _, cs = kernels.ops().charlm_lstm_sequence(
             xz, tf.cast(cell.bias, F32), tf.cast(cell.recurrent_kernel, dtype),
             tf.cast(states[0], dtype), tf.cast(states[1], F32))
-        return hs[0], [hs[0], tf.cast(c, states[1].dtype)]
+        return hs[0], [hs[0], tf.cast(cs[0], states[1].dtype)]
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if (not _fast_path_ok(self, mask) or kernels.ops() is None

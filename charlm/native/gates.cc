@@ -20,7 +20,7 @@
 //           -> hs (T, B, H) T_; gates (T, B, 4H) T_ = i f g o (after their activations;
 //              in the matmul dtype: in bfloat16 that halves what a step stores and reads
 //              back, and the gates feed bfloat16 matmuls anyway); cs (T, B, H) float (the
-//              cell state, kept in float: it accumulates over steps); c (B, H) float
+//              cell state, kept in float: it accumulates over steps; the last is the final c)
 //     backward gates, cs, c0, d_out (T, B, H) T_ (the last step's dh already added),
 //              dc (B, H), u -> dz (T, B, 4H) T_; dh0, dc0 (B, H) float; d_bias (P, 4H)
 //              float (one row per thread block, summed by the caller)
@@ -368,14 +368,12 @@ REGISTER_OP("CharlmLstmSequence")
     .Output("hs: T")      // (T, B, H)
     .Output("gates: T")   // (T, B, 4H): i f g o
     .Output("cs: float")  // (T, B, H): the cell state after each step
-    .Output("c: float")   // (B, H)
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle xz = c->input(0);
       DimensionHandle steps = c->Dim(xz, 0), batch = c->Dim(xz, 1), units = c->Dim(c->input(4), 1);
       c->set_output(0, c->MakeShape({steps, batch, units}));
       c->set_output(1, c->MakeShape({steps, batch, c->Dim(xz, 2)}));
       c->set_output(2, c->MakeShape({steps, batch, units}));
-      c->set_output(3, c->Matrix(batch, units));
       return Status();
     });
 
@@ -394,11 +392,10 @@ class LstmSequence : public OpKernel {
                               "u must be (H, 4H)"));
     OP_REQUIRES_OK(ctx, check(h0.dim_size(0) == B && h0.dim_size(1) == H, "h0 must be (B, H)"));
     const int64_t S = xz.dim_size(0);
-    Tensor *hs_t, *gates_t, *cs_t, *c_t;
+    Tensor *hs_t, *gates_t, *cs_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({S, B, H}), &hs_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({S, B, 4 * H}), &gates_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({S, B, H}), &cs_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, H}), &c_t));
     const Packed<T> U = pack<T>(u.flat<T>().data(), H, 4 * H, false);
     const T* xzp = xz.flat<T>().data();
     const float* bp = bias.flat<float>().data();
@@ -407,12 +404,10 @@ class LstmSequence : public OpKernel {
     T* hs = hs_t->flat<T>().data();
     T* gates = gates_t->flat<T>().data();
     float* cs = cs_t->flat<float>().data();
-    float* c_last = c_t->flat<float>().data();
     const Blocks blocks = plan_blocks(ctx, B, S * B * H * 8 * H);
     for_blocks(ctx, blocks, [&](int64_t, int64_t b0, int64_t b1) {
       const int64_t rows = b1 - b0;
       std::vector<float> rz(rows * 4 * H);
-      std::vector<float> c(c0p + b0 * H, c0p + b1 * H);
       for (int64_t t = 0; t < S; ++t) {
         const T* h_prev = t == 0 ? h0p + b0 * H : hs + ((t - 1) * B + b0) * H;
         matmul(h_prev, H, U, rz.data(), rows);
@@ -421,7 +416,7 @@ class LstmSequence : public OpKernel {
           const float* z = rz.data() + r * 4 * H;
           T* gv = gates + (t * B + b0 + r) * 4 * H;
           float* cv = cs + (t * B + b0 + r) * H;
-          float* cr = c.data() + r * H;
+          const float* cprev = t > 0 ? cs + ((t - 1) * B + b0 + r) * H : c0p + (b0 + r) * H;
           T* h = hs + (t * B + b0 + r) * H;
 #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
@@ -429,8 +424,7 @@ class LstmSequence : public OpKernel {
             float f = sigmoid(to_float(x[H + j]) + bp[H + j] + z[H + j]);
             float g = tanh_(to_float(x[2 * H + j]) + bp[2 * H + j] + z[2 * H + j]);
             float o = sigmoid(to_float(x[3 * H + j]) + bp[3 * H + j] + z[3 * H + j]);
-            float cn = f * cr[j] + i * g;
-            cr[j] = cn;
+            float cn = f * cprev[j] + i * g;
             h[j] = from_float<T>(o * tanh_(cn));
             gv[j] = from_float<T>(i);
             gv[H + j] = from_float<T>(f);
@@ -440,7 +434,6 @@ class LstmSequence : public OpKernel {
           }
         }
       }
-      std::copy(c.begin(), c.end(), c_last + b0 * H);
     });
   }
 };
