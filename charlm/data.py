@@ -173,7 +173,7 @@ def batch_rows(corpus: Corpus, batch_size: int, rng: np.random.Generator | None)
 
 
 def batch_dataset(plan: BatchPlan, skip: int = 0, replicas: int = 1) -> tf.data.Dataset:
-    """Row ids of each batch from `skip` on, (B,) int32, prefetched.
+    """Row ids of each batch from `skip` on, (B,) int32.
 
     With several replicas a batch is filled up with PAD_ROW ids to a multiple of
     `replicas`, so each replica gets the same number of rows (row r::replicas).
@@ -186,7 +186,12 @@ def batch_dataset(plan: BatchPlan, skip: int = 0, replicas: int = 1) -> tf.data.
             return tf.concat([ids, tf.fill([missing], tf.constant(PAD_ROW, tf.int32))], 0)
 
         dataset = dataset.map(fill)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # No prefetch and no autotuning: slicing a batch of row ids takes microseconds, and
+    # an iterator with tf.data's autotuning thread blocks in its destructor until that
+    # thread wakes (measured: up to 10 s at the end of an epoch or a validation pass).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def assemble_batch(corpus: CorpusTensors, rows: tf.Tensor, max_length: int

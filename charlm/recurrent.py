@@ -38,8 +38,13 @@ F32 = tf.float32
 FUSED_DTYPES = (tf.float32, tf.bfloat16)  # the kernels' matmul dtypes (float16: Keras' loops)
 
 
+def _rows(x: tf.Tensor) -> tf.Tensor:
+    """(B, T, G) -> (B T, G): every time step's rows in one matrix, no copy."""
+    return tf.reshape(x, [-1, tf.shape(x)[2]])
+
+
 def _time_major(x: tf.Tensor) -> tf.Tensor:
-    """(B, T, I) -> (T B, I): every time step's rows in one matrix."""
+    """(B, T, I) -> (T B, I): the rows in step order (the plain-ops loop reads steps)."""
     return tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, tf.shape(x)[2]])
 
 
@@ -50,22 +55,18 @@ def _project(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
 
 
 def _weight_grads(x: tf.Tensor, previous: tf.Tensor, d_input: tf.Tensor,
-                  d_recurrent: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor):
+                  d_recurrent: tf.Tensor, kernel: tf.Tensor):
     """Gradients that need all time steps, as big matmuls: (dx, dkernel, drecurrent_kernel).
 
-    x (B, T, I); previous (T, B, H) states entering each step; d_input / d_recurrent
-    (T, B, G) float32 gradients of the input and recurrent projections.
+    Rows (one per batch row and step, in any one order shared by all four): x (N, I);
+    previous (N, H) the states entering each step; d_input / d_recurrent (N, G) gradients
+    of the input and recurrent projections. dx (N, I) in x's dtype.
     """
     dtype = kernel.dtype
-    width = tf.shape(x)[2]
-    x_flat = _time_major(x)  # (T B, I)
-    d_in = tf.cast(tf.reshape(d_input, [-1, tf.shape(d_input)[2]]), dtype)  # (T B, G)
-    d_rec = tf.cast(tf.reshape(d_recurrent, [-1, tf.shape(d_recurrent)[2]]), dtype)
-    h_flat = tf.cast(tf.reshape(previous, [-1, tf.shape(previous)[2]]), dtype)  # (T B, H)
-    d_kernel = tf.matmul(x_flat, d_in, transpose_a=True)  # (I, G)
-    d_recurrent_kernel = tf.matmul(h_flat, d_rec, transpose_a=True)  # (H, G)
-    dx = tf.matmul(d_in, kernel, transpose_b=True)  # (T B, I)
-    dx = tf.transpose(tf.reshape(dx, [tf.shape(d_input)[0], -1, width]), [1, 0, 2])
+    d_in, d_rec = tf.cast(d_input, dtype), tf.cast(d_recurrent, dtype)
+    d_kernel = tf.matmul(x, d_in, transpose_a=True)  # (I, G)
+    d_recurrent_kernel = tf.matmul(tf.cast(previous, dtype), d_rec, transpose_a=True)  # (H, G)
+    dx = tf.matmul(d_in, kernel, transpose_b=True)  # (N, I)
     return tf.cast(dx, x.dtype), d_kernel, d_recurrent_kernel
 
 
@@ -78,6 +79,11 @@ def _column_sums(values: tf.Tensor) -> tf.Tensor:
 def _stack_previous(first: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
     """(T, B, H) states entering each step: first, then outputs[:-1]."""
     return tf.concat([first[None], outputs[:-1]], axis=0)
+
+
+def _previous(first: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
+    """(B, T, H) states entering each step: first (B, H), then outputs[:, :-1]."""
+    return tf.concat([first[:, None], outputs[:, :-1]], axis=1)
 
 
 def gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor,
@@ -133,8 +139,9 @@ def gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Ten
                 (steps - 1, tf.cast(dh_last, F32), tf.TensorArray(F32, size=steps),
                  tf.TensorArray(F32, size=steps)))
             d_in, d_rec = d_ins.stack(), d_recs.stack()  # (T, B, 3H) each
-            dx, d_kernel, d_recurrent = _weight_grads(x, previous, d_in, d_rec, kernel,
-                                                      recurrent_kernel)
+            dx, d_kernel, d_recurrent = _weight_grads(
+                _time_major(x), _rows(previous), _rows(d_in), _rows(d_rec), kernel)
+            dx = tf.transpose(tf.reshape(dx, [steps, -1, tf.shape(x)[2]]), [1, 0, 2])
             d_bias = tf.cast(tf.stack([_column_sums(d_in), _column_sums(d_rec)]), bias.dtype)
             return dx, tf.cast(dh0, h0.dtype), d_kernel, d_recurrent, d_bias
 
@@ -156,25 +163,23 @@ def fused_lstm(x: tf.Tensor, h0: tf.Tensor, c0: tf.Tensor, kernel: tf.Tensor,
     @tf.custom_gradient
     def run(x, h0, c0, kernel, recurrent_kernel, bias):
         dtype = x.dtype
-        batch, steps = tf.shape(x)[0], tf.shape(x)[1]
-        xz = tf.reshape(tf.matmul(_time_major(x), kernel), [steps, batch, -1])  # (T, B, 4H)
+        xz = tf.reshape(tf.matmul(_rows(x), kernel), [tf.shape(x)[0], tf.shape(x)[1], -1])
         c_first = tf.cast(c0, F32)
         hs, gates, cs = native.charlm_lstm_sequence(
             xz, tf.cast(bias, F32), recurrent_kernel, tf.cast(h0, dtype),
-            c_first)  # (T, B, H), (T, B, 4H), (T, B, H) float32
+            c_first)  # (B, T, H), (B, T, 4H), (B, T, H) float32
 
         def grad(d_outputs, dh_last, dc_last):
-            d_out = tf.transpose(tf.cast(d_outputs, dtype), [1, 0, 2])  # (T, B, H)
-            d_out = tf.concat([d_out[:-1], d_out[-1:] + tf.cast(dh_last, dtype)[None]], 0)
             dz, dh0, dc0, d_bias = native.charlm_lstm_sequence_grad(
-                gates, cs, c_first, d_out, tf.cast(dc_last, F32), recurrent_kernel)
-            previous = _stack_previous(tf.cast(h0, dtype), hs)  # (T, B, H)
-            dx, d_kernel, d_recurrent = _weight_grads(x, previous, dz, dz, kernel,
-                                                      recurrent_kernel)
-            return (dx, tf.cast(dh0, h0.dtype), tf.cast(dc0, c0.dtype), d_kernel, d_recurrent,
-                    tf.cast(tf.reduce_sum(d_bias, axis=0), bias.dtype))
+                gates, cs, c_first, tf.cast(d_outputs, dtype), tf.cast(dh_last, F32),
+                tf.cast(dc_last, F32), recurrent_kernel)  # dz (B, T, 4H)
+            previous = _previous(tf.cast(h0, dtype), hs)  # (B, T, H)
+            dx, d_kernel, d_recurrent = _weight_grads(
+                _rows(x), _rows(previous), _rows(dz), _rows(dz), kernel)
+            return (tf.reshape(dx, tf.shape(x)), tf.cast(dh0, h0.dtype), tf.cast(dc0, c0.dtype),
+                    d_kernel, d_recurrent, tf.cast(tf.reduce_sum(d_bias, axis=0), bias.dtype))
 
-        return (tf.transpose(hs, [1, 0, 2]), hs[-1], tf.cast(cs[-1], dtype)), grad
+        return (hs, hs[:, -1], tf.cast(cs[:, -1], dtype)), grad
 
     return run(*(tf.convert_to_tensor(v)
                  for v in (x, h0, c0, kernel, recurrent_kernel, bias)))
@@ -189,22 +194,21 @@ def fused_gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: 
     @tf.custom_gradient
     def run(x, h0, kernel, recurrent_kernel, bias):
         dtype = x.dtype
-        batch, steps = tf.shape(x)[0], tf.shape(x)[1]
-        xz = tf.reshape(tf.matmul(_time_major(x), kernel), [steps, batch, -1])  # (T, B, 3H)
+        xz = tf.reshape(tf.matmul(_rows(x), kernel), [tf.shape(x)[0], tf.shape(x)[1], -1])
         hs, saved, h = native.charlm_gru_sequence(
-            xz, tf.cast(bias, F32), recurrent_kernel, tf.cast(h0, F32))  # (T, B, H), (T, B, 5H)
+            xz, tf.cast(bias, F32), recurrent_kernel, tf.cast(h0, F32))  # (B, T, H), (B, T, 5H)
 
         def grad(d_outputs, dh_last):
-            d_out = tf.transpose(tf.cast(d_outputs, dtype), [1, 0, 2])  # (T, B, H)
             d_in, d_rec, dh0, d_bias = native.charlm_gru_sequence_grad(
-                saved, d_out, tf.cast(dh_last, F32), recurrent_kernel)  # (T, B, 3H) x2
-            previous = _stack_previous(tf.cast(h0, dtype), hs)  # (T, B, H)
-            dx, d_kernel, d_recurrent = _weight_grads(x, previous, d_in, d_rec, kernel,
-                                                      recurrent_kernel)
-            return (dx, tf.cast(dh0, h0.dtype), d_kernel, d_recurrent,
+                saved, tf.cast(d_outputs, dtype), tf.cast(dh_last, F32),
+                recurrent_kernel)  # (B, T, 3H) x2
+            previous = _previous(tf.cast(h0, dtype), hs)  # (B, T, H)
+            dx, d_kernel, d_recurrent = _weight_grads(
+                _rows(x), _rows(previous), _rows(d_in), _rows(d_rec), kernel)
+            return (tf.reshape(dx, tf.shape(x)), tf.cast(dh0, h0.dtype), d_kernel, d_recurrent,
                     tf.cast(tf.reduce_sum(d_bias, axis=0), bias.dtype))  # (2, 3H)
 
-        return (tf.transpose(hs, [1, 0, 2]), tf.cast(h, dtype)), grad
+        return (hs, tf.cast(h, dtype)), grad
 
     return run(*(tf.convert_to_tensor(v) for v in (x, h0, kernel, recurrent_kernel, bias)))
 
@@ -236,7 +240,7 @@ class GRU(keras.layers.GRU):
             return h, list(new) if isinstance(new, (list, tuple)) else [new]
         dtype = x.dtype
         cell = self.cell
-        xz = tf.matmul(x, tf.cast(cell.kernel, dtype))[None]  # (1, B, 3H)
+        xz = tf.matmul(x, tf.cast(cell.kernel, dtype))[:, None]  # (B, 1, 3H)
         _, _, h = kernels.ops().charlm_gru_sequence(
             xz, tf.cast(cell.bias, F32), tf.cast(cell.recurrent_kernel, dtype),
             tf.cast(states[0], F32))
@@ -270,11 +274,11 @@ class LSTM(keras.layers.LSTM):
             return h, list(new)
         dtype = x.dtype
         cell = self.cell
-        xz = tf.matmul(x, tf.cast(cell.kernel, dtype))[None]  # (1, B, 4H)
+        xz = tf.matmul(x, tf.cast(cell.kernel, dtype))[:, None]  # (B, 1, 4H)
         hs, _, cs = kernels.ops().charlm_lstm_sequence(
             xz, tf.cast(cell.bias, F32), tf.cast(cell.recurrent_kernel, dtype),
-            tf.cast(states[0], dtype), tf.cast(states[1], F32))
-        return hs[0], [hs[0], tf.cast(cs[0], states[1].dtype)]
+            tf.cast(states[0], dtype), tf.cast(states[1], F32))  # (B, 1, H) each
+        return hs[:, 0], [hs[:, 0], tf.cast(cs[:, 0], states[1].dtype)]
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if (not _fast_path_ok(self, mask) or kernels.ops() is None

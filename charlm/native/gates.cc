@@ -12,24 +12,27 @@
 // weight gradients, the input gradient) stays outside: big matmuls TensorFlow (oneDNN) does
 // well.
 //
-// Layouts (row-major; T steps, B batch rows, H units; T_ = the matmul dtype, float or
-// bfloat16; state, gates and sums float):
+// Layouts (row-major; B batch rows, T steps, H units; T_ = the matmul dtype, float or
+// bfloat16; state, gates and sums float). Every sequence tensor is batch-major, (B, T, ...),
+// as Keras' layers pass them: the input projection, the weight gradients and the input
+// gradient are then plain matmuls over (B T) rows with no transpose on either side (a step
+// reads its rows T apart, which the matmul's row stride absorbs).
 //   LSTM, Keras gate order i f c o:
-//     forward  xz (T, B, 4H) T_ = x @ kernel; bias (4H,) float; u (H, 4H) T_ recurrent
+//     forward  xz (B, T, 4H) T_ = x @ kernel; bias (4H,) float; u (H, 4H) T_ recurrent
 //              kernel; h0 (B, H) T_; c0 (B, H) float
-//           -> hs (T, B, H) T_; gates (T, B, 4H) T_ = i f g o (after their activations;
+//           -> hs (B, T, H) T_; gates (B, T, 4H) T_ = i f g o (after their activations;
 //              in the matmul dtype: in bfloat16 that halves what a step stores and reads
-//              back, and the gates feed bfloat16 matmuls anyway); cs (T, B, H) float (the
+//              back, and the gates feed bfloat16 matmuls anyway); cs (B, T, H) float (the
 //              cell state, kept in float: it accumulates over steps; the last is the final c)
-//     backward gates, cs, c0, d_out (T, B, H) T_ (the last step's dh already added),
-//              dc (B, H), u -> dz (T, B, 4H) T_; dh0, dc0 (B, H) float; d_bias (P, 4H)
-//              float (one row per thread block, summed by the caller)
+//     backward gates, cs, c0, d_out (B, T, H) T_, dh (B, H) float (gradient of the final h),
+//              dc (B, H) float (of the final c), u -> dz (B, T, 4H) T_; dh0, dc0 (B, H)
+//              float; d_bias (P, 4H) float (one row per thread block, summed by the caller)
 //   GRU, Keras reset_after=True, gates z r h, bias (2, 3H):
-//     forward  xz (T, B, 3H) T_ = x @ kernel; bias (2, 3H) float (input, recurrent);
+//     forward  xz (B, T, 3H) T_ = x @ kernel; bias (2, 3H) float (input, recurrent);
 //              u (H, 3H) T_; h0 (B, H) float
-//           -> hs (T, B, H) T_; saved (T, B, 5H) float = z r hh rh h_prev; h (B, H) float
-//     backward saved, d_out (T, B, H) T_, dh (B, H) float (gradient of the final state), u
-//           -> d_in (T, B, 3H) T_ (of x @ kernel), d_rec (T, B, 3H) T_ (of h @ u + bias);
+//           -> hs (B, T, H) T_; saved (B, T, 5H) float = z r hh rh h_prev; h (B, H) float
+//     backward saved, d_out (B, T, H) T_, dh (B, H) float (gradient of the final state), u
+//           -> d_in (B, T, 3H) T_ (of x @ kernel), d_rec (B, T, 3H) T_ (of h @ u + bias);
 //              dh0 (B, H) float; d_bias (P, 2, 3H) float (per thread block)
 
 #include <algorithm>
@@ -141,9 +144,27 @@ Packed<T> pack(const T* w, int64_t K, int64_t N, bool transpose) {
   p.wide64 = N / 64 * 64;
   p.wide16 = p.wide64 + (N - p.wide64) / 16 * 16;
   p.data.assign(p.Kp * N, from_float<T>(0.0f));
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t n = 0; n < N; ++n)
-      p.data[p.index(k, n)] = transpose ? w[n * K + k] : w[k * N + n];
+  // Panel by panel, reading w along its rows (a pack runs once per op call: at 128 units it
+  // was a tenth of a step's time when done element by element through index()).
+  const bool pairs = !std::is_same<T, float>::value;
+  for (int64_t j0 = 0; j0 < N; j0 += p.width(j0)) {
+    const int64_t w_ = p.width(j0);
+    T* dst = p.data.data() + j0 * p.Kp;
+    auto at = [&](int64_t k, int64_t c) -> T& {
+      return pairs ? dst[((k / 2) * w_ + c) * 2 + k % 2] : dst[k * w_ + c];
+    };
+    if (transpose) {
+      for (int64_t c = 0; c < w_; ++c) {
+        const T* src = w + (j0 + c) * K;
+        for (int64_t k = 0; k < K; ++k) at(k, c) = src[k];
+      }
+    } else {
+      for (int64_t k = 0; k < K; ++k) {
+        const T* src = w + k * N + j0;
+        for (int64_t c = 0; c < w_; ++c) at(k, c) = src[c];
+      }
+    }
+  }
   return p;
 }
 
@@ -346,11 +367,12 @@ Status check(bool ok, const char* what) {
   return ok ? Status() : absl::InvalidArgumentError(what);
 }
 
-// Column sums of a block's rows of g (rows x G) added into sums (G,), in float.
+// Column sums of a block's rows of g (rows x G, row stride ldg) added into sums (G,), in
+// float.
 template <typename T>
-inline void add_columns(const T* g, int64_t rows, int64_t G, float* sums) {
+inline void add_columns(const T* g, int64_t ldg, int64_t rows, int64_t G, float* sums) {
   for (int64_t r = 0; r < rows; ++r) {
-    const T* row = g + r * G;
+    const T* row = g + r * ldg;
 #pragma omp simd
     for (int64_t j = 0; j < G; ++j) sums[j] += to_float(row[j]);
   }
@@ -360,20 +382,20 @@ inline void add_columns(const T* g, int64_t rows, int64_t G, float* sums) {
 
 REGISTER_OP("CharlmLstmSequence")
     .Attr("T: {float, bfloat16}")
-    .Input("xz: T")       // (T, B, 4H): x @ kernel, every step
+    .Input("xz: T")       // (B, T, 4H): x @ kernel, every step
     .Input("bias: float")  // (4H,)
     .Input("u: T")        // (H, 4H)
     .Input("h0: T")       // (B, H)
     .Input("c0: float")   // (B, H)
-    .Output("hs: T")      // (T, B, H)
-    .Output("gates: T")   // (T, B, 4H): i f g o
-    .Output("cs: float")  // (T, B, H): the cell state after each step
+    .Output("hs: T")      // (B, T, H)
+    .Output("gates: T")   // (B, T, 4H): i f g o
+    .Output("cs: float")  // (B, T, H): the cell state after each step
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle xz = c->input(0);
-      DimensionHandle steps = c->Dim(xz, 0), batch = c->Dim(xz, 1), units = c->Dim(c->input(4), 1);
-      c->set_output(0, c->MakeShape({steps, batch, units}));
-      c->set_output(1, c->MakeShape({steps, batch, c->Dim(xz, 2)}));
-      c->set_output(2, c->MakeShape({steps, batch, units}));
+      DimensionHandle batch = c->Dim(xz, 0), steps = c->Dim(xz, 1), units = c->Dim(c->input(4), 1);
+      c->set_output(0, c->MakeShape({batch, steps, units}));
+      c->set_output(1, c->MakeShape({batch, steps, c->Dim(xz, 2)}));
+      c->set_output(2, c->MakeShape({batch, steps, units}));
       return Status();
     });
 
@@ -385,17 +407,17 @@ class LstmSequence : public OpKernel {
     const Tensor &xz = ctx->input(0), &bias = ctx->input(1), &u = ctx->input(2),
                  &h0 = ctx->input(3), &c0 = ctx->input(4);
     const int64_t B = c0.dim_size(0), H = c0.dim_size(1);
-    OP_REQUIRES_OK(ctx, check(xz.dims() == 3 && xz.dim_size(1) == B && xz.dim_size(2) == 4 * H,
-                              "xz must be (T, B, 4H)"));
+    OP_REQUIRES_OK(ctx, check(xz.dims() == 3 && xz.dim_size(0) == B && xz.dim_size(2) == 4 * H,
+                              "xz must be (B, T, 4H)"));
     OP_REQUIRES_OK(ctx, check(bias.NumElements() == 4 * H, "bias must be (4H,)"));
     OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 4 * H,
                               "u must be (H, 4H)"));
     OP_REQUIRES_OK(ctx, check(h0.dim_size(0) == B && h0.dim_size(1) == H, "h0 must be (B, H)"));
-    const int64_t S = xz.dim_size(0);
+    const int64_t S = xz.dim_size(1);
     Tensor *hs_t, *gates_t, *cs_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({S, B, H}), &hs_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({S, B, 4 * H}), &gates_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({S, B, H}), &cs_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, H}), &hs_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, S, 4 * H}), &gates_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, S, H}), &cs_t));
     const Packed<T> U = pack<T>(u.flat<T>().data(), H, 4 * H, false);
     const T* xzp = xz.flat<T>().data();
     const float* bp = bias.flat<float>().data();
@@ -409,15 +431,19 @@ class LstmSequence : public OpKernel {
       const int64_t rows = b1 - b0;
       std::vector<float> rz(rows * 4 * H);
       for (int64_t t = 0; t < S; ++t) {
-        const T* h_prev = t == 0 ? h0p + b0 * H : hs + ((t - 1) * B + b0) * H;
-        matmul(h_prev, H, U, rz.data(), rows);
+        if (t == 0) {
+          matmul(h0p + b0 * H, H, U, rz.data(), rows);
+        } else {
+          matmul(hs + (b0 * S + t - 1) * H, S * H, U, rz.data(), rows);  // rows T apart
+        }
         for (int64_t r = 0; r < rows; ++r) {
-          const T* x = xzp + (t * B + b0 + r) * 4 * H;
+          const int64_t row = (b0 + r) * S + t;
+          const T* x = xzp + row * 4 * H;
           const float* z = rz.data() + r * 4 * H;
-          T* gv = gates + (t * B + b0 + r) * 4 * H;
-          float* cv = cs + (t * B + b0 + r) * H;
-          const float* cprev = t > 0 ? cs + ((t - 1) * B + b0 + r) * H : c0p + (b0 + r) * H;
-          T* h = hs + (t * B + b0 + r) * H;
+          T* gv = gates + row * 4 * H;
+          float* cv = cs + row * H;
+          const float* cprev = t > 0 ? cs + (row - 1) * H : c0p + (b0 + r) * H;
+          T* h = hs + row * H;
 #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
             float i = sigmoid(to_float(x[j]) + bp[j] + z[j]);
@@ -440,21 +466,22 @@ class LstmSequence : public OpKernel {
 
 REGISTER_OP("CharlmLstmSequenceGrad")
     .Attr("T: {float, bfloat16}")
-    .Input("gates: T")      // (T, B, 4H): i f g o
-    .Input("cs: float")     // (T, B, H)
+    .Input("gates: T")      // (B, T, 4H): i f g o
+    .Input("cs: float")     // (B, T, H)
     .Input("c0: float")     // (B, H)
-    .Input("d_out: T")      // (T, B, H), the final state's dh added at the last step
+    .Input("d_out: T")      // (B, T, H)
+    .Input("dh: float")     // (B, H): gradient of the final h
     .Input("dc: float")     // (B, H): gradient of the final c
     .Input("u: T")          // (H, 4H)
-    .Output("dz: T")        // (T, B, 4H): gradient of the gates' pre-activations
+    .Output("dz: T")        // (B, T, 4H): gradient of the gates' pre-activations
     .Output("dh0: float")   // (B, H)
     .Output("dc0: float")   // (B, H)
     .Output("d_bias: float")  // (P, 4H): dz summed over steps and rows, one row per block
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle gates = c->input(0);
-      DimensionHandle steps = c->Dim(gates, 0), batch = c->Dim(gates, 1),
+      DimensionHandle batch = c->Dim(gates, 0), steps = c->Dim(gates, 1),
                       units = c->Dim(c->input(2), 1), four = c->Dim(gates, 2);
-      c->set_output(0, c->MakeShape({steps, batch, four}));
+      c->set_output(0, c->MakeShape({batch, steps, four}));
       c->set_output(1, c->Matrix(batch, units));
       c->set_output(2, c->Matrix(batch, units));
       c->set_output(3, c->Matrix(c->UnknownDim(), four));
@@ -467,22 +494,25 @@ class LstmSequenceGrad : public OpKernel {
   explicit LstmSequenceGrad(OpKernelConstruction* ctx) : OpKernel(ctx) {}
   void Compute(OpKernelContext* ctx) override {
     const Tensor &gates_t = ctx->input(0), &cs_t = ctx->input(1), &c0 = ctx->input(2),
-                 &d_out_t = ctx->input(3), &dc_t = ctx->input(4), &u = ctx->input(5);
+                 &d_out_t = ctx->input(3), &dh_t = ctx->input(4), &dc_t = ctx->input(5),
+                 &u = ctx->input(6);
     const int64_t B = c0.dim_size(0), H = c0.dim_size(1);
-    OP_REQUIRES_OK(ctx, check(gates_t.dims() == 3 && gates_t.dim_size(1) == B &&
-                                  gates_t.dim_size(2) == 4 * H, "gates must be (T, B, 4H)"));
-    const int64_t S = gates_t.dim_size(0);
-    OP_REQUIRES_OK(ctx, check(cs_t.dims() == 3 && cs_t.dim_size(0) == S &&
-                                  cs_t.dim_size(1) == B && cs_t.dim_size(2) == H,
-                              "cs must be (T, B, H)"));
-    OP_REQUIRES_OK(ctx, check(d_out_t.dims() == 3 && d_out_t.dim_size(0) == S &&
-                                  d_out_t.dim_size(1) == B && d_out_t.dim_size(2) == H,
-                              "d_out must be (T, B, H)"));
+    OP_REQUIRES_OK(ctx, check(gates_t.dims() == 3 && gates_t.dim_size(0) == B &&
+                                  gates_t.dim_size(2) == 4 * H, "gates must be (B, T, 4H)"));
+    const int64_t S = gates_t.dim_size(1);
+    OP_REQUIRES_OK(ctx, check(cs_t.dims() == 3 && cs_t.dim_size(0) == B &&
+                                  cs_t.dim_size(1) == S && cs_t.dim_size(2) == H,
+                              "cs must be (B, T, H)"));
+    OP_REQUIRES_OK(ctx, check(d_out_t.dims() == 3 && d_out_t.dim_size(0) == B &&
+                                  d_out_t.dim_size(1) == S && d_out_t.dim_size(2) == H,
+                              "d_out must be (B, T, H)"));
+    OP_REQUIRES_OK(ctx, check(dh_t.NumElements() == B * H && dc_t.NumElements() == B * H,
+                              "dh and dc must be (B, H)"));
     OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 4 * H,
                               "u must be (H, 4H)"));
     const Blocks blocks = plan_blocks(ctx, B, S * B * H * 8 * H);
     Tensor *dz_t, *dh0_t, *dc0_t, *db_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({S, B, 4 * H}), &dz_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, 4 * H}), &dz_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, H}), &dh0_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dc0_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({blocks.count, 4 * H}), &db_t));
@@ -491,6 +521,7 @@ class LstmSequenceGrad : public OpKernel {
     const float* cs = cs_t.flat<float>().data();
     const float* c0p = c0.flat<float>().data();
     const T* d_out = d_out_t.flat<T>().data();
+    const float* dhp = dh_t.flat<float>().data();
     const float* dcp = dc_t.flat<float>().data();
     T* dz = dz_t->flat<T>().data();
     float* dh0 = dh0_t->flat<float>().data();
@@ -499,13 +530,13 @@ class LstmSequenceGrad : public OpKernel {
     std::fill(d_bias, d_bias + blocks.count * 4 * H, 0.0f);
     for_blocks(ctx, blocks, [&](int64_t block, int64_t b0, int64_t b1) {
       const int64_t rows = b1 - b0;
-      std::vector<float> dh_rec(rows * H, 0.0f);
+      std::vector<float> dh_rec(dhp + b0 * H, dhp + b1 * H);  // the final h's, then h @ u's
       std::vector<float> dc(dcp + b0 * H, dcp + b1 * H);
       for (int64_t t = S - 1; t >= 0; --t) {
         for (int64_t r = 0; r < rows; ++r) {
-          const int64_t row = t * B + b0 + r;
+          const int64_t row = (b0 + r) * S + t;
           const T* gv = gates + row * 4 * H;
-          const float* cprev = t > 0 ? cs + ((t - 1) * B + b0 + r) * H : c0p + (b0 + r) * H;
+          const float* cprev = t > 0 ? cs + (row - 1) * H : c0p + (b0 + r) * H;
           const T* dout = d_out + row * H;
           const float* dhr = dh_rec.data() + r * H;
           float* dcr = dc.data() + r * H;
@@ -524,9 +555,9 @@ class LstmSequenceGrad : public OpKernel {
             dcr[j] = dct * f;
           }
         }
-        const T* dz_t0 = dz + (t * B + b0) * 4 * H;
-        add_columns(dz_t0, rows, 4 * H, d_bias + block * 4 * H);
-        matmul(dz_t0, 4 * H, UT, dh_rec.data(), rows);
+        const T* dz_t0 = dz + (b0 * S + t) * 4 * H;  // rows T apart
+        add_columns(dz_t0, S * 4 * H, rows, 4 * H, d_bias + block * 4 * H);
+        matmul(dz_t0, S * 4 * H, UT, dh_rec.data(), rows);
       }
       std::copy(dh_rec.begin(), dh_rec.end(), dh0 + b0 * H);
       std::copy(dc.begin(), dc.end(), dc0 + b0 * H);
@@ -538,20 +569,20 @@ class LstmSequenceGrad : public OpKernel {
 
 REGISTER_OP("CharlmGruSequence")
     .Attr("T: {float, bfloat16}")
-    .Input("xz: T")                // (T, B, 3H): x @ kernel, every step
+    .Input("xz: T")                // (B, T, 3H): x @ kernel, every step
     .Input("bias: float")          // (2, 3H): input, recurrent
     .Input("u: T")                 // (H, 3H)
     .Input("h0: float")            // (B, H)
-    .Output("hs: T")               // (T, B, H)
-    .Output("saved: float")        // (T, B, 5H): z r hh rh h_prev
+    .Output("hs: T")               // (B, T, H)
+    .Output("saved: float")        // (B, T, 5H): z r hh rh h_prev
     .Output("h: float")            // (B, H)
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle xz = c->input(0);
-      DimensionHandle steps = c->Dim(xz, 0), batch = c->Dim(xz, 1), units = c->Dim(c->input(3), 1);
+      DimensionHandle batch = c->Dim(xz, 0), steps = c->Dim(xz, 1), units = c->Dim(c->input(3), 1);
       DimensionHandle five;
       TF_RETURN_IF_ERROR(c->Multiply(units, 5, &five));
-      c->set_output(0, c->MakeShape({steps, batch, units}));
-      c->set_output(1, c->MakeShape({steps, batch, five}));
+      c->set_output(0, c->MakeShape({batch, steps, units}));
+      c->set_output(1, c->MakeShape({batch, steps, five}));
       c->set_output(2, c->Matrix(batch, units));
       return Status();
     });
@@ -564,15 +595,15 @@ class GruSequence : public OpKernel {
     const Tensor &xz = ctx->input(0), &bias = ctx->input(1), &u = ctx->input(2),
                  &h0 = ctx->input(3);
     const int64_t B = h0.dim_size(0), H = h0.dim_size(1);
-    OP_REQUIRES_OK(ctx, check(xz.dims() == 3 && xz.dim_size(1) == B && xz.dim_size(2) == 3 * H,
-                              "xz must be (T, B, 3H)"));
+    OP_REQUIRES_OK(ctx, check(xz.dims() == 3 && xz.dim_size(0) == B && xz.dim_size(2) == 3 * H,
+                              "xz must be (B, T, 3H)"));
     OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 3 * H,
                               "u must be (H, 3H)"));
     OP_REQUIRES_OK(ctx, check(bias.NumElements() == 6 * H, "bias must be (2, 3H)"));
-    const int64_t S = xz.dim_size(0);
+    const int64_t S = xz.dim_size(1);
     Tensor *hs_t, *saved_t, *h_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({S, B, H}), &hs_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({S, B, 5 * H}), &saved_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, H}), &hs_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, S, 5 * H}), &saved_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &h_t));
     const Packed<T> U = pack<T>(u.flat<T>().data(), H, 3 * H, false);
     const T* xzp = xz.flat<T>().data();
@@ -590,14 +621,18 @@ class GruSequence : public OpKernel {
       std::vector<T> h_first(rows * H);
       for (int64_t k = 0; k < rows * H; ++k) h_first[k] = from_float<T>(h[k]);
       for (int64_t t = 0; t < S; ++t) {
-        const T* h_prev = t == 0 ? h_first.data() : hs + ((t - 1) * B + b0) * H;
-        matmul(h_prev, H, U, rz.data(), rows);
+        if (t == 0) {
+          matmul(h_first.data(), H, U, rz.data(), rows);
+        } else {
+          matmul(hs + (b0 * S + t - 1) * H, S * H, U, rz.data(), rows);  // rows T apart
+        }
         for (int64_t r = 0; r < rows; ++r) {
-          const T* x = xzp + (t * B + b0 + r) * 3 * H;
+          const int64_t row = (b0 + r) * S + t;
+          const T* x = xzp + row * 3 * H;
           const float* z = rz.data() + r * 3 * H;
-          float* sv = saved + (t * B + b0 + r) * 5 * H;
+          float* sv = saved + row * 5 * H;
           float* hr = h.data() + r * H;
-          T* out = hs + (t * B + b0 + r) * H;
+          T* out = hs + row * H;
 #pragma omp simd
           for (int64_t j = 0; j < H; ++j) {
             float zg = sigmoid(to_float(x[j]) + ib[j] + z[j] + rb[j]);
@@ -623,22 +658,22 @@ class GruSequence : public OpKernel {
 
 REGISTER_OP("CharlmGruSequenceGrad")
     .Attr("T: {float, bfloat16}")
-    .Input("saved: float")   // (T, B, 5H)
-    .Input("d_out: T")       // (T, B, H)
+    .Input("saved: float")   // (B, T, 5H)
+    .Input("d_out: T")       // (B, T, H)
     .Input("dh: float")      // (B, H): gradient of the final state
     .Input("u: T")           // (H, 3H)
-    .Output("d_in: T")       // (T, B, 3H): gradient of x @ kernel
-    .Output("d_rec: T")      // (T, B, 3H): gradient of h @ u + recurrent bias
+    .Output("d_in: T")       // (B, T, 3H): gradient of x @ kernel
+    .Output("d_rec: T")      // (B, T, 3H): gradient of h @ u + recurrent bias
     .Output("dh0: float")    // (B, H)
     .Output("d_bias: float")  // (P, 2, 3H): d_in and d_rec summed, one row per block
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle saved = c->input(0);
-      DimensionHandle steps = c->Dim(saved, 0), batch = c->Dim(saved, 1),
+      DimensionHandle batch = c->Dim(saved, 0), steps = c->Dim(saved, 1),
                       units = c->Dim(c->input(2), 1);
       DimensionHandle three;
       TF_RETURN_IF_ERROR(c->Multiply(units, 3, &three));
-      c->set_output(0, c->MakeShape({steps, batch, three}));
-      c->set_output(1, c->MakeShape({steps, batch, three}));
+      c->set_output(0, c->MakeShape({batch, steps, three}));
+      c->set_output(1, c->MakeShape({batch, steps, three}));
       c->set_output(2, c->Matrix(batch, units));
       c->set_output(3, c->MakeShape({c->UnknownDim(), 2, three}));
       return Status();
@@ -652,18 +687,18 @@ class GruSequenceGrad : public OpKernel {
     const Tensor &saved_t = ctx->input(0), &d_out_t = ctx->input(1), &dh_t = ctx->input(2),
                  &u = ctx->input(3);
     const int64_t B = dh_t.dim_size(0), H = dh_t.dim_size(1);
-    OP_REQUIRES_OK(ctx, check(saved_t.dims() == 3 && saved_t.dim_size(1) == B &&
-                                  saved_t.dim_size(2) == 5 * H, "saved must be (T, B, 5H)"));
-    const int64_t S = saved_t.dim_size(0);
-    OP_REQUIRES_OK(ctx, check(d_out_t.dims() == 3 && d_out_t.dim_size(0) == S &&
-                                  d_out_t.dim_size(1) == B && d_out_t.dim_size(2) == H,
-                              "d_out must be (T, B, H)"));
+    OP_REQUIRES_OK(ctx, check(saved_t.dims() == 3 && saved_t.dim_size(0) == B &&
+                                  saved_t.dim_size(2) == 5 * H, "saved must be (B, T, 5H)"));
+    const int64_t S = saved_t.dim_size(1);
+    OP_REQUIRES_OK(ctx, check(d_out_t.dims() == 3 && d_out_t.dim_size(0) == B &&
+                                  d_out_t.dim_size(1) == S && d_out_t.dim_size(2) == H,
+                              "d_out must be (B, T, H)"));
     OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 3 * H,
                               "u must be (H, 3H)"));
     const Blocks blocks = plan_blocks(ctx, B, S * B * H * 6 * H);
     Tensor *din_t, *drec_t, *dh0_t, *db_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({S, B, 3 * H}), &din_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({S, B, 3 * H}), &drec_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, 3 * H}), &din_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, S, 3 * H}), &drec_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dh0_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({blocks.count, 2, 3 * H}), &db_t));
     const Packed<T> UT = pack<T>(u.flat<T>().data(), 3 * H, H, true);  // (3H, H)
@@ -681,7 +716,7 @@ class GruSequenceGrad : public OpKernel {
       std::vector<float> carry(dhp + b0 * H, dhp + b1 * H);  // dh(t+1) z(t+1), then dh_last
       for (int64_t t = S - 1; t >= 0; --t) {
         for (int64_t r = 0; r < rows; ++r) {
-          const int64_t row = t * B + b0 + r;
+          const int64_t row = (b0 + r) * S + t;
           const float* sv = saved + row * 5 * H;
           const T* dout = d_out + row * H;
           const float* dhr = dh_rec.data() + r * H;
@@ -705,9 +740,10 @@ class GruSequenceGrad : public OpKernel {
             cr[j] = dh * zg;
           }
         }
-        add_columns(d_in + (t * B + b0) * 3 * H, rows, 3 * H, d_bias + block * 6 * H);
-        add_columns(d_rec + (t * B + b0) * 3 * H, rows, 3 * H, d_bias + block * 6 * H + 3 * H);
-        matmul(d_rec + (t * B + b0) * 3 * H, 3 * H, UT, dh_rec.data(), rows);
+        const int64_t first = (b0 * S + t) * 3 * H, stride = S * 3 * H;  // rows T apart
+        add_columns(d_in + first, stride, rows, 3 * H, d_bias + block * 6 * H);
+        add_columns(d_rec + first, stride, rows, 3 * H, d_bias + block * 6 * H + 3 * H);
+        matmul(d_rec + first, stride, UT, dh_rec.data(), rows);
       }
       for (int64_t k = 0; k < rows * H; ++k) dh0[b0 * H + k] = dh_rec[k] + carry[k];
     });

@@ -113,6 +113,14 @@ def test_batch_dataset_streams_the_plan_from_skip():
     assert [r.tolist() for r in later] == [r.tolist() for r in got[2:]]
 
 
+def test_batch_dataset_runs_no_autotuning_thread():
+    # An iterator with tf.data's autotuning thread blocked in its destructor for seconds at
+    # every epoch's end; the row ids need no background thread at all.
+    plan = batch_rows(_corpus([5, 9, 17, 3]), 2, None)
+    for replicas in (1, 2):
+        assert batch_dataset(plan, replicas=replicas).options().autotune.enabled is False
+
+
 def test_batch_dataset_fills_batches_for_replicas():
     corpus = _corpus([5, 9, 17, 3, 0, 12, 7])
     plan = batch_rows(corpus, 3, None)  # batches of 3, 3 and 1 rows
