@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from charlm.data import Corpus, assemble_batch, batch_dataset, batch_rows, corpus_on_device
 from charlm.devices import scoring_batch_size
+from charlm.loss import token_nll
 
 # Headline length ranges of the per-length breakdown: [low, high) characters.
 LENGTH_RANGES: tuple[tuple[int, int], ...] = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 10**9))
@@ -31,7 +32,7 @@ def make_scorer(model: keras.Model, corpus: Corpus, max_length: int = MAX_SCORED
     def score(rows: tf.Tensor) -> tf.Tensor:
         inputs, targets, weights = assemble_batch(tensors, rows, max_length)
         logits = model(inputs, training=False)  # (B, T, V)
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (B, T)
+        nll = token_nll(targets, logits)  # (B, T)
         return tf.reduce_sum(tf.cast(nll, tf.float64) * tf.cast(weights, tf.float64), axis=1)
 
     return score

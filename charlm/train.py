@@ -32,6 +32,7 @@ import tensorflow as tf
 from charlm.config import TrainConfig
 from charlm.data import Corpus, assemble_batch, batch_dataset, batch_rows, corpus_on_device
 from charlm.evaluate import LN2, headline_nats, make_scorer, metrics_from_nats
+from charlm.loss import token_nll
 from charlm.optim import make_optimizer, schedule
 
 REPORT_SECONDS = 2.0  # the longest the host goes without reading the loss back
@@ -115,10 +116,15 @@ class _Trainer:
             inputs, targets, weights = assemble_batch(corpus_part, mine, max_length)
             with tf.GradientTape() as tape:
                 logits = model(inputs, training=True)  # (b, T, V) float32
-                nll = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)  # (b, T)
+                nll = token_nll(targets, logits)  # (b, T)
                 nats = tf.reduce_sum(nll * weights)
                 scaled = optimizer.scale_loss(nats / total)
             grads = tape.gradient(scaled, variables)
+            # The embedding's gradient arrives as IndexedSlices, one slice per character of
+            # the batch. Made dense here, once: Keras' global-norm clipping would square each
+            # slice before summing repeated ids (not the gradient's norm) and densify twice.
+            grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in grads]
             if replicas > 1:
                 grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
             optimizer.apply_gradients(zip(grads, variables))
