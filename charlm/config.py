@@ -101,9 +101,10 @@ class TrainConfig:
     # this decay (0 = the raw weights); averaging the last ~1/(1-ema) steps smooths the noise
     # of the final updates.
     ema: float = 0.0
-    # Steps run by one compiled call. 1 suits a CPU (a step is ~50 ms, a call ~0.1 ms);
-    # more saves per-call launch overhead on a fast GPU.
-    steps_per_call: int = 1
+    # Steps run by one compiled call; 0 = as many as take about a quarter of a second,
+    # measured on the previous call (charlm.train.CALL_SECONDS). A call costs ~1.4 ms to
+    # launch on a CPU (4% of a 35 ms step at 128 units), more on a fast GPU.
+    steps_per_call: int = 0
     # The summed loss is read back from the device (progress, NaN/inf check) after this many
     # steps or 2 seconds, whichever comes first; reading it every step would stall a GPU.
     report_every: int = 50
@@ -111,11 +112,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         require(self, ">= 1", "batch_size", "epochs", "truncate_length", "patience",
-                "steps_per_call", "report_every")
+                "report_every")
         require(self, "> 0", "max_minutes", "learning_rate", "warm_learning_rate",
                 "min_learning_rate",
                 "checkpoint_minutes", "clip_norm")
-        require(self, ">= 0", "validation_limit", "weight_decay")
+        require(self, ">= 0", "validation_limit", "weight_decay", "steps_per_call")
         require(self, "in [0, 1)", "ema")
 
     def warm(self) -> TrainConfig:

@@ -10,7 +10,12 @@ weight-gradient products and their accumulation. Here, as in oneDNN's RNN primit
   `fused_gru`, from the fused CPU kernels (charlm/native/gates.cc, built by charlm.kernels);
 * backward (tf.custom_gradient): one op runs the recurrence backwards (gate derivatives and
   dz @ recurrent_kernel^T, the bias gradient summed on the way); the kernel, recurrent-kernel
-  and input gradients are big matmuls over all time steps after it.
+  and input gradients are big matmuls over all time steps after it;
+* a first layer fed straight by an Embedding (x = table[ids], found in the traced graph by
+  `embedding_lookup`) projects the table, not every character: xz = (table @ kernel)[ids];
+  its backward op sums d(xz) by id into S (V, G), and the kernel's and the table's gradients
+  are table^T S and S kernel^T, (V, I) matmuls instead of (B T, I) ones (at 128 units, batch
+  128: three of the step's eleven big matmuls, and the embedding's scatter).
 
 Where the kernels cannot be built (no C++ compiler) or are turned off (CHARLM_KERNELS=0),
 the GRU runs `gru`, the same scheme in plain TensorFlow ops (a while-loop), and the LSTM
@@ -48,26 +53,92 @@ def _time_major(x: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, tf.shape(x)[2]])
 
 
+def embedding_lookup(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor] | None:
+    """(ids (B, T) int64, table (V, I)) when x is table[ids] in a traced graph (what
+    keras.layers.Embedding outputs: a GatherV2 of its matrix), else None (eager tensors, or
+    any other input)."""
+    op = getattr(x, "op", None)
+    if tf.executing_eagerly() or op is None or op.type != "GatherV2":
+        return None
+    table, ids, axis = op.inputs
+    if (tf.get_static_value(axis) != 0 or op.get_attr("batch_dims") != 0
+            or table.shape.rank != 2 or table.shape[0] is None or ids.shape.rank != 2
+            or table.dtype != x.dtype or ids.dtype not in (tf.int32, tf.int64)):
+        return None
+    return tf.cast(ids, tf.int64), table
+
+
+def _project_steps(source: tf.Tensor, kernel: tf.Tensor, ids: tf.Tensor | None
+                   ) -> tuple[tf.Tensor, tf.Tensor]:
+    """The forward op's xz and ids inputs, in the compute dtype: every step's projection
+    x @ kernel (B, T, G) from source x (B, T, I); or, with ids (B, T), the projected table
+    (V, G) of the table (V, I) that x = table[ids] comes from (the op reads rows by id)."""
+    if ids is not None:
+        return tf.matmul(source, kernel), ids
+    return tf.reshape(tf.matmul(_rows(source), kernel),
+                      [tf.shape(source)[0], tf.shape(source)[1], -1]), _no_ids()
+
+
+def _table_grads(table: tf.Tensor, kernel: tf.Tensor, sums: tf.Tensor
+                 ) -> tuple[tf.Tensor, tf.Tensor]:
+    """(gradient of table (V, I), of kernel (I, G)) for xz = (table @ kernel)[ids], from
+    sums (V, G) float32: the gradient of xz summed by id."""
+    d_kernel = tf.matmul(tf.cast(table, F32), sums, transpose_a=True)  # (I, G)
+    d_source = tf.matmul(sums, tf.cast(kernel, F32), transpose_b=True)  # (V, I)
+    return tf.cast(d_source, table.dtype), tf.cast(d_kernel, kernel.dtype)
+
+
+def _recurrent_grad(h0: tf.Tensor, hs: tf.Tensor, d_rec: tf.Tensor) -> tf.Tensor:
+    """(H, G) = sum over steps of h_prev^T d_rec, where h_prev is h0 at step 0 and hs[:, t - 1]
+    after: hs (B, T, H) outputs, d_rec (B, T, G), both in the compute dtype.
+
+    Row i of hs (batch-major rows b T + t) precedes row i + 1 of d_rec except where a batch
+    row starts: one matmul over the offset row ranges (views, no copy), then a (B, H) x (B, G)
+    product swaps, at each t = 0 row, the previous batch row's last output for h0. Building
+    the (B, T, H) "states entering each step" instead cost a slice and a concat per layer.
+    """
+    rows_h, rows_d = _rows(hs), _rows(d_rec)  # (B T, H), (B T, G)
+    inner = tf.matmul(rows_h[:-1], rows_d[1:], transpose_a=True)  # (H, G)
+    last = tf.cast(hs[:, -1], F32)  # (B, H)
+    before = tf.concat([tf.zeros_like(last[:1]), last[:-1]], axis=0)  # paired with t = 0 rows
+    fix = tf.matmul(tf.cast(h0, F32) - before, tf.cast(d_rec[:, 0], F32), transpose_a=True)
+    return tf.cast(tf.cast(inner, F32) + fix, hs.dtype)
+
+
+def _no_ids() -> tf.Tensor:
+    return tf.zeros([0], tf.int64)
+
+
 def _project(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """(B, T, I) @ (I, G) -> (T, B, G) float32: every time step in one matmul."""
     batch, steps = tf.shape(x)[0], tf.shape(x)[1]
     return tf.reshape(tf.cast(tf.matmul(_time_major(x), kernel), F32), [steps, batch, -1])
 
 
+def _input_grads(x: tf.Tensor, d_input: tf.Tensor, kernel: tf.Tensor
+                 ) -> tuple[tf.Tensor, tf.Tensor]:
+    """(dx (N, I) in x's dtype, dkernel (I, G)) of the input projection x @ kernel, as big
+    matmuls over rows (one per batch row and step, in one order shared by both): x (N, I),
+    d_input (N, G) its gradient."""
+    dtype = kernel.dtype
+    d_in = tf.cast(d_input, dtype)
+    d_kernel = tf.matmul(x, d_in, transpose_a=True)  # (I, G)
+    dx = tf.matmul(d_in, kernel, transpose_b=True)  # (N, I)
+    return tf.cast(dx, x.dtype), d_kernel
+
+
 def _weight_grads(x: tf.Tensor, previous: tf.Tensor, d_input: tf.Tensor,
                   d_recurrent: tf.Tensor, kernel: tf.Tensor):
     """Gradients that need all time steps, as big matmuls: (dx, dkernel, drecurrent_kernel).
 
-    Rows (one per batch row and step, in any one order shared by all four): x (N, I);
-    previous (N, H) the states entering each step; d_input / d_recurrent (N, G) gradients
-    of the input and recurrent projections. dx (N, I) in x's dtype.
+    Rows as in `_input_grads`; previous (N, H) the states entering each step, d_recurrent
+    (N, G) the gradient of the recurrent projection.
     """
+    dx, d_kernel = _input_grads(x, d_input, kernel)
     dtype = kernel.dtype
-    d_in, d_rec = tf.cast(d_input, dtype), tf.cast(d_recurrent, dtype)
-    d_kernel = tf.matmul(x, d_in, transpose_a=True)  # (I, G)
-    d_recurrent_kernel = tf.matmul(tf.cast(previous, dtype), d_rec, transpose_a=True)  # (H, G)
-    dx = tf.matmul(d_in, kernel, transpose_b=True)  # (N, I)
-    return tf.cast(dx, x.dtype), d_kernel, d_recurrent_kernel
+    d_recurrent_kernel = tf.matmul(tf.cast(previous, dtype), tf.cast(d_recurrent, dtype),
+                                   transpose_a=True)  # (H, G)
+    return dx, d_kernel, d_recurrent_kernel
 
 
 def _column_sums(values: tf.Tensor) -> tf.Tensor:
@@ -79,11 +150,6 @@ def _column_sums(values: tf.Tensor) -> tf.Tensor:
 def _stack_previous(first: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
     """(T, B, H) states entering each step: first, then outputs[:-1]."""
     return tf.concat([first[None], outputs[:-1]], axis=0)
-
-
-def _previous(first: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
-    """(B, T, H) states entering each step: first (B, H), then outputs[:, :-1]."""
-    return tf.concat([first[:, None], outputs[:, :-1]], axis=1)
 
 
 def gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor,
@@ -151,66 +217,83 @@ def gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Ten
 
 
 def fused_lstm(x: tf.Tensor, h0: tf.Tensor, c0: tf.Tensor, kernel: tf.Tensor,
-               recurrent_kernel: tf.Tensor, bias: tf.Tensor
+               recurrent_kernel: tf.Tensor, bias: tf.Tensor,
+               lookup: tuple[tf.Tensor, tf.Tensor] | None = None
                ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Keras LSTM (tanh, sigmoid, gates i f c o; bias (4H,)) over all of x, the recurrence in
     one fused op each way (charlm.kernels): (outputs (B, T, H), h, c). kernel and
     recurrent_kernel in x's dtype; the cell state float32 throughout, the gates saved for the
-    gradient in x's dtype (bfloat16 halves them)."""
+    gradient in x's dtype (bfloat16 halves them). lookup: `embedding_lookup(x)`, when x is
+    table[ids]; the gradient then goes to the table, not to x."""
     native = kernels.ops()
     assert native is not None, "fused_lstm needs the kernels (charlm.kernels.ops())"
+    ids, source = lookup if lookup is not None else (None, x)
+    vocab = 0 if ids is None else int(source.shape[0])
 
     @tf.custom_gradient
-    def run(x, h0, c0, kernel, recurrent_kernel, bias):
-        dtype = x.dtype
-        xz = tf.reshape(tf.matmul(_rows(x), kernel), [tf.shape(x)[0], tf.shape(x)[1], -1])
+    def run(source, h0, c0, kernel, recurrent_kernel, bias):
+        dtype = source.dtype
+        xz, step_ids = _project_steps(source, kernel, ids)  # (B, T, 4H) or (V, 4H)
         c_first = tf.cast(c0, F32)
         hs, gates, cs = native.charlm_lstm_sequence(
-            xz, tf.cast(bias, F32), recurrent_kernel, tf.cast(h0, dtype),
-            c_first)  # (B, T, H), (B, T, 4H), (B, T, H) float32
+            xz, tf.cast(bias, F32), recurrent_kernel, tf.cast(h0, dtype), c_first, step_ids,
+            vocab=vocab)  # (B, T, H), (B, T, 4H), (B, T, H) float32
 
         def grad(d_outputs, dh_last, dc_last):
-            dz, dh0, dc0, d_bias = native.charlm_lstm_sequence_grad(
+            dz, dh0, dc0, d_bias, d_table = native.charlm_lstm_sequence_grad(
                 gates, cs, c_first, tf.cast(d_outputs, dtype), tf.cast(dh_last, F32),
-                tf.cast(dc_last, F32), recurrent_kernel)  # dz (B, T, 4H)
-            previous = _previous(tf.cast(h0, dtype), hs)  # (B, T, H)
-            dx, d_kernel, d_recurrent = _weight_grads(
-                _rows(x), _rows(previous), _rows(dz), _rows(dz), kernel)
-            return (tf.reshape(dx, tf.shape(x)), tf.cast(dh0, h0.dtype), tf.cast(dc0, c0.dtype),
+                tf.cast(dc_last, F32), recurrent_kernel, _no_ids() if ids is None else ids,
+                vocab=vocab)  # dz (B, T, 4H); d_table (V, 4H)
+            d_recurrent = _recurrent_grad(h0, hs, dz)
+            if ids is None:
+                d_source, d_kernel = _input_grads(_rows(source), _rows(dz), kernel)
+                d_source = tf.reshape(d_source, tf.shape(source))
+            else:
+                d_source, d_kernel = _table_grads(source, kernel, d_table)
+            return (d_source, tf.cast(dh0, h0.dtype), tf.cast(dc0, c0.dtype),
                     d_kernel, d_recurrent, tf.cast(tf.reduce_sum(d_bias, axis=0), bias.dtype))
 
         return (hs, hs[:, -1], tf.cast(cs[:, -1], dtype)), grad
 
     return run(*(tf.convert_to_tensor(v)
-                 for v in (x, h0, c0, kernel, recurrent_kernel, bias)))
+                 for v in (source, h0, c0, kernel, recurrent_kernel, bias)))
 
 
 def fused_gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor,
-              bias: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """`gru` with the recurrence in one fused op each way (charlm.kernels)."""
+              bias: tf.Tensor, lookup: tuple[tf.Tensor, tf.Tensor] | None = None
+              ) -> tuple[tf.Tensor, tf.Tensor]:
+    """`gru` with the recurrence in one fused op each way (charlm.kernels); lookup as in
+    `fused_lstm`."""
     native = kernels.ops()
     assert native is not None, "fused_gru needs the kernels (charlm.kernels.ops())"
+    ids, source = lookup if lookup is not None else (None, x)
+    vocab = 0 if ids is None else int(source.shape[0])
 
     @tf.custom_gradient
-    def run(x, h0, kernel, recurrent_kernel, bias):
-        dtype = x.dtype
-        xz = tf.reshape(tf.matmul(_rows(x), kernel), [tf.shape(x)[0], tf.shape(x)[1], -1])
+    def run(source, h0, kernel, recurrent_kernel, bias):
+        dtype = source.dtype
+        xz, step_ids = _project_steps(source, kernel, ids)  # (B, T, 3H) or (V, 3H)
         hs, saved, h = native.charlm_gru_sequence(
-            xz, tf.cast(bias, F32), recurrent_kernel, tf.cast(h0, F32))  # (B, T, H), (B, T, 5H)
+            xz, tf.cast(bias, F32), recurrent_kernel, tf.cast(h0, F32), step_ids,
+            vocab=vocab)  # (B, T, H), (B, T, 5H)
 
         def grad(d_outputs, dh_last):
-            d_in, d_rec, dh0, d_bias = native.charlm_gru_sequence_grad(
-                saved, tf.cast(d_outputs, dtype), tf.cast(dh_last, F32),
-                recurrent_kernel)  # (B, T, 3H) x2
-            previous = _previous(tf.cast(h0, dtype), hs)  # (B, T, H)
-            dx, d_kernel, d_recurrent = _weight_grads(
-                _rows(x), _rows(previous), _rows(d_in), _rows(d_rec), kernel)
-            return (tf.reshape(dx, tf.shape(x)), tf.cast(dh0, h0.dtype), d_kernel, d_recurrent,
+            d_in, d_rec, dh0, d_bias, d_table = native.charlm_gru_sequence_grad(
+                saved, tf.cast(d_outputs, dtype), tf.cast(dh_last, F32), recurrent_kernel,
+                _no_ids() if ids is None else ids, vocab=vocab)  # (B, T, 3H) x2; (V, 3H)
+            d_recurrent = _recurrent_grad(h0, hs, d_rec)
+            if ids is None:
+                d_source, d_kernel = _input_grads(_rows(source), _rows(d_in), kernel)
+                d_source = tf.reshape(d_source, tf.shape(source))
+            else:
+                d_source, d_kernel = _table_grads(source, kernel, d_table)
+            return (d_source, tf.cast(dh0, h0.dtype), d_kernel, d_recurrent,
                     tf.cast(tf.reduce_sum(d_bias, axis=0), bias.dtype))  # (2, 3H)
 
         return (hs, tf.cast(h, dtype)), grad
 
-    return run(*(tf.convert_to_tensor(v) for v in (x, h0, kernel, recurrent_kernel, bias)))
+    return run(*(tf.convert_to_tensor(v)
+                 for v in (source, h0, kernel, recurrent_kernel, bias)))
 
 
 def _fast_path_ok(layer: keras.layers.RNN, mask: Any) -> bool:
@@ -243,7 +326,7 @@ class GRU(keras.layers.GRU):
         xz = tf.matmul(x, tf.cast(cell.kernel, dtype))[:, None]  # (B, 1, 3H)
         _, _, h = kernels.ops().charlm_gru_sequence(
             xz, tf.cast(cell.bias, F32), tf.cast(cell.recurrent_kernel, dtype),
-            tf.cast(states[0], F32))
+            tf.cast(states[0], F32), _no_ids())
         h = tf.cast(h, states[0].dtype)
         return h, [h]
 
@@ -253,10 +336,12 @@ class GRU(keras.layers.GRU):
         dtype = sequences.dtype
         cell = self.cell
         state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
-        run = fused_gru if kernels.ops() is not None and dtype in FUSED_DTYPES else gru
-        outputs, h = run(sequences, state, *(
-            tf.cast(w, dtype) for w in (cell.kernel, cell.recurrent_kernel)),
-            tf.cast(cell.bias, F32))
+        weights = [tf.cast(w, dtype) for w in (cell.kernel, cell.recurrent_kernel)]
+        if kernels.ops() is not None and dtype in FUSED_DTYPES:
+            outputs, h = fused_gru(sequences, state, *weights, tf.cast(cell.bias, F32),
+                                   lookup=embedding_lookup(sequences))
+        else:
+            outputs, h = gru(sequences, state, *weights, tf.cast(cell.bias, F32))
         return h, outputs, [h]
 
 
@@ -277,7 +362,7 @@ class LSTM(keras.layers.LSTM):
         xz = tf.matmul(x, tf.cast(cell.kernel, dtype))[:, None]  # (B, 1, 4H)
         hs, _, cs = kernels.ops().charlm_lstm_sequence(
             xz, tf.cast(cell.bias, F32), tf.cast(cell.recurrent_kernel, dtype),
-            tf.cast(states[0], dtype), tf.cast(states[1], F32))  # (B, 1, H) each
+            tf.cast(states[0], dtype), tf.cast(states[1], F32), _no_ids())  # (B, 1, H) each
         return hs[:, 0], [hs[:, 0], tf.cast(cs[:, 0], states[1].dtype)]
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
@@ -288,5 +373,5 @@ class LSTM(keras.layers.LSTM):
         cell = self.cell
         outputs, h, c = fused_lstm(sequences, initial_state[0], initial_state[1], *(
             tf.cast(w, dtype) for w in (cell.kernel, cell.recurrent_kernel)),
-            tf.cast(cell.bias, F32))
+            tf.cast(cell.bias, F32), lookup=embedding_lookup(sequences))
         return h, outputs, [h, c]

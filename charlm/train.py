@@ -6,12 +6,13 @@ time budget exactly (computed in the graph at every step), and a killed run resu
 from its checkpoint (every variable, optimizer slots and RNG states included).
 
 What runs where: tf.data streams each batch's row ids; a compiled call runs
-`TrainConfig.steps_per_call` steps, each cutting its batch from the corpus on the device
-(charlm.data.assemble_batch), updating the weights and adding the batch's summed loss and
-character count to device counters. The host reads the counters back every `report_every`
-steps or REPORT_SECONDS (progress callbacks, the NaN/inf check), so it never waits on the
-device per step. Under a MirroredStrategy each replica takes rows r::replicas of every batch;
-gradients are summed across replicas before clipping, so N devices train like one.
+`TrainConfig.steps_per_call` steps (by default as many as take CALL_SECONDS), each cutting
+its batch from the corpus on the device (charlm.data.assemble_batch), updating the weights
+and adding the batch's summed loss and character count to device counters. The host reads
+the counters back every `report_every` steps or REPORT_SECONDS (progress callbacks, the
+NaN/inf check), so it never waits on the device per step. Under a MirroredStrategy each
+replica takes rows r::replicas of every batch; gradients are summed across replicas before
+clipping, so N devices train like one.
 
 Side effects reach the caller through `Callback`s; checkpoints are written through a
 `Checkpoint` the caller provides (storage.checkpoints.CheckpointDir on disk).
@@ -36,6 +37,11 @@ from charlm.loss import token_nll
 from charlm.optim import make_optimizer, schedule
 
 REPORT_SECONDS = 2.0  # the longest the host goes without reading the loss back
+# What one compiled call should last when TrainConfig.steps_per_call is 0 (auto): long
+# enough that the call's launch (~1.4 ms on a CPU) is noise, short enough that the time
+# budget, checkpoints and progress are still checked several times a second.
+CALL_SECONDS = 0.25
+MAX_STEPS_PER_CALL = 64
 
 
 class TrainingError(RuntimeError):
@@ -221,6 +227,18 @@ def _restore(variables: Sequence[tf.Variable], arrays: list[np.ndarray]) -> None
         var.assign(value)
 
 
+def steps_per_call(config: TrainConfig, step_seconds: float | None, until_report: int) -> int:
+    """Steps for the next compiled call: config.steps_per_call, or when that is 0 as many
+    as last about CALL_SECONDS at the previous call's `step_seconds` (1 before any), never
+    past the next read-back of the loss, `until_report` steps away."""
+    if config.steps_per_call:
+        return config.steps_per_call
+    if step_seconds is None:
+        return 1
+    fit_in = CALL_SECONDS // max(step_seconds, 1e-6)
+    return int(max(1, min(MAX_STEPS_PER_CALL, until_report, fit_in)))
+
+
 def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConfig,
         callbacks: Sequence[Callback] = (), checkpoint: Checkpoint | None = None,
         fingerprint: str = "", strategy: tf.distribute.Strategy | None = None) -> TrainResult:
@@ -286,6 +304,7 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
             cb.on_checkpoint({"epoch": epoch_, "batch": batch_})
 
     start = time.monotonic() - result.seconds
+    step_seconds = None  # measured on the previous call
     trainer.clock.assign(time.time() - result.seconds)
     last_checkpoint = time.monotonic()
     bad_epochs = sum(1 for h in result.history if h["epoch"] > result.best_epoch)
@@ -300,8 +319,11 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
         batch = skip
 
         while batch < len(plan):
-            count = min(config.steps_per_call, len(plan) - batch)
+            until_report = config.report_every - (result.steps - reporter.step)
+            count = min(steps_per_call(config, step_seconds, until_report), len(plan) - batch)
+            called = time.monotonic()
             trainer.run(iterator, tf.constant(count, tf.int64))
+            step_seconds = (time.monotonic() - called) / count
             batch += count
             result.steps += count
             now = time.monotonic()

@@ -26,15 +26,21 @@
 //              back, and the gates feed bfloat16 matmuls anyway); cs (B, T, H) float (the
 //              cell state, kept in float: it accumulates over steps; the last is the final c)
 //     backward gates, cs, c0, d_out (B, T, H) T_, dh (B, H) float (gradient of the final h),
-//              dc (B, H) float (of the final c), u -> dz (B, T, 4H) T_; dh0, dc0 (B, H)
-//              float; d_bias (P, 4H) float (one row per thread block, summed by the caller)
+//              dc (B, H) float (of the final c), u, ids -> dz (B, T, 4H) T_; dh0, dc0 (B, H)
+//              float; d_bias (P, 4H) float (one row per thread block, summed by the caller);
+//              d_table (V, 4H) float: dz summed by input id (see below)
 //   GRU, Keras reset_after=True, gates z r h, bias (2, 3H):
 //     forward  xz (B, T, 3H) T_ = x @ kernel; bias (2, 3H) float (input, recurrent);
 //              u (H, 3H) T_; h0 (B, H) float
 //           -> hs (B, T, H) T_; saved (B, T, 5H) float = z r hh rh h_prev; h (B, H) float
-//     backward saved, d_out (B, T, H) T_, dh (B, H) float (gradient of the final state), u
-//           -> d_in (B, T, 3H) T_ (of x @ kernel), d_rec (B, T, 3H) T_ (of h @ u + bias);
-//              dh0 (B, H) float; d_bias (P, 2, 3H) float (per thread block)
+//     backward saved, d_out (B, T, H) T_, dh (B, H) float (gradient of the final state), u,
+//              ids -> d_in (B, T, 3H) T_ (of x @ kernel), d_rec (B, T, 3H) T_ (of h @ u +
+//              bias); dh0 (B, H) float; d_bias (P, 2, 3H) float (per thread block);
+//              d_table (V, 3H) float: d_in summed by input id
+//   A first layer fed by an embedding (x = E[ids], E (V, I)) has xz = (E @ kernel)[ids], so
+//   its kernel's gradient is E^T S and E's is S kernel^T, S (V, G) = the rows of d(xz) summed
+//   by id: the grad ops sum them into d_table on the way (attr vocab = V, ids (B, T)), which
+//   replaces two (B T, I) x (I, G) matmuls by (V, I) ones. vocab = 0: no ids, d_table empty.
 
 #include <algorithm>
 #include <cmath>
@@ -380,23 +386,95 @@ inline void add_columns(const T* g, int64_t ldg, int64_t rows, int64_t G, float*
   }
 }
 
+// The ids input of a grad op: (B, S) values in [0, vocab) when vocab > 0 (then returned),
+// anything when vocab is 0 (nullptr).
+const int64_t* table_ids(OpKernelContext* ctx, int64_t vocab, int64_t B, int64_t S) {
+  if (vocab == 0) return nullptr;
+  const Tensor& ids_t = ctx->input(ctx->num_inputs() - 1);
+  if (ids_t.NumElements() != B * S) {
+    ctx->SetStatus(absl::InvalidArgumentError("ids must be (B, T) when vocab > 0"));
+    return nullptr;
+  }
+  const int64_t* ids = ids_t.flat<int64_t>().data();
+  for (int64_t n = 0; n < B * S; ++n)
+    if (ids[n] < 0 || ids[n] >= vocab) {
+      ctx->SetStatus(absl::InvalidArgumentError("id " + std::to_string(ids[n]) +
+                                                " is outside [0, " + std::to_string(vocab) +
+                                                ")"));
+      return nullptr;
+    }
+  return ids;
+}
+
+// Rows of g (rows x G, row stride ldg) added into table (V, G) at their ids (row r's id at
+// ids[r * ids_stride]), in float.
+template <typename T>
+inline void add_rows_by_id(const T* g, int64_t ldg, int64_t rows, int64_t G,
+                           const int64_t* ids, int64_t ids_stride, float* table) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = g + r * ldg;
+    float* sums = table + ids[r * ids_stride] * G;
+#pragma omp simd
+    for (int64_t j = 0; j < G; ++j) sums[j] += to_float(row[j]);
+  }
+}
+
+// out (n) = the sum of `count` consecutive equal parts of tables (count n).
+inline void sum_tables(const std::vector<float>& tables, int64_t count, float* out) {
+  const int64_t n = static_cast<int64_t>(tables.size()) / std::max<int64_t>(count, 1);
+  std::fill(out, out + n, 0.0f);
+  for (int64_t p = 0; p < count; ++p) {
+    const float* part = tables.data() + p * n;
+#pragma omp simd
+    for (int64_t k = 0; k < n; ++k) out[k] += part[k];
+  }
+}
+
 // ------------------------------------------------------------------ LSTM
+
+// (batch, steps) of a forward op: from xz (B, T, G), or from ids (B, T) when vocab > 0.
+Status sequence_dims(InferenceContext* c, DimensionHandle* batch, DimensionHandle* steps) {
+  int64_t vocab;
+  TF_RETURN_IF_ERROR(c->GetAttr("vocab", &vocab));
+  ShapeHandle rows = vocab > 0 ? c->input(c->num_inputs() - 1) : c->input(0);
+  *batch = c->Dim(rows, 0);
+  *steps = c->Dim(rows, 1);
+  return Status();
+}
+
+// A forward op's xz, checked: (B, S, G), or (vocab, G) with ids (B, S); S is returned.
+int64_t sequence_steps(OpKernelContext* ctx, const Tensor& xz, int64_t vocab, int64_t B,
+                       int64_t G) {
+  const Tensor& ids = ctx->input(ctx->num_inputs() - 1);
+  const bool ok = vocab > 0
+      ? xz.dims() == 2 && xz.dim_size(0) == vocab && xz.dim_size(1) == G && ids.dims() == 2 &&
+            ids.dim_size(0) == B
+      : xz.dims() == 3 && xz.dim_size(0) == B && xz.dim_size(2) == G;
+  if (!ok) {
+    ctx->SetStatus(absl::InvalidArgumentError(
+        vocab > 0 ? "xz must be (vocab, G) and ids (B, T)" : "xz must be (B, T, G)"));
+    return 0;
+  }
+  return vocab > 0 ? ids.dim_size(1) : xz.dim_size(1);
+}
 
 REGISTER_OP("CharlmLstmSequence")
     .Attr("T: {float, bfloat16}")
-    .Input("xz: T")       // (B, T, 4H): x @ kernel, every step
+    .Input("xz: T")       // (B, T, 4H): x @ kernel, every step; or (vocab, 4H), see ids
     .Input("bias: float")  // (4H,)
     .Input("u: T")        // (H, 4H)
     .Input("h0: T")       // (B, H)
     .Input("c0: float")   // (B, H)
+    .Input("ids: int64")  // (B, T) when vocab > 0: step t of row b reads xz[ids[b, t]]
+    .Attr("vocab: int >= 0 = 0")
     .Output("hs: T")      // (B, T, H)
     .Output("gates: T")   // (B, T, 4H): i f g o
     .Output("cs: float")  // (B, T, H): the cell state after each step
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle xz = c->input(0);
-      DimensionHandle batch = c->Dim(xz, 0), steps = c->Dim(xz, 1), units = c->Dim(c->input(4), 1);
+      DimensionHandle batch, steps, units = c->Dim(c->input(4), 1);
+      TF_RETURN_IF_ERROR(sequence_dims(c, &batch, &steps));
       c->set_output(0, c->MakeShape({batch, steps, units}));
-      c->set_output(1, c->MakeShape({batch, steps, c->Dim(xz, 2)}));
+      c->set_output(1, c->MakeShape({batch, steps, c->Dim(c->input(2), 1)}));
       c->set_output(2, c->MakeShape({batch, steps, units}));
       return Status();
     });
@@ -404,18 +482,21 @@ REGISTER_OP("CharlmLstmSequence")
 template <typename T>
 class LstmSequence : public OpKernel {
  public:
-  explicit LstmSequence(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit LstmSequence(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("vocab", &vocab_));
+  }
   void Compute(OpKernelContext* ctx) override {
     const Tensor &xz = ctx->input(0), &bias = ctx->input(1), &u = ctx->input(2),
                  &h0 = ctx->input(3), &c0 = ctx->input(4);
     const int64_t B = c0.dim_size(0), H = c0.dim_size(1);
-    OP_REQUIRES_OK(ctx, check(xz.dims() == 3 && xz.dim_size(0) == B && xz.dim_size(2) == 4 * H,
-                              "xz must be (B, T, 4H)"));
+    const int64_t S = sequence_steps(ctx, xz, vocab_, B, 4 * H);
+    if (!ctx->status().ok()) return;
+    const int64_t* ids = table_ids(ctx, vocab_, B, S);
+    if (!ctx->status().ok()) return;
     OP_REQUIRES_OK(ctx, check(bias.NumElements() == 4 * H, "bias must be (4H,)"));
     OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 4 * H,
                               "u must be (H, 4H)"));
     OP_REQUIRES_OK(ctx, check(h0.dim_size(0) == B && h0.dim_size(1) == H, "h0 must be (B, H)"));
-    const int64_t S = xz.dim_size(1);
     Tensor *hs_t, *gates_t, *cs_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, H}), &hs_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, S, 4 * H}), &gates_t));
@@ -440,7 +521,7 @@ class LstmSequence : public OpKernel {
         }
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t row = (b0 + r) * S + t;
-          const T* x = xzp + row * 4 * H;
+          const T* x = xzp + (ids != nullptr ? ids[row] : row) * 4 * H;
           const float* z = rz.data() + r * 4 * H;
           T* gv = gates + row * 4 * H;
           float* cv = cs + row * H;
@@ -464,6 +545,9 @@ class LstmSequence : public OpKernel {
       }
     });
   }
+
+ private:
+  int64_t vocab_ = 0;
 };
 
 REGISTER_OP("CharlmLstmSequenceGrad")
@@ -475,25 +559,33 @@ REGISTER_OP("CharlmLstmSequenceGrad")
     .Input("dh: float")     // (B, H): gradient of the final h
     .Input("dc: float")     // (B, H): gradient of the final c
     .Input("u: T")          // (H, 4H)
+    .Input("ids: int64")    // (B, T) input ids when vocab > 0, else empty
+    .Attr("vocab: int >= 0 = 0")
     .Output("dz: T")        // (B, T, 4H): gradient of the gates' pre-activations
     .Output("dh0: float")   // (B, H)
     .Output("dc0: float")   // (B, H)
     .Output("d_bias: float")  // (P, 4H): dz summed over steps and rows, one row per block
+    .Output("d_table: float")  // (vocab, 4H): dz summed by id
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle gates = c->input(0);
       DimensionHandle batch = c->Dim(gates, 0), steps = c->Dim(gates, 1),
                       units = c->Dim(c->input(2), 1), four = c->Dim(gates, 2);
+      int64_t vocab;
+      TF_RETURN_IF_ERROR(c->GetAttr("vocab", &vocab));
       c->set_output(0, c->MakeShape({batch, steps, four}));
       c->set_output(1, c->Matrix(batch, units));
       c->set_output(2, c->Matrix(batch, units));
       c->set_output(3, c->Matrix(c->UnknownDim(), four));
+      c->set_output(4, c->Matrix(c->MakeDim(vocab), four));
       return Status();
     });
 
 template <typename T>
 class LstmSequenceGrad : public OpKernel {
  public:
-  explicit LstmSequenceGrad(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit LstmSequenceGrad(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("vocab", &vocab_));
+  }
   void Compute(OpKernelContext* ctx) override {
     const Tensor &gates_t = ctx->input(0), &cs_t = ctx->input(1), &c0 = ctx->input(2),
                  &d_out_t = ctx->input(3), &dh_t = ctx->input(4), &dc_t = ctx->input(5),
@@ -512,12 +604,17 @@ class LstmSequenceGrad : public OpKernel {
                               "dh and dc must be (B, H)"));
     OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 4 * H,
                               "u must be (H, 4H)"));
+    const int64_t* ids = table_ids(ctx, vocab_, B, S);
+    if (!ctx->status().ok()) return;
     const Blocks blocks = plan_blocks(ctx, B, S * B * H * 8 * H);
-    Tensor *dz_t, *dh0_t, *dc0_t, *db_t;
+    Tensor *dz_t, *dh0_t, *dc0_t, *db_t, *dt_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, 4 * H}), &dz_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, H}), &dh0_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dc0_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({blocks.count, 4 * H}), &db_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({vocab_, 4 * H}), &dt_t));
+    std::vector<float> tables(blocks.count * vocab_ * 4 * H, 0.0f);  // one per block
+    float* d_table = tables.data();
     const Packed<T> UT = pack<T>(u.flat<T>().data(), 4 * H, H, true);  // (4H, H)
     const T* gates = gates_t.flat<T>().data();
     const float* cs = cs_t.flat<float>().data();
@@ -559,28 +656,37 @@ class LstmSequenceGrad : public OpKernel {
         }
         const T* dz_t0 = dz + (b0 * S + t) * 4 * H;  // rows T apart
         add_columns(dz_t0, S * 4 * H, rows, 4 * H, d_bias + block * 4 * H);
+        if (ids != nullptr)
+          add_rows_by_id(dz_t0, S * 4 * H, rows, 4 * H, ids + b0 * S + t, S,
+                         d_table + block * vocab_ * 4 * H);
         matmul(dz_t0, S * 4 * H, UT, dh_rec.data(), rows);
       }
       std::copy(dh_rec.begin(), dh_rec.end(), dh0 + b0 * H);
       std::copy(dc.begin(), dc.end(), dc0 + b0 * H);
     });
+    sum_tables(tables, blocks.count, dt_t->flat<float>().data());
   }
+
+ private:
+  int64_t vocab_ = 0;
 };
 
 // ------------------------------------------------------------------ GRU
 
 REGISTER_OP("CharlmGruSequence")
     .Attr("T: {float, bfloat16}")
-    .Input("xz: T")                // (B, T, 3H): x @ kernel, every step
+    .Input("xz: T")                // (B, T, 3H): x @ kernel, every step; or (vocab, 3H)
     .Input("bias: float")          // (2, 3H): input, recurrent
     .Input("u: T")                 // (H, 3H)
     .Input("h0: float")            // (B, H)
+    .Input("ids: int64")           // (B, T) when vocab > 0: xz rows by id, as in the LSTM
+    .Attr("vocab: int >= 0 = 0")
     .Output("hs: T")               // (B, T, H)
     .Output("saved: float")        // (B, T, 5H): z r hh rh h_prev
     .Output("h: float")            // (B, H)
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle xz = c->input(0);
-      DimensionHandle batch = c->Dim(xz, 0), steps = c->Dim(xz, 1), units = c->Dim(c->input(3), 1);
+      DimensionHandle batch, steps, units = c->Dim(c->input(3), 1);
+      TF_RETURN_IF_ERROR(sequence_dims(c, &batch, &steps));
       DimensionHandle five;
       TF_RETURN_IF_ERROR(c->Multiply(units, 5, &five));
       c->set_output(0, c->MakeShape({batch, steps, units}));
@@ -592,17 +698,20 @@ REGISTER_OP("CharlmGruSequence")
 template <typename T>
 class GruSequence : public OpKernel {
  public:
-  explicit GruSequence(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit GruSequence(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("vocab", &vocab_));
+  }
   void Compute(OpKernelContext* ctx) override {
     const Tensor &xz = ctx->input(0), &bias = ctx->input(1), &u = ctx->input(2),
                  &h0 = ctx->input(3);
     const int64_t B = h0.dim_size(0), H = h0.dim_size(1);
-    OP_REQUIRES_OK(ctx, check(xz.dims() == 3 && xz.dim_size(0) == B && xz.dim_size(2) == 3 * H,
-                              "xz must be (B, T, 3H)"));
+    const int64_t S = sequence_steps(ctx, xz, vocab_, B, 3 * H);
+    if (!ctx->status().ok()) return;
+    const int64_t* ids = table_ids(ctx, vocab_, B, S);
+    if (!ctx->status().ok()) return;
     OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 3 * H,
                               "u must be (H, 3H)"));
     OP_REQUIRES_OK(ctx, check(bias.NumElements() == 6 * H, "bias must be (2, 3H)"));
-    const int64_t S = xz.dim_size(1);
     Tensor *hs_t, *saved_t, *h_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, H}), &hs_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, S, 5 * H}), &saved_t));
@@ -630,7 +739,7 @@ class GruSequence : public OpKernel {
         }
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t row = (b0 + r) * S + t;
-          const T* x = xzp + row * 3 * H;
+          const T* x = xzp + (ids != nullptr ? ids[row] : row) * 3 * H;
           const float* z = rz.data() + r * 3 * H;
           float* sv = saved + row * 5 * H;
           float* hr = h.data() + r * H;
@@ -656,6 +765,9 @@ class GruSequence : public OpKernel {
       std::copy(h.begin(), h.end(), h_last + b0 * H);
     });
   }
+
+ private:
+  int64_t vocab_ = 0;
 };
 
 REGISTER_OP("CharlmGruSequenceGrad")
@@ -664,10 +776,13 @@ REGISTER_OP("CharlmGruSequenceGrad")
     .Input("d_out: T")       // (B, T, H)
     .Input("dh: float")      // (B, H): gradient of the final state
     .Input("u: T")           // (H, 3H)
+    .Input("ids: int64")     // (B, T) input ids when vocab > 0, else empty
+    .Attr("vocab: int >= 0 = 0")
     .Output("d_in: T")       // (B, T, 3H): gradient of x @ kernel
     .Output("d_rec: T")      // (B, T, 3H): gradient of h @ u + recurrent bias
     .Output("dh0: float")    // (B, H)
     .Output("d_bias: float")  // (P, 2, 3H): d_in and d_rec summed, one row per block
+    .Output("d_table: float")  // (vocab, 3H): d_in summed by id
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle saved = c->input(0);
       DimensionHandle batch = c->Dim(saved, 0), steps = c->Dim(saved, 1),
@@ -678,13 +793,18 @@ REGISTER_OP("CharlmGruSequenceGrad")
       c->set_output(1, c->MakeShape({batch, steps, three}));
       c->set_output(2, c->Matrix(batch, units));
       c->set_output(3, c->MakeShape({c->UnknownDim(), 2, three}));
+      int64_t vocab;
+      TF_RETURN_IF_ERROR(c->GetAttr("vocab", &vocab));
+      c->set_output(4, c->Matrix(c->MakeDim(vocab), three));
       return Status();
     });
 
 template <typename T>
 class GruSequenceGrad : public OpKernel {
  public:
-  explicit GruSequenceGrad(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit GruSequenceGrad(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("vocab", &vocab_));
+  }
   void Compute(OpKernelContext* ctx) override {
     const Tensor &saved_t = ctx->input(0), &d_out_t = ctx->input(1), &dh_t = ctx->input(2),
                  &u = ctx->input(3);
@@ -697,12 +817,17 @@ class GruSequenceGrad : public OpKernel {
                               "d_out must be (B, T, H)"));
     OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 3 * H,
                               "u must be (H, 3H)"));
+    const int64_t* ids = table_ids(ctx, vocab_, B, S);
+    if (!ctx->status().ok()) return;
     const Blocks blocks = plan_blocks(ctx, B, S * B * H * 6 * H);
-    Tensor *din_t, *drec_t, *dh0_t, *db_t;
+    Tensor *din_t, *drec_t, *dh0_t, *db_t, *dt_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, 3 * H}), &din_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, S, 3 * H}), &drec_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dh0_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({blocks.count, 2, 3 * H}), &db_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({vocab_, 3 * H}), &dt_t));
+    std::vector<float> tables(blocks.count * vocab_ * 3 * H, 0.0f);  // one per block
+    float* d_table = tables.data();
     const Packed<T> UT = pack<T>(u.flat<T>().data(), 3 * H, H, true);  // (3H, H)
     const float* saved = saved_t.flat<float>().data();
     const T* d_out = d_out_t.flat<T>().data();
@@ -745,11 +870,18 @@ class GruSequenceGrad : public OpKernel {
         const int64_t first = (b0 * S + t) * 3 * H, stride = S * 3 * H;  // rows T apart
         add_columns(d_in + first, stride, rows, 3 * H, d_bias + block * 6 * H);
         add_columns(d_rec + first, stride, rows, 3 * H, d_bias + block * 6 * H + 3 * H);
+        if (ids != nullptr)
+          add_rows_by_id(d_in + first, stride, rows, 3 * H, ids + b0 * S + t, S,
+                         d_table + block * vocab_ * 3 * H);
         matmul(d_rec + first, stride, UT, dh_rec.data(), rows);
       }
       for (int64_t k = 0; k < rows * H; ++k) dh0[b0 * H + k] = dh_rec[k] + carry[k];
     });
+    sum_tables(tables, blocks.count, dt_t->flat<float>().data());
   }
+
+ private:
+  int64_t vocab_ = 0;
 };
 
 // ------------------------------------------------------------------ softmax cross-entropy

@@ -18,7 +18,7 @@ from charlm.config import ModelConfig, TrainConfig
 from charlm.data import Corpus
 from charlm.model import build_model, cudnn_problems, recurrent_layers
 from charlm.optim import make_optimizer, uses_float16
-from charlm.train import Callback, fit
+from charlm.train import Callback, fit, steps_per_call
 from storage.checkpoints import CheckpointDir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,17 +107,31 @@ def test_parse_devices():
 def test_steps_per_call_trains_the_same(corpora):
     train, valid = corpora
     results = []
-    for steps in (1, 7):
+    for steps in (1, 7, 0):  # 0: as many as fit in CALL_SECONDS
         model = build_model(ModelConfig(cell="gru", hidden=16, depth=1, embedding=8,
                                         dropout=0.0, seed=4))
         config = TrainConfig(batch_size=32, epochs=2, learning_rate=0.01, seed=4,
                              steps_per_call=steps, max_minutes=10_000)
         results.append(fit(model, train, valid, config))
-    one, seven = results
-    assert one.steps == seven.steps == 2 * 20
-    assert one.characters == seven.characters == 2 * train.characters
-    assert [h["validation_bpc"] for h in seven.history] == pytest.approx(
-        [h["validation_bpc"] for h in one.history], rel=1e-6)
+    one, *others = results
+    for other in others:
+        assert one.steps == other.steps == 2 * 20
+        assert one.characters == other.characters == 2 * train.characters
+        assert [h["validation_bpc"] for h in other.history] == pytest.approx(
+            [h["validation_bpc"] for h in one.history], rel=1e-6)
+
+
+def test_automatic_steps_per_call_fill_a_quarter_second():
+    auto = TrainConfig()
+    assert auto.steps_per_call == 0
+    assert steps_per_call(auto, None, 50) == 1  # nothing measured yet
+    assert steps_per_call(auto, 0.035, 50) == 7  # a 35 ms step
+    assert steps_per_call(auto, 2.0, 50) == 1  # long steps: one a call
+    assert steps_per_call(auto, 0.035, 3) == 3  # never past the loss's next read-back ...
+    assert steps_per_call(auto, 1e-5, 500) == 64  # ... nor over 64
+    assert steps_per_call(TrainConfig(steps_per_call=3), 0.001, 1) == 3  # a fixed count wins
+    with pytest.raises(ValueError, match="steps_per_call"):
+        TrainConfig(steps_per_call=-1)
 
 
 class StopAfter(Callback):
@@ -133,8 +147,10 @@ class StopAfter(Callback):
 
 def test_resume_mid_epoch_is_exact(tmp_path, corpora):
     train, valid = corpora
+    # one step a call, so a checkpoint follows every step and the crash lands mid-epoch
     config = TrainConfig(batch_size=32, epochs=2, learning_rate=0.01, seed=5, report_every=1,
-                         checkpoint_minutes=1e-9, max_minutes=10_000, ema=0.9)
+                         checkpoint_minutes=1e-9, max_minutes=10_000, ema=0.9,
+                         steps_per_call=1)
     shape = ModelConfig(cell="gru", hidden=16, depth=2, embedding=8, dropout=0.2, seed=5)
 
     whole = build_model(shape)

@@ -36,14 +36,15 @@ def _pair(cell: str, units: int, x: tf.Tensor, policy: str, seed: int):
     return ours, theirs
 
 
-def _run(layer, x: tf.Tensor, probe: tf.Tensor):
+def _run(layer, x: tf.Tensor, probe: tf.Tensor, initial: list[tf.Tensor] | None = None):
     with tf.GradientTape() as tape:
         tape.watch(x)
-        outputs, *states = layer(x)
+        tape.watch(initial or [])
+        outputs, *states = layer(x, initial_state=initial)
         loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * probe)
         for i, state in enumerate(states):  # every final state feeds the loss
             loss += (0.3 + i) * tf.reduce_sum(tf.cast(state, tf.float32) * probe[:, -1])
-    grads = tape.gradient(loss, [x, *layer.trainable_variables])
+    grads = tape.gradient(loss, [x, *(initial or []), *layer.trainable_variables])
     return [tf.cast(t, tf.float32).numpy() for t in (outputs, *states, *grads)]
 
 
@@ -61,6 +62,20 @@ def test_fused_float32_matches_keras(cell, batch, steps, width, units):
         got = _run(ours, x, probe)
     assert spy.call_count == 1
     for a, b in zip(got, _run(theirs, x, probe)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_float32_matches_keras_from_a_given_state(cell):
+    # The recurrent kernel's gradient pairs each step with the state before it: at step 0
+    # that is the initial state, not the previous batch row's last output.
+    rng = np.random.default_rng(11)
+    x = tf.constant(rng.normal(size=(5, 4, 3)).astype("float32"))
+    probe = tf.constant(rng.normal(size=(5, 4, 9)).astype("float32"))
+    initial = [tf.constant(rng.normal(size=(5, 9)).astype("float32"))
+               for _ in range(2 if cell == "lstm" else 1)]
+    ours, theirs = _pair(cell, 9, x, "float32", seed=2)
+    for a, b in zip(_run(ours, x, probe, initial), _run(theirs, x, probe, initial)):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
 
 
@@ -84,6 +99,63 @@ def test_compiled_graph_runs_the_fused_ops():
     step = tf.function(lambda x: ours(x)[0])
     graph = step.get_concrete_function(tf.TensorSpec((None, None, 4))).graph
     assert "CharlmLstmSequence" in {op.type for op in graph.get_operations()}
+
+
+def _model_gradients(model: keras.Model, tokens: np.ndarray, probe: np.ndarray):
+    """A compiled step's logits and every trainable variable's gradient, dense."""
+
+    @tf.function
+    def step(tokens):
+        with tf.GradientTape() as tape:
+            logits = model(tokens, training=True)
+            loss = tf.reduce_sum(tf.cast(logits, tf.float32) * probe)
+        return logits, tape.gradient(loss, model.trainable_variables)
+
+    logits, grads = step(tf.constant(tokens))
+    return step, [logits.numpy(), *(tf.convert_to_tensor(g).numpy() for g in grads)]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_first_layer_projects_the_embedding_table_and_matches_keras(cell):
+    # Odd units and embedding width; every id of the table may appear, some repeatedly.
+    config = ModelConfig(cell=cell, hidden=33, depth=2, embedding=5, dropout=0.0, seed=3)
+    with mock.patch.object(recurrent, cell.upper(), CELLS[cell][1]):
+        keras_model = build_model(config)
+    for layer in recurrent_layers(keras_model):
+        layer.use_cudnn = False
+    model = build_model(config)
+    model.set_weights(keras_model.get_weights())
+    rng = np.random.default_rng(7)
+    tokens = rng.integers(0, 119, size=(6, 11))
+    probe = rng.normal(size=(6, 11, 118)).astype("float32")
+    step, got = _model_gradients(model, tokens, probe)
+    graph = step.get_concrete_function(tf.TensorSpec((6, 11), tf.int64)).graph
+    for kind in ("Sequence", "SequenceGrad"):
+        ops = [op for op in graph.get_operations() if op.type.endswith(kind)]
+        # the first layer reads its steps from, and sums its input gradient into, the
+        # projected 119-row table; the second layer not
+        assert sorted(op.get_attr("vocab") for op in ops) == [0, 119]
+    _, expected = _model_gradients(keras_model, tokens, probe)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_grad_op_names_an_id_outside_the_table(cell):
+    native = kernels.ops()
+    b, t, h = 2, 3, 4
+    ids = tf.constant([[0, 1, 2], [3, 9, 1]], tf.int64)
+    zeros = tf.zeros((b, h))
+    if cell == "lstm":
+        call = lambda: native.charlm_lstm_sequence_grad(  # noqa: E731
+            tf.zeros((b, t, 4 * h)), tf.zeros((b, t, h)), zeros, tf.zeros((b, t, h)), zeros,
+            zeros, tf.zeros((h, 4 * h)), ids, vocab=5)
+    else:
+        call = lambda: native.charlm_gru_sequence_grad(  # noqa: E731
+            tf.zeros((b, t, 5 * h)), tf.zeros((b, t, h)), zeros, tf.zeros((h, 3 * h)), ids,
+            vocab=5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"id 9 is outside \[0, 5\)"):
+        call()
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
