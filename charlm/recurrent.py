@@ -79,13 +79,17 @@ def _project_steps(source: tf.Tensor, kernel: tf.Tensor, ids: tf.Tensor | None
                       [tf.shape(source)[0], tf.shape(source)[1], -1]), _no_ids()
 
 
-def _table_grads(table: tf.Tensor, kernel: tf.Tensor, sums: tf.Tensor
-                 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """(gradient of table (V, I), of kernel (I, G)) for xz = (table @ kernel)[ids], from
-    sums (V, G) float32: the gradient of xz summed by id."""
-    d_kernel = tf.matmul(tf.cast(table, F32), sums, transpose_a=True)  # (I, G)
-    d_source = tf.matmul(sums, tf.cast(kernel, F32), transpose_b=True)  # (V, I)
-    return tf.cast(d_source, table.dtype), tf.cast(d_kernel, kernel.dtype)
+def _source_grads(source: tf.Tensor, ids: tf.Tensor | None, d_input: tf.Tensor,
+                  d_table: tf.Tensor, kernel: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(gradient of source, of kernel (I, G)) of the input projection: source x (B, T, I)
+    with d_input (B, T, G) the projection's gradient; or, with ids, the table (V, I) with
+    d_table (V, G) float32, that gradient summed by id (xz = (table @ kernel)[ids])."""
+    if ids is None:
+        dx, d_kernel = _input_grads(_rows(source), _rows(d_input), kernel)
+        return tf.reshape(dx, tf.shape(source)), d_kernel
+    d_kernel = tf.matmul(tf.cast(source, F32), d_table, transpose_a=True)  # (I, G)
+    d_source = tf.matmul(d_table, tf.cast(kernel, F32), transpose_b=True)  # (V, I)
+    return tf.cast(d_source, source.dtype), tf.cast(d_kernel, kernel.dtype)
 
 
 def _recurrent_grad(h0: tf.Tensor, hs: tf.Tensor, d_rec: tf.Tensor) -> tf.Tensor:
@@ -245,11 +249,7 @@ def fused_lstm(x: tf.Tensor, h0: tf.Tensor, c0: tf.Tensor, kernel: tf.Tensor,
                 tf.cast(dc_last, F32), recurrent_kernel, _no_ids() if ids is None else ids,
                 vocab=vocab)  # dz (B, T, 4H); d_table (V, 4H)
             d_recurrent = _recurrent_grad(h0, hs, dz)
-            if ids is None:
-                d_source, d_kernel = _input_grads(_rows(source), _rows(dz), kernel)
-                d_source = tf.reshape(d_source, tf.shape(source))
-            else:
-                d_source, d_kernel = _table_grads(source, kernel, d_table)
+            d_source, d_kernel = _source_grads(source, ids, dz, d_table, kernel)
             return (d_source, tf.cast(dh0, h0.dtype), tf.cast(dc0, c0.dtype),
                     d_kernel, d_recurrent, tf.cast(tf.reduce_sum(d_bias, axis=0), bias.dtype))
 
@@ -282,11 +282,7 @@ def fused_gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: 
                 saved, tf.cast(d_outputs, dtype), tf.cast(dh_last, F32), recurrent_kernel,
                 _no_ids() if ids is None else ids, vocab=vocab)  # (B, T, 3H) x2; (V, 3H)
             d_recurrent = _recurrent_grad(h0, hs, d_rec)
-            if ids is None:
-                d_source, d_kernel = _input_grads(_rows(source), _rows(d_in), kernel)
-                d_source = tf.reshape(d_source, tf.shape(source))
-            else:
-                d_source, d_kernel = _table_grads(source, kernel, d_table)
+            d_source, d_kernel = _source_grads(source, ids, d_in, d_table, kernel)
             return (d_source, tf.cast(dh0, h0.dtype), d_kernel, d_recurrent,
                     tf.cast(tf.reduce_sum(d_bias, axis=0), bias.dtype))  # (2, 3H)
 
