@@ -33,7 +33,10 @@ Exactly once, across kills at any moment (the order the callers follow, tasks/fe
    and the ``through`` of every dataset manifest in the lineage of "latest", so a kill
    between 2 and 3 cannot publish the same items twice: the manifest already says they are
    in. A kill inside 2, after the version became visible but before "latest" moved to it,
-   leaves a version outside that lineage: its items stay pending and go into the next one.
+   leaves a version outside that lineage, its items still pending: the next publish adopts
+   it (moves "latest" to it, compare-and-swap, when it was planned on the current latest
+   from the first pending item) rather than publishing them again; a version planned on a
+   latest that has moved since is left alone and its items go into the next one.
 
 Storage does not know what a feed is: fetching, parsing, normalisation and dedup rules are
 ingestion's (ingestion/feed_fetch.py, ingestion/feeds.py, ingestion/feed_rows.py), the order

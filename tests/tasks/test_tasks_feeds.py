@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from feedserver import Reply, conditional, rss, rss_item
 
+import storage.aliases as storage_aliases
 import tasks.feeds
 from ingestion.split import split_of
 from storage import Store
@@ -181,6 +182,55 @@ def test_killed_after_publishing_before_marking_publishes_nothing_twice(
     run = ingest_feeds(storage, [url], min_new=1)
     assert run.dataset_id is None and versions(storage) == [published]
     assert rows(storage).height == 5
+
+
+def commit_without_latest(storage: str, url: str, monkeypatch) -> str:
+    """Publish the buffer's 5 items with a kill after the version's rename, before "latest"
+    moves to it; the committed version's id."""
+    def die(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(storage_aliases, "write_alias", die)
+    with pytest.raises(Killed):
+        ingest_feeds(storage, [url], min_new=5)
+    monkeypatch.undo()
+    [committed] = versions(storage)
+    assert "latest" not in Store(storage).aliases("datasets")
+    return committed
+
+
+def test_killed_after_committing_before_moving_latest_adopts_that_version(
+        storage, feed_server, monkeypatch) -> None:
+    url = feed_server.serve("/feed.xml", Reply(200, rss(items(0, 5))))
+    committed = commit_without_latest(storage, url, monkeypatch)
+    assert buffer_status(storage).waiting == 5  # outside the lineage of "latest": pending
+
+    # Nothing new and nothing due: the committed version becomes "latest", nothing else.
+    run = ingest_feeds(storage, [url], min_new=200)
+    assert run.dataset_id == committed and versions(storage) == [committed]
+    assert Store(storage).resolve("datasets", "latest") == committed
+    assert buffer_status(storage).waiting == 0 and rows(storage).height == 5
+
+    feed_server.serve("/feed.xml", Reply(200, rss(items(0, 8))))
+    run = ingest_feeds(storage, [url], min_new=1)
+    assert versions(storage) == [committed, run.dataset_id]
+    spans = [m["params"]["feed_buffer"] for m in Store(storage).versions("datasets")]
+    assert spans == [{"first": 1, "through": 5}, {"first": 6, "through": 8}]
+    assert rows(storage).height == 8 and Store(storage).verify() == []
+
+
+def test_a_version_committed_on_an_older_latest_is_not_adopted(
+        storage, feed_server, tmp_path, csv_file, monkeypatch) -> None:
+    url = feed_server.serve("/feed.xml", Reply(200, rss(items(0, 5))))
+    committed = commit_without_latest(storage, url, monkeypatch)
+    csv = csv_file(tmp_path, "later.csv", b"20240502,a csv headline later\n")
+    csv_version = ingest_csvs.fn(storage, [str(csv)]).dataset_id  # "latest" moves past it
+
+    run = ingest_feeds(storage, [url], min_new=5)
+    assert run.dataset_id not in (None, committed)
+    manifest = Store(storage).manifest("datasets", run.dataset_id)
+    assert manifest["parents"] == {"datasets": [csv_version]}  # nothing of the csv lost
+    assert sorted(rows(storage)["source"].to_list()) == sorted(["later.csv"] + [url] * 5)
 
 
 def test_killed_after_appending_before_saving_validators_duplicates_nothing(
