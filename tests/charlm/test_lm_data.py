@@ -2,6 +2,7 @@ import numpy as np
 import tensorflow as tf
 
 from charlm.data import (
+    LENGTH_WINDOW,
     PAD_ROW,
     Corpus,
     assemble_batch,
@@ -80,6 +81,25 @@ def test_batch_rows_same_seed_same_batches():
     assert len(a) == len(b)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_batch_rows_draws_the_batches_of_the_shuffle_then_window_sort_rule():
+    # The rule written out plainly: a permutation of every row, each window of
+    # LENGTH_WINDOW batches stably sorted by length, cut into batches taken in a permuted
+    # order. An epoch's batches depend only on the seed, so a run resumed from a checkpoint
+    # written by an earlier release gets the batches that release would have drawn.
+    corpus = _corpus(np.random.default_rng(6).integers(0, 90, 5000))
+    lengths = corpus.lengths
+    for batch_size in (1, 7, 32, 5000):
+        rng = np.random.default_rng(11)
+        shuffled = rng.permutation(len(corpus))
+        window = np.arange(len(corpus)) // (batch_size * LENGTH_WINDOW)
+        order = shuffled[np.lexsort((lengths[shuffled], window))]
+        bounds = np.arange(0, len(corpus), batch_size)[rng.permutation(-(-5000 // batch_size))]
+        expected = [order[b:b + batch_size] for b in bounds]
+        plan = batch_rows(corpus, batch_size, np.random.default_rng(11))
+        assert plan.rows.dtype == np.int32
+        assert [b.tolist() for b in plan] == [b.tolist() for b in expected]
 
 
 def test_bucketing_keeps_padding_low():
