@@ -93,7 +93,9 @@ class TrainConfig:
     # (benchmarks/README.md, quality variants): 0.3 beat 0.15 on validation; 10-epoch runs
     # preferred 0.15 of 0 / 0.05 / 0.15 / 0.4, a longer run wants more regularisation.
     weight_decay: float = 0.3
-    patience: int = 3  # epochs without validation improvement before early stopping
+    # Epochs without validation improvement before early stopping, counted from half-way
+    # through the learning-rate schedule (charlm.train.EARLY_STOP_FROM).
+    patience: int = 3
     truncate_length: int = 256  # longer headlines are cut for training (ingestion caps them)
     validation_limit: int = 5000  # validation headlines scored each epoch (all if 0)
     checkpoint_minutes: float = 2.0  # mid-epoch checkpoint interval when a directory is given

@@ -93,12 +93,15 @@ def test_early_stopping_when_validation_cannot_improve(tiny_model, corpora):
     train, valid = corpora
     model, _ = tiny_model(seed=2)
     # updates of ~1e-30 cannot move float32 weights: validation stays exactly the same
-    config = TrainConfig(batch_size=64, epochs=5, learning_rate=1e-30, min_learning_rate=1e-30,
-                         patience=1, seed=2)
+    config = TrainConfig(batch_size=64, epochs=10, learning_rate=1e-30,
+                         min_learning_rate=1e-30, patience=1, seed=2)
     result = fit(model, train, valid, config)
     assert result.stopped == "early_stopping"
-    assert len(result.history) == 2 and result.best_epoch == 1
-    assert result.history[0]["validation_bpc"] == result.history[1]["validation_bpc"]
+    # Epochs 2-4 end before half of the schedule (progress 0.2-0.4): not counted; epoch 5
+    # (0.5) is the first one that is, and patience 1 stops there.
+    assert [h["progress"] for h in result.history] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert len(result.history) == 5 and result.best_epoch == 1
+    assert len({h["validation_bpc"] for h in result.history}) == 1
 
 
 def test_time_budget(tiny_model, corpora):
