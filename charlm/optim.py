@@ -17,6 +17,14 @@ from charlm.config import TrainConfig
 WARMUP_STEPS = 100
 
 
+def schedule_progress(step, planned: int, elapsed, budget: float) -> tf.Tensor:
+    """How far the schedule is, 0..1 (float64): of the `planned` steps or of the time
+    `budget` in seconds, whichever is further (graph or eager; numbers or tensors)."""
+    ratio = tf.maximum(tf.cast(step, tf.float64) / planned,
+                       tf.cast(elapsed, tf.float64) / budget)
+    return tf.minimum(ratio, tf.constant(1.0, tf.float64))
+
+
 def schedule(config: TrainConfig, progress: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
     """The learning rate at `progress` (0..1 of the planned steps or the time budget,
     whichever is further) and global `step`, as a float64 tensor (graph or eager)."""

@@ -34,7 +34,7 @@ from charlm.config import TrainConfig
 from charlm.data import Corpus, assemble_batch, batch_dataset, batch_rows, corpus_on_device
 from charlm.evaluate import LN2, headline_nats, make_scorer, metrics_from_nats
 from charlm.loss import token_nll
-from charlm.optim import make_optimizer, schedule
+from charlm.optim import make_optimizer, schedule, schedule_progress
 
 REPORT_SECONDS = 2.0  # the longest the host goes without reading the loss back
 # What one compiled call should last when TrainConfig.steps_per_call is 0 (auto): long
@@ -151,7 +151,7 @@ class _Trainer:
                 if not batch.has_value():
                     break
                 elapsed = tf.timestamp() - self.clock
-                progress = tf.maximum(tf.cast(self.step, tf.float64) / planned, elapsed / budget)
+                progress = schedule_progress(self.step, planned, elapsed, budget)
                 optimizer.learning_rate.assign(
                     tf.cast(schedule(config, progress, self.step),
                             optimizer.learning_rate.dtype))
@@ -356,6 +356,7 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
         trainer.swap_averages(model.trainable_variables)  # validate (and keep) the averages
         valid_nats = headline_nats(model, validation, scorer=scorer)
         valid = metrics_from_nats(float(valid_nats.sum()), validation.characters)["bits_per_char"]
+        elapsed = time.monotonic() - start
         entry = {
             "epoch": epoch + 1,
             "train_bpc": (nats - epoch_nats) / max(chars - epoch_chars, 1.0) / LN2,
@@ -363,11 +364,10 @@ def fit(model: keras.Model, train: Corpus, validation: Corpus, config: TrainConf
             "seconds": time.monotonic() - t0,
             "train_seconds": train_seconds,
             "validation_seconds": time.monotonic() - v0,
-            "elapsed": time.monotonic() - start,
+            "elapsed": elapsed,
             "learning_rate": float(optimizer.learning_rate.numpy()),
-            # how far the schedule is (what the step's learning rate follows): 0..1
-            "progress": min(1.0, max(result.steps / planned,
-                                     (time.monotonic() - start) / budget)),
+            # how far the schedule is (what the step's learning rate follows), 0..1
+            "progress": float(schedule_progress(result.steps, planned, elapsed, budget)),
             "complete": stopped != "time_budget",
             "traces": trainer.run.experimental_get_tracing_count(),  # stays 1: no retracing
         }

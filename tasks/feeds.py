@@ -154,17 +154,17 @@ def buffer_status(storage: str | None, min_new: int = presets.FEED_MIN_NEW,
     return BufferStatus.of(open_store(storage).feeds, min_new, max_wait_hours, now)[0]
 
 
-def _adopt_committed(store: Any, state: FeedState, latest: str | None) -> str | None:
+def _adopt_committed(store: Any, state: FeedState, pending: list[BufferedItem]) -> str | None:
     """Finish the publish of a run killed after its version was committed but before
-    "latest" moved to it (storage.feeds, step 2): a dataset version planned on `latest` from
-    the buffer's first waiting item is moved to "latest" (compare-and-swap) and its items
-    marked published, so they are not published again in a second, overlapping version.
-    Its id, else None (none there, or another writer moved "latest" meanwhile: then its
-    items stay pending and the next version, planned on the new latest, takes them).
+    "latest" moved to it (storage.feeds, step 2): a dataset version planned on the current
+    latest from the first `pending` item is moved to "latest" (compare-and-swap) and its
+    items marked published, so they are not published again in a second, overlapping
+    version. Its id, else None (none there, or another writer moved "latest" meanwhile: then
+    its items stay pending and the next version, planned on the new latest, takes them).
     Needs the feed lock."""
-    pending = state.pending()
     if not pending:
         return None
+    latest = store.aliases("datasets").get("latest")
     parents = [latest] if latest else []
     committed = []
     for manifest in store.versions("datasets"):
@@ -204,8 +204,10 @@ def publish_buffer(storage: str | None, min_new: int = presets.FEED_MIN_NEW,
     store = open_store(storage)
     log = run_logger()
     with store.feeds.locked() as state:
-        adopted = _adopt_committed(store, state, latest_dataset(storage))
         status, pending = BufferStatus.of(state, min_new, max_wait_hours, now)
+        adopted = _adopt_committed(store, state, pending)
+        if adopted is not None:  # its items are published now
+            status, pending = BufferStatus.of(state, min_new, max_wait_hours, now)
         if not status.due:
             return adopted
         through = pending[-1].seq
