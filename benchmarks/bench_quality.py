@@ -8,6 +8,10 @@ model first through the same task the CLI runs (`charlm train`).
     python benchmarks/bench_quality.py --storage STORE [--model champion]
     python benchmarks/bench_quality.py --storage STORE \\
         --csv ../shared/data/abcnews-2003-02-to-09.csv --train-minutes 30 [--seed 1]
+
+With --train-minutes the model is trained with `charlm train`'s defaults (charlm.config)
+but for the time budget; --epochs and --hidden override one field each, to compare a
+candidate recipe with the default on the same machine.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ngram import KneserNeyLM, tune_order  # noqa: E402
-from charlm.config import TrainConfig  # noqa: E402
+from charlm.config import ModelConfig, TrainConfig  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-minutes", type=float, default=0.0,
                         help="train a model with the default recipe for this long first")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed,
-                        help="training seed, with --train-minutes")
+                        help="seed of weights, batches and dropout, as charlm train --seed")
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs,
+                        help="epoch cap, with --train-minutes (default: charlm train's)")
+    parser.add_argument("--hidden", type=int, default=ModelConfig.hidden,
+                        help="recurrent units per layer, with --train-minutes")
     parser.add_argument("--max-order", type=int, default=12)
     parser.add_argument("--target-margin", type=float, default=0.06,
                         help="bits/char the model should be below the n-gram (issue 13)")
@@ -55,8 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         from tasks.train import train_model
 
         outcome = train_model.fn(args.storage, "latest",
+                                 network=ModelConfig(hidden=args.hidden, seed=args.seed),
                                  training=TrainConfig(max_minutes=args.train_minutes,
-                                                      epochs=1000, seed=args.seed))
+                                                      epochs=args.epochs, seed=args.seed))
         model_ref = outcome.model_id
     model_id = store.resolve("models", model_ref)
     model_files = ModelFiles.at(store.path("models", model_id))

@@ -88,7 +88,7 @@ _SHAPE_HELP = {"hidden": "units per recurrent layer", "depth": "stacked recurren
 
 # `charlm train`'s optimisation options: TrainConfig field -> help text
 _RECIPE_HELP = {
-    "epochs": "most epochs to train",
+    "epochs": "most epochs to train; on a CPU the time budget usually ends the run first",
     "weight_decay": "decoupled (AdamW) decay of every weight but the biases; 0 disables",
     "ema": "validate and save an exponential moving average of the weights with this decay; "
            "0 = the raw weights",
