@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target-margin", type=float, default=0.06,
                         help="bits/char the model should be below the n-gram (issue 13)")
     args = parser.parse_args(argv)
+    if not args.train_minutes and (args.epochs, args.hidden) != (TrainConfig.epochs,
+                                                                  ModelConfig.hidden):
+        parser.error("--epochs and --hidden shape the model trained by --train-minutes; "
+                     "give --train-minutes too")
 
     from charlm.data import Corpus
     from charlm.evaluate import evaluate
