@@ -4,6 +4,18 @@ Unlike staging, a work directory survives its process so a rerun with the same n
 pick up where a killed one stopped (training checkpoints, generation shards). It is not
 versioned, verified or touched by gc or the staging clean-up; the job removes it once its
 result is published. Names come from storage.layout (training_work_name, ...).
+
+On an object store (`MirroredWorkDirs`) the directory is a local copy in the host's cache,
+saved whole as one object, ``.work/<name>.tar``, so a job killed on one host resumes on
+another. The local copy remembers the ETag of the store copy it was restored from or last
+saved (`SAVED_AS`, a marker file left out of the archive), which gives two guarantees:
+
+- a job resumes from the newest saved copy: `work_dir` replaces a local copy whose ETag is
+  not the store's (another host saved since; a local copy that has none or was removed from
+  the store elsewhere), so a host that ran the job before never resumes from its old copy;
+- a save never overwrites a newer one: `save_work_dir` is a compare-and-swap against the
+  local copy's ETag (create-only when it has none), and refuses, uploading nothing, when
+  another run saved meanwhile.
 """
 
 from __future__ import annotations
@@ -16,8 +28,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from storage.backend import ObjectMissing
+from storage.backend import ObjectMissing, WriteConflict
 from storage.errors import StorageError
+from storage.fsutil import replace_file
 from storage.layout import WORK_DIR
 
 __all__ = ["MirroredWorkDirs", "check_work_name", "pack_work_dir", "remove_work_dir",
@@ -71,14 +84,18 @@ def unpack_work_dir(data: bytes, directory: Path) -> None:
         archive.extractall(directory, filter="data")
 
 
-RESTORED = ".restored"  # in a local copy: restored from the store; the local copy is newer
+# In a local copy: the ETag of the store copy it was restored from or last saved as; empty
+# when the store had none. No marker: not in step with the store (an interrupted restore, a
+# copy of an older version, which marked restores with ".restored"): restore it.
+SAVED_AS = ".saved-etag"
 
 
 class MirroredWorkDirs:
     """Work directories of an object store (mixed into storage.object_store.ObjectStore):
     a local copy in the host cache, saved whole as ``.work/<name>.tar`` by
-    `save_work_dir` and restored from it by `work_dir` on a host that has no copy, so a job
-    killed on one machine resumes on another."""
+    `save_work_dir` and brought up to the store's newest copy by `work_dir`, so a job killed
+    on one machine resumes on another, from the last copy any host saved (module docstring).
+    """
 
     root: Any
     backend: Any
@@ -86,28 +103,51 @@ class MirroredWorkDirs:
     _key: str
 
     def work_dir(self, name: str) -> Path:
-        """A local directory restored from the store's last saved copy (`save_work_dir`),
-        so a job killed on one machine resumes on another."""
+        """A local directory holding the store's newest saved copy (`save_work_dir`), so a
+        job killed on one machine resumes on another; a local copy already in step with the
+        store is kept as it is (it may hold progress made after its last save)."""
         local = self.cache.work_dir(self._key, check_work_name(name))
-        marker = local / RESTORED
-        if not marker.exists():
-            shutil.rmtree(local, ignore_errors=True)
-            local.mkdir(parents=True)
+        key = _archive_key(name)
+        info = self.backend.head(key)
+        saved_as = _read_saved_as(local)
+        if saved_as is not None and saved_as == ((info.etag or "") if info else ""):
+            return local
+        # Someone saved since this copy was made, or removed the store's copy, or this copy
+        # was never in step: the store's copy (or a fresh start) replaces it. The marker is
+        # written last, so a restore killed half-way is redone.
+        shutil.rmtree(local, ignore_errors=True)
+        local.mkdir(parents=True)
+        etag = ""
+        if info is not None:
             try:
-                unpack_work_dir(self.backend.get(f"{WORK_DIR}/{name}.tar")[0], local)
-            except ObjectMissing:  # no saved copy yet: a fresh start
+                data, tag = self.backend.get(key)
+                unpack_work_dir(data, local)
+                etag = tag or ""
+            except ObjectMissing:  # removed meanwhile: a fresh start
                 pass
-            marker.touch()
+        _write_saved_as(local, etag)
         return local
 
     def save_work_dir(self, work_dir: str | Path) -> None:
-        """Upload the work directory whole, as one object: never half old, half new."""
+        """Upload the work directory whole, as one object (never half old, half new), by a
+        compare-and-swap on the copy it was restored from or last saved as: a StorageError,
+        and nothing uploaded, if another run saved it meanwhile."""
         local = self._local_work(work_dir)
-        self.backend.put(f"{WORK_DIR}/{local.name}.tar", pack_work_dir(local, skip=RESTORED))
+        saved_as = _read_saved_as(local)
+        try:
+            etag = self.backend.put(_archive_key(local.name), pack_work_dir(local, skip=SAVED_AS),
+                                    saved_as or "create")
+        except (WriteConflict, ObjectMissing):
+            raise StorageError(
+                f"work directory {local.name} of store {self.root} was saved (or removed) by "
+                "another run meanwhile: this run's copy was not uploaded, so as not to "
+                "overwrite a newer one; rerun the job to resume from the newest copy"
+            ) from None
+        _write_saved_as(local, etag or "")
 
     def remove_work_dir(self, work_dir: str | Path) -> None:
         local = self._local_work(work_dir)
-        self.backend.delete(f"{WORK_DIR}/{local.name}.tar")
+        self.backend.delete(_archive_key(local.name))
         shutil.rmtree(local, ignore_errors=True)
 
     def _local_work(self, work_dir: str | Path) -> Path:
@@ -119,3 +159,17 @@ class MirroredWorkDirs:
         return local
 
 
+def _archive_key(name: str) -> str:
+    return f"{WORK_DIR}/{name}.tar"
+
+
+def _read_saved_as(local: Path) -> str | None:
+    """The ETag a local copy is in step with ("" for none saved); None when it is not."""
+    try:
+        return (local / SAVED_AS).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _write_saved_as(local: Path, etag: str) -> None:
+    replace_file(local / SAVED_AS, f"{etag}\n".encode())
