@@ -2,49 +2,151 @@
 
 ``$CHARLM_CACHE`` (default ``$XDG_CACHE_HOME/charlm`` or ``~/.cache/charlm``) holds::
 
-    blobs/<sha256[:2]>/<sha256>            one file's content, read-only, verified when fetched
+    .lock                                  the cache-wide lock (see "Sharing" below)
+    blobs/<sha256[:2]>/<sha256>            one file's content, read-only
     versions/<store key>/<kind>/<id>/      a version as a directory: hard links to its blobs
-                                           and its manifest.json (written last)
-    staging/                               versions being published, files being fetched
+                                           and its manifest.json (written last); its mtime
+                                           is when it was last used
+    staging/                               versions being published or built, files being
+                                           fetched, versions being deleted
     work/<store key>/<name>/               local copies of the store's work directories
 
 Every entry appears by an atomic rename of a private temporary, so processes sharing the
 cache never see half a file, and a file is downloaded once per host whatever the number of
-versions or processes that use it. The cache is bounded by ``$CHARLM_CACHE_BYTES`` (default
-20 GiB): `trim` drops the versions (and then the blobs) used least recently. A process still
-reading a trimmed version keeps its open files; the next `materialise` fetches it again.
+versions or processes that use it.
+
+Integrity. ``materialise(..., verify=True)`` (what ``ObjectStore.path`` does by default)
+returns only files that match the manifest's sha256: a blob already cached is hashed before
+it is linked into a new version, and a cached version that no longer matches is dropped,
+with those of its blobs that are wrong, and built again once. A corrupt cache thus heals
+with one download; only bytes that are wrong as downloaded (the store itself is corrupt)
+raise (a ValueError naming the file; ``ObjectStore.path`` makes it a CorruptVersionError).
+With ``verify=False`` cached files are trusted on their size alone: no hashing, so a
+same-size corruption goes unnoticed until the next verified read repairs it.
+
+Bound. ``$CHARLM_CACHE_BYTES`` (default 20 GiB) bounds the blobs: `trim` drops the versions
+used least recently, then the blobs no version links, but never a version used within
+TRIM_GRACE_S, so while more than the bound is in use the cache holds more than the bound.
+
+Sharing. Processes (and threads) sharing the cache never fail because of trimming:
+
+- A flock on ``.lock`` is held SHARED for the short steps that find an entry and link it or
+  mark it used (never during a download or a hash), and EXCLUSIVE by trim, which skips its
+  turn when the lock is busy rather than wait (the next version built tries again). Without it
+  trim cannot tell a blob a builder is about to link from an orphan, nor a version a reader
+  just found from a stale one. flock, not a lock file with a pid: the kernel releases it
+  when its process dies, so a killed process never wedges the cache, and shared holders do
+  not exclude each other.
+- A blob going into a version is first linked into the version's private staging directory
+  (under the shared lock): from then on it has two links and trim, which drops only blobs
+  with one, leaves it alone for good.
+- A version returned by `materialise` was marked used (its mtime) under the shared lock,
+  and trim keeps it for TRIM_GRACE_S: a caller gets a directory, not open files, and opens
+  them later; files already open survive a trim anyway.
+- Every step of trim tolerates entries that vanish under it.
+
+Disk space. Before a download the cache trims, as above, when the disk's free space is
+below the file's size plus FREE_MARGIN. When the download still fails for a full disk
+(ENOSPC or EDQUOT), it evicts the least recently used versions, those in their grace period
+too (without room the download fails for certain; a reader of an evicted version only
+may), never the one being built, and tries once more; then a StorageError says the disk is
+full and names the cache folder.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from storage.errors import CorruptVersionError
+from storage.errors import StorageError, cause
 from storage.fsutil import sha256_file
-from storage.layout import MANIFEST
+from storage.layout import LOCK_FILE, MANIFEST
 
-__all__ = ["CACHE_BYTES_VAR", "CACHE_VAR", "FileCache"]
+__all__ = ["CACHE_BYTES_VAR", "CACHE_VAR", "TRIM_GRACE_S", "FileCache"]
 
 CACHE_VAR = "CHARLM_CACHE"
 CACHE_BYTES_VAR = "CHARLM_CACHE_BYTES"
 DEFAULT_BYTES = 20 << 30  # room for a few datasets and dozens of models
 LEFTOVER_S = 86400.0  # a download or publish in progress never takes a day
+# path() hands out a directory and its caller opens the files later: a model is built (or a
+# dataset's first shard read) before the next file is opened, minutes on a slow host. Ten
+# minutes covers that; the price is a cache above its bound by what was used meanwhile.
+TRIM_GRACE_S = 600.0
+# Free space wanted beyond the file being downloaded: the version's directories and
+# manifest, and the other writers on the same disk, need some too.
+FREE_MARGIN = 64 << 20
+# Others hold the lock for milliseconds: a full disk waits this long for trim's turn.
+EVICT_WAIT_S = 30.0
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 Fetch = Callable[[str, Path], None]  # (file name in the version, new file to write) -> None
 
 
-class FileCache:
-    """The cache at `root`, bounded to `max_bytes` (see the module docstring)."""
+def _children(directory: Path) -> list[Path]:
+    """The entries of `directory`; none when it is gone (another process removed it)."""
+    try:
+        with os.scandir(directory) as entries:
+            return [Path(entry.path) for entry in entries]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
-    def __init__(self, root: str | Path, max_bytes: int = DEFAULT_BYTES) -> None:
+
+def _link(source: Path, target: Path) -> None:
+    """`target` becomes a hard link to `source` (a copy where links are not possible)."""
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        if error.errno in _DISK_FULL:
+            raise
+        shutil.copyfile(source, target)  # no hard links on this filesystem
+
+
+def _unlink_if_same(path: Path, seen: os.stat_result) -> None:
+    """Remove `path` if it is still the file `seen` (not one another process put there
+    since: removing a good one would only cost a download, but there is no need)."""
+    try:
+        now = path.stat()
+    except FileNotFoundError:
+        return
+    if (now.st_ino, now.st_dev) == (seen.st_ino, seen.st_dev):
+        path.unlink(missing_ok=True)
+
+
+def _disk_full(error: BaseException) -> bool:
+    """Whether `error` or one it was raised from or while handling is ENOSPC or EDQUOT: the
+    backend reports a failed write as a StorageError raised ``from None``, which hides the
+    OSError from tracebacks but keeps it as ``__context__``."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in _DISK_FULL:
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class FileCache:
+    """The cache at `root`, bounded to `max_bytes` (see the module docstring).
+    `trim_grace_s`: how long a used version is safe from trim (default TRIM_GRACE_S)."""
+
+    def __init__(self, root: str | Path, max_bytes: int = DEFAULT_BYTES, *,
+                 trim_grace_s: float | None = None) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
+        self.trim_grace_s = trim_grace_s
 
     @classmethod
     def default(cls) -> FileCache:
@@ -54,6 +156,37 @@ class FileCache:
             base = str(Path(xdg or Path.home() / ".cache") / "charlm")
         limit = os.environ.get(CACHE_BYTES_VAR, "").strip()
         return cls(Path(base).expanduser(), int(limit) if limit.isdigit() else DEFAULT_BYTES)
+
+    # -- the cache-wide lock -----------------------------------------------------------
+
+    @contextmanager
+    def _lock(self, exclusive: bool = False, wait_s: float = 0.0) -> Iterator[bool]:
+        """Hold the cache lock. Shared: waits while a trim runs (milliseconds), yields True.
+        Exclusive: yields whether it was got within `wait_s` (never waits longer).
+        One open file per holder, so threads of one process exclude each other too."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if not exclusive:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                got = True
+            else:
+                deadline = time.monotonic() + wait_s
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        got = True
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            got = False
+                            break
+                        time.sleep(0.01)
+            yield got
+        finally:
+            os.close(fd)  # releases the lock
+
+    # -- places ------------------------------------------------------------------------
 
     def _private(self, area: str) -> Path:
         """A new private directory under `area` (same filesystem as the final places);
@@ -81,28 +214,87 @@ class FileCache:
     def work_dir(self, store_key: str, name: str) -> Path:
         return self.root / "work" / store_key / name
 
+    # -- blobs -------------------------------------------------------------------------
+
     def adopt(self, source: Path, sha256: str) -> Path:
         """Make the (read-only, hashed) file `source` the blob of `sha256`, by a hard link: a
         publisher never downloads what it just uploaded."""
         target = self.blob(sha256)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.{os.getpid()}.{id(source)}.tmp")
-            try:
-                os.link(source, temp)
-            except OSError:
-                shutil.copyfile(source, temp)
-            os.replace(temp, target)
+        with self._lock():
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                temp = target.with_name(f".{target.name}.{os.getpid()}.{id(source)}.tmp")
+                _link(source, temp)
+                os.replace(temp, target)
         return target
 
-    def fetch(self, sha256: str, size: int, download: Callable[[Path], None],
-              what: str) -> Path:
-        """The blob of `sha256`, downloaded by `download(new file)` if this host lacks it
-        and checked against `sha256` and `size` (CorruptVersionError-free: a ValueError
-        naming `what` when the store's bytes are wrong)."""
+    def fetch(self, sha256: str, size: int, download: Callable[[Path], None], what: str, *,
+              verify: bool = False, link_to: Path | None = None,
+              keep: Path | None = None) -> Path:
+        """The blob of `sha256`, downloaded by `download(new file)` if this host lacks it and
+        checked against `sha256` and `size` (a ValueError naming `what` when the downloaded
+        bytes are wrong; a StorageError when the disk is full even after evicting).
+
+        A blob already cached is trusted on its size, or with `verify` hashed first (a bad
+        one is removed and downloaded again). `link_to`: a new path in a private directory
+        that also gets the blob (a hard link), before trim may run: a blob that no version
+        links may be trimmed as soon as this returns. `keep`: the version being built,
+        which evicting for room must spare."""
         target = self.blob(sha256)
-        if target.exists() and target.stat().st_size == size:
-            return target
+        found = self._find(target, size, link_to)
+        if found is not None and verify:
+            try:
+                good = sha256_file(link_to or target) == sha256
+            except FileNotFoundError:  # trimmed meanwhile (only possible without link_to)
+                good = False
+            if not good:
+                # Bit rot or an in-place write: never serve it, nor let it be linked again.
+                _unlink_if_same(target, found)
+                if link_to is not None:
+                    link_to.unlink(missing_ok=True)
+                found = None
+        if found is None:
+            self._download(sha256, size, download, what, link_to, keep)
+        return target
+
+    def _find(self, target: Path, size: int, link_to: Path | None) -> os.stat_result | None:
+        """The cached blob's stat if it has the right size (linked to `link_to`), else None."""
+        with self._lock():  # trim cannot drop it between the look and the link
+            try:
+                info = target.stat()
+                if info.st_size != size:
+                    return None
+                if link_to is not None:
+                    _link(target, link_to)
+            except FileNotFoundError:
+                return None
+            return info
+
+    def _download(self, sha256: str, size: int, download: Callable[[Path], None],
+                  what: str, link_to: Path | None, keep: Path | None) -> None:
+        need = size + FREE_MARGIN
+        if self._free() < need:
+            self.trim(keep, free_bytes=need)
+        try:
+            self._download_once(sha256, size, download, what, link_to)
+            return
+        except (OSError, StorageError) as error:
+            if not _disk_full(error):
+                raise
+        if link_to is not None:
+            link_to.unlink(missing_ok=True)  # a partial copy, if that is what failed
+        self._evict_for(need, keep)
+        try:
+            self._download_once(sha256, size, download, what, link_to)
+        except (OSError, StorageError) as error:
+            if not _disk_full(error):
+                raise
+            raise StorageError(
+                f"disk full: no room for {what} ({size} bytes) in the cache folder "
+                f"{self.root}, even after evicting older versions ({cause(error)})") from None
+
+    def _download_once(self, sha256: str, size: int, download: Callable[[Path], None],
+                       what: str, link_to: Path | None) -> None:
         temp_dir = self._private("staging")
         try:
             temp = temp_dir / "blob"
@@ -112,95 +304,200 @@ class FileCache:
                 raise ValueError(f"{what}: downloaded bytes do not match the manifest "
                                  f"(sha256 {got[:12]}..., expected {sha256[:12]}...)")
             os.chmod(temp, 0o444)
+            if link_to is not None:
+                _link(temp, link_to)  # before it becomes the blob: trim can never take it
+            target = self.blob(sha256)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temp, target)
+            os.replace(temp, target)  # also replaces a corrupt or wrong-sized one
         finally:
             shutil.rmtree(temp_dir, ignore_errors=True)
-        return target
+
+    def _free(self) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.root).free
+
+    # -- versions ----------------------------------------------------------------------
 
     def materialise(self, store_key: str, kind: str, version_id: str, manifest: dict,
-                    manifest_bytes: bytes, fetch: Fetch, verify: bool) -> Path:
-        """The version as a local directory, each file fetched at most once per host."""
+                    manifest_bytes: bytes, fetch: Fetch, verify: bool = True) -> Path:
+        """The version as a local directory, each file fetched at most once per host.
+
+        With `verify` every file matches the manifest's sha256: cached blobs are hashed
+        before they are linked in, and a cached copy that does not match is dropped (with
+        its bad blobs) and built again, once; only wrong downloaded bytes raise (ValueError).
+        Without, cached files are trusted on their size. The directory is safe from trim
+        for TRIM_GRACE_S (module docstring)."""
         final = self.version_dir(store_key, kind, version_id)
-        if (final / MANIFEST).exists():
-            if verify:
-                self._check(final, kind, version_id, manifest)
-            os.utime(final)  # recently used: trim keeps it
-            return final
+        if self._mark_used(final):
+            if not verify:
+                return final
+            bad = self._bad_files(final, manifest)
+            if not bad:
+                return final
+            self._drop_corrupt(final, manifest, bad)
+        self._build(final, kind, version_id, manifest, manifest_bytes, fetch, verify)
+        self.trim(keep=final)
+        return final
+
+    def _mark_used(self, final: Path) -> bool:
+        """Whether the version is cached; if so, marked used now (trim keeps it a while)."""
+        with self._lock():  # so that trim cannot drop it between the look and the mark
+            try:
+                os.utime(final)
+            except FileNotFoundError:
+                return False
+            return (final / MANIFEST).exists()
+
+    def _build(self, final: Path, kind: str, version_id: str, manifest: dict,
+               manifest_bytes: bytes, fetch: Fetch, verify: bool) -> None:
         temp = self._private("staging")
         try:
             for rel, entry in manifest["files"].items():
                 (temp / rel).parent.mkdir(parents=True, exist_ok=True)
-                for attempt in (1, 2):
-                    blob = self.fetch(entry["sha256"], entry["size"],
-                                      lambda path, rel=rel: fetch(rel, path),
-                                      f"{kind} version {version_id}: {rel}")
-                    try:
-                        os.link(blob, temp / rel)
-                        break
-                    except FileNotFoundError:  # another process's trim took it: fetch again
-                        if attempt == 2:
-                            raise
-                    except OSError:  # no hard links on this filesystem
-                        shutil.copyfile(blob, temp / rel)
-                        break
+                self.fetch(entry["sha256"], entry["size"],
+                           lambda path, rel=rel: fetch(rel, path),
+                           f"{kind} version {version_id}: {rel}",
+                           verify=verify, link_to=temp / rel, keep=final)
             (temp / MANIFEST).write_bytes(manifest_bytes)
             os.chmod(temp / MANIFEST, 0o444)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(temp, final)
-            except OSError:
-                if not (final / MANIFEST).exists():  # not another process's complete copy
-                    raise
+            with self._lock():  # it appears, and is marked used, in one step for trim
+                final.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.rename(temp, final)
+                except OSError:
+                    if not (final / MANIFEST).exists():  # not another process's complete copy
+                        raise
+                os.utime(final)
         finally:
             shutil.rmtree(temp, ignore_errors=True)
-        self.trim(keep=final)
-        return final
 
-    def _check(self, directory: Path, kind: str, version_id: str, manifest: dict) -> None:
+    def _bad_files(self, directory: Path, manifest: dict) -> list[tuple[str, str]]:
+        """(file, reason) for each file of the cached version that does not match."""
+        bad = []
         for rel, entry in manifest["files"].items():
             path = directory / rel
-            if not path.is_file():
-                raise CorruptVersionError(kind, version_id, rel, "missing from the cache")
-            if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
-                raise CorruptVersionError(kind, version_id, rel,
-                                          f"cached copy {path} does not match the manifest")
+            try:
+                if not path.is_file():
+                    bad.append((rel, "missing from the cache"))
+                elif path.stat().st_size != entry["size"] or \
+                        sha256_file(path) != entry["sha256"]:
+                    bad.append((rel, f"cached copy {path} does not match the manifest"))
+            except FileNotFoundError:
+                bad.append((rel, "missing from the cache"))
+        return bad
+
+    def _drop_corrupt(self, final: Path, manifest: dict, bad: list[tuple[str, str]]) -> None:
+        """Remove the cached version `final` and those blobs of its `bad` files that are bad
+        too (a hard link to a corrupt file is the corrupt file), so that it is built again."""
+        for rel, _ in bad:
+            sha256 = manifest["files"][rel]["sha256"]
+            blob = self.blob(sha256)
+            try:
+                info = blob.stat()
+                corrupt = os.path.samefile(blob, final / rel) if (final / rel).exists() \
+                    else False
+                corrupt = corrupt or sha256_file(blob) != sha256
+            except FileNotFoundError:
+                continue
+            if corrupt:
+                _unlink_if_same(blob, info)
+        self._discard(final)
+
+    def _discard(self, directory: Path) -> None:
+        """Delete a directory, atomically for readers: renamed away (whole or gone), then
+        removed; into staging/, where a killed process's leftover is swept after a day."""
+        parent = self.root / "staging"
+        parent.mkdir(parents=True, exist_ok=True)
+        trash = parent / f".trash-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            os.rename(directory, trash)
+        except FileNotFoundError:
+            return  # another process removed it first
+        shutil.rmtree(trash, ignore_errors=True)  # read-only files in writable dirs
+
+    # -- size and trimming -------------------------------------------------------------
 
     def size(self) -> int:
         total = 0
-        for dirpath, _, filenames in os.walk(self.root / "blobs"):
-            for name in filenames:
+        for prefix in _children(self.root / "blobs"):
+            for path in _children(prefix):
                 try:
-                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                    total += os.lstat(path).st_size
                 except FileNotFoundError:
                     pass
         return total
 
-    def trim(self, keep: Path | None = None) -> None:
-        """Drop least recently used versions, then unlinked blobs, until under max_bytes."""
-        if self.size() <= self.max_bytes:
+    def trim(self, keep: Path | None = None, *, free_bytes: int = 0) -> None:
+        """Drop least recently used versions, then unlinked blobs, until under max_bytes
+        (and, with `free_bytes`, until the disk has that much free); never `keep` nor a
+        version used within the grace period. Skipped, not waited for, while another
+        process holds the cache lock: the next version built trims."""
+        def enough(left: int) -> bool:
+            return left <= self.max_bytes and (not free_bytes or self._free() >= free_bytes)
+
+        if enough(self.size()):
             return
-        versions = [p for p in (self.root / "versions").glob("*/*/*") if p != keep]
-        for version in sorted(versions, key=lambda p: p.stat().st_mtime):
-            trash = version.with_name(f".{version.name}.{os.getpid()}.trash")
-            try:
-                os.rename(version, trash)  # atomic for readers: whole or gone
-            except OSError:
+        grace = TRIM_GRACE_S if self.trim_grace_s is None else self.trim_grace_s
+        with self._lock(exclusive=True) as got:
+            if got:
+                self._evict(keep, enough, grace)
+
+    def _evict_for(self, need: int, keep: Path | None) -> None:
+        """After a download failed for a full disk: free `need` bytes of blobs (counted in
+        the cache: a quota's EDQUOT does not show in the disk's free space), least recently
+        used first and in their grace period too if need be (without room the download
+        fails for certain; a reader of an evicted version only may), never `keep`."""
+        with self._lock(exclusive=True, wait_s=EVICT_WAIT_S) as got:
+            if not got:
+                return  # the retry may still find room another process's trim made
+            start = self.size()
+            self._evict(keep, lambda left: start - left >= need, None)
+
+    def _evict(self, keep: Path | None, enough: Callable[[int], bool],
+               grace_s: float | None) -> None:
+        """Under the exclusive lock: drop unlinked blobs, then versions least recently used
+        first (not `keep`, nor those used within `grace_s`), until `enough(bytes left)`."""
+        if enough(self._drop_unlinked_blobs()):
+            return
+        now = time.time()
+        for used, version in self._versions_by_use():
+            if version == keep:
                 continue
-            shutil.rmtree(trash, ignore_errors=True)  # read-only files in writable dirs
-            if self._drop_unlinked_blobs() <= self.max_bytes:
+            if grace_s is not None and now - used < grace_s:
+                break  # the rest were used later still
+            try:
+                self._discard(version)
+            except OSError:
+                continue  # cannot be renamed (permissions): leave it
+            if enough(self._drop_unlinked_blobs()):
                 return
-        self._drop_unlinked_blobs()
+
+    def _versions_by_use(self) -> list[tuple[float, Path]]:
+        found = []
+        for key in _children(self.root / "versions"):
+            for kind in _children(key):
+                for version in _children(kind):
+                    if version.name.startswith("."):
+                        continue  # not a version (a temporary of an older release)
+                    try:
+                        found.append((version.stat().st_mtime, version))
+                    except FileNotFoundError:
+                        pass
+        return sorted(found)
 
     def _drop_unlinked_blobs(self) -> int:
         """Remove blobs no cached version links to; the bytes left."""
         left = 0
-        for path in (self.root / "blobs").glob("*/*"):
-            info = path.stat()
-            if info.st_nlink <= 1 and not path.name.startswith("."):
-                path.unlink(missing_ok=True)
-            else:
-                left += info.st_size
+        for prefix in _children(self.root / "blobs"):
+            for path in _children(prefix):
+                try:
+                    info = path.lstat()
+                except FileNotFoundError:
+                    continue
+                if info.st_nlink <= 1 and not path.name.startswith("."):
+                    path.unlink(missing_ok=True)
+                else:
+                    left += info.st_size
         return left
 
 
