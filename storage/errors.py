@@ -11,16 +11,31 @@ graph (cli -> flows -> tasks -> {ingestion -> storage}), so that every layer can
 
 from __future__ import annotations
 
+import re
+
 PROGRAM = "charlm"  # every user-facing error line starts with "charlm: "
 
 
 def cause(error: BaseException | str) -> str:
     """What went wrong, on one line: the message's first non-empty line with its whitespace
     collapsed (a library's multi-line report would break a log or a terminal line), else
-    the exception's type name."""
+    the exception's type name. Credentials in URLs are redacted (`redact`): libraries quote
+    the URLs they failed on, userinfo and all."""
     text = next((line for line in str(error).splitlines() if line.strip()), "")
-    text = " ".join(text.split())
+    text = redact(" ".join(text.split()))
     return text or (type(error).__name__ if isinstance(error, BaseException) else "error")
+
+
+# The userinfo of a URL (``scheme://user:password@`` or ``scheme://user@``): RFC 3986 userinfo
+# holds no '/', '?', '#' or '@', so a path with an '@' in it (s3://bucket/key@v2) is left alone.
+_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s/?#@]+@", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of every ``scheme://user:password@host`` in it replaced by
+    ``***`` (``scheme://***@host``): store URLs and endpoints may carry them, and no message,
+    log line or repr may show them."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def one_line(what: str | None, error: BaseException | str) -> str:

@@ -15,8 +15,8 @@ import storage.staging as staging_cleanup
 from storage import AliasMovedError, StorageError, Store
 from storage.backend import (
     RETRY,
-    Backend,
     ObjectMissing,
+    ObstoreBackend,
     WriteConflict,
     is_store_url,
     open_backend,
@@ -61,10 +61,10 @@ def test_store_urls() -> None:
         open_backend("s3:///x")
 
 
-class Counting(Backend):
+class Counting(ObstoreBackend):
     """A backend that counts downloads per key."""
 
-    def __init__(self, inner: Backend) -> None:
+    def __init__(self, inner: ObstoreBackend) -> None:
         super().__init__(inner.url, inner._store)
         self.downloads: dict[str, int] = {}
 
