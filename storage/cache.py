@@ -69,12 +69,13 @@ from pathlib import Path
 
 from storage.errors import StorageError, cause
 from storage.fsutil import sha256_file
-from storage.layout import LOCK_FILE, MANIFEST
+from storage.layout import MANIFEST
 
 __all__ = ["CACHE_BYTES_VAR", "CACHE_VAR", "TRIM_GRACE_S", "FileCache"]
 
 CACHE_VAR = "CHARLM_CACHE"
 CACHE_BYTES_VAR = "CHARLM_CACHE_BYTES"
+CACHE_LOCK = ".lock"  # the cache-wide flock: shared while linking, exclusive to trim
 DEFAULT_BYTES = 20 << 30  # room for a few datasets and dozens of models
 LEFTOVER_S = 86400.0  # a download or publish in progress never takes a day
 # path() hands out a directory and its caller opens the files later: a model is built (or a
@@ -165,7 +166,7 @@ class FileCache:
         Exclusive: yields whether it was got within `wait_s` (never waits longer).
         One open file per holder, so threads of one process exclude each other too."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(self.root / CACHE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             if not exclusive:
                 fcntl.flock(fd, fcntl.LOCK_SH)

@@ -1,16 +1,14 @@
-"""Where the feed buffer's files live: a local folder with a lock file, or an object store.
+"""The feed buffer's files as objects of the store's backend (a directory or an object store).
 
-storage.feeds keeps the format and the exactly-once protocol; these two classes give it the
-same four operations on either store: `read` a file with a token naming its content,
-`write` (replace) and `append` given that token, and `locked()` for the writer's turn.
+storage.feeds keeps the format and the exactly-once protocol; `ObjectFeedFiles` gives it four
+operations on the ``feeds/`` keys of any backend: `read` a file with a token naming its
+content (its ETag), `write` (replace) and `append` given that token, and `locked()` for the
+writer's turn. Every write is a compare-and-swap on the ETag the writer read, so two writers
+can never both extend the buffer from the same state. The turn is a lease object,
+``feeds/.lock``, whose ETag is its token:
 
-- `LocalFeedFiles`: ``<root>/feeds/``; the turn is the ``.lock`` file lock, appends are
-  O_APPEND writes fsynced in place (the on-disk format of every existing store).
-- `ObjectFeedFiles`: ``feeds/`` keys; every write is a compare-and-swap on the ETag the
-  writer read, so two writers can never both extend the buffer from the same state. The
-  turn is a lease object, ``feeds/.lock``, whose ETag is its token:
-
-  * taken by a create-only write, by a compare-and-swap on a released lease, or by a
+  * taken by a create-only write, by a compare-and-swap on a released lease (or the empty
+    lock file of a store written before the lease existed), or by a
     compare-and-swap on a lease whose ETag this taker has seen unchanged for `LEASE_S` on
     its *own* monotonic clock. The holder's timestamps are never compared with the taker's
     clock, so hosts whose clocks disagree by minutes cannot take a live lease early (or
@@ -39,79 +37,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
-
-from filelock import FileLock, Timeout
 
 from storage.backend import Backend, ObjectMissing, WriteConflict
 from storage.errors import StorageError
-from storage.fsutil import fsync_dir, replace_file
 from storage.layout import FEEDS_DIR, FeedFiles
-from storage.locks import LOCK_TIMEOUT_S
-from storage.owners import owner_tag
 
-__all__ = ["LEASE_S", "LocalFeedFiles", "ObjectFeedFiles"]
+__all__ = ["LEASE_S", "ObjectFeedFiles"]
 
 # A live holder renews every LEASE_S / 3; a killed holder blocks the others this long after
 # they first see its last renewal.
 LEASE_S = 60.0
+LOCK_TIMEOUT_S = 300.0  # waiting longer than this for the turn means something is wrong
 Token = object  # what `read` saw: compared by the next write of the same file
-
-
-class LocalFeedFiles:
-    """The feed files in the folder `<root>/feeds`."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.files = FeedFiles.of(root)
-        self.where = str(self.files.items.parent)
-
-    def read(self, name: str) -> tuple[bytes | None, Token]:
-        try:
-            return (self.files.items.parent / name).read_bytes(), None
-        except FileNotFoundError:
-            return None, None
-
-    def write(self, name: str, data: bytes, token: Token) -> Token:
-        # The lock holder is the only writer: no token to compare.
-        replace_file(self.files.items.parent / name, data)
-        return None
-
-    def append(self, name: str, data: bytes, end: int, token: Token) -> Token:
-        """Append `data` after the first `end` bytes (cutting off a killed writer's torn
-        line), fsynced before returning."""
-        path = self.files.items.parent / name
-        created = not path.exists()
-        with open(path, "ab") as handle:
-            if handle.tell() > end:
-                handle.truncate(end)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if created:
-            fsync_dir(path.parent)
-        return None
-
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        directory = self.files.items.parent
-        if not directory.is_dir():
-            directory.mkdir(parents=True, exist_ok=True)
-            fsync_dir(directory.parent)
-        # A new FileLock per use: threads of one process exclude each other as processes do.
-        lock = FileLock(self.files.lock, timeout=LOCK_TIMEOUT_S)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise StorageError(f"timed out after {LOCK_TIMEOUT_S:.0f} s waiting for lock "
-                               f"{self.files.lock}") from None
-        try:
-            # replace_file's temporaries (.<name>.<owner>.<hex>.tmp) of a writer killed mid-way:
-            # writers hold the lock, which we now hold, so none of them is live.
-            for path in directory.glob(".*.tmp"):
-                path.unlink(missing_ok=True)
-            yield
-        finally:
-            lock.release()
 
 
 class _Lease:
@@ -207,7 +144,7 @@ class ObjectFeedFiles:
         return self._record(lease.owner, ttl_s=LEASE_S, renewal=lease.renewals)
 
     def _acquire(self) -> _Lease:
-        lease = _Lease(f"{owner_tag()}/{secrets.token_hex(6)}", "")
+        lease = _Lease(f"{os.getpid()}@{os.uname().nodename}/{secrets.token_hex(6)}", "")
         deadline = time.monotonic() + LOCK_TIMEOUT_S
         seen: tuple[str | None, float] | None = None  # (lease ETag, when we first saw it)
         while True:
@@ -296,7 +233,10 @@ class ObjectFeedFiles:
 
 def _released(data: bytes) -> bool:
     """Whether lease bytes are a released record. Anything unreadable counts as a live
-    lease: it must then stay unchanged for LEASE_S, like a lease whose holder died."""
+    lease: it must then stay unchanged for LEASE_S, like a lease whose holder died. An
+    empty one is the lock file of a store written before the lease: free."""
+    if not data.strip():
+        return True
     try:
         record = json.loads(data)
     except (ValueError, UnicodeDecodeError):

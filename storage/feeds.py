@@ -17,8 +17,8 @@ Files (names: storage.layout.FeedFiles, under ``<root>/feeds/``):
 - ``validators.json``: ``{url: {"etag": ..., "last_modified": ..., "saved_at": ...}}``,
   what each feed's server last said identifies its content (conditional GET). Replaced
   atomically.
-- ``.lock``: held (`FeedState.locked`) while any of them changes (on an object store: a
-  lease, and every write is a compare-and-swap; storage.feed_files).
+- ``.lock``: the lease held (`FeedState.locked`) while any of them changes; every write is
+  also a compare-and-swap on what the holder read (storage.feed_files).
 
 Exactly once, across kills at any moment (the order the callers follow, tasks/feeds.py):
 
@@ -28,15 +28,13 @@ Exactly once, across kills at any moment (the order the callers follow, tasks/fe
    it leaves items that dedup by guid keeps from being added twice;
 2. a dataset version made from the buffer records the last item it holds in its
    manifest's params (``params["feed_buffer"]["through"]``, `BUFFER_PARAM`); publishing is
-   atomic (storage.Store.publish), so the version is there whole or not at all;
+   atomic (storage.Store.publish: one log entry commits the version and moves "latest"),
+   so the version is there whole, with "latest" on it, or not at all;
 3. ``published.json`` is then advanced. `FeedState.published_through` is the larger of it
    and the ``through`` of every dataset manifest in the lineage of "latest", so a kill
    between 2 and 3 cannot publish the same items twice: the manifest already says they are
-   in. A kill inside 2, after the version became visible but before "latest" moved to it,
-   leaves a version outside that lineage, its items still pending: the next publish adopts
-   it (moves "latest" to it, compare-and-swap, when it was planned on the current latest
-   from the first pending item) rather than publishing them again; a version planned on a
-   latest that has moved since is left alone and its items go into the next one.
+   in. Only the lineage counts, so a version published without moving "latest" (by hand,
+   ``aliases=()``) never marks items published.
 
 Storage does not know what a feed is: fetching, parsing, normalisation and dedup rules are
 ingestion's (ingestion/feed_fetch.py, ingestion/feeds.py, ingestion/feed_rows.py), the order
@@ -53,7 +51,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from storage.errors import StorageError
-from storage.feed_files import LocalFeedFiles, ObjectFeedFiles
+from storage.feed_files import ObjectFeedFiles
 from storage.layout import FeedFiles
 from storage.verify import Problem
 
@@ -124,15 +122,14 @@ class FeedState:
 
     Reads work any time; changes (`append`, `save_validators`, `mark_published`) need the
     lock: ``with state.locked(): ...`` around reading what to change and changing it. The
-    lock is not re-entrant: take it once per operation. `store` is a local `storage.Store`
-    or a `storage.object_store.ObjectStore` (anything with ``versions`` and either a
-    ``backend`` or a ``root`` folder); its files are reached through storage.feed_files.
+    lock is not re-entrant: take it once per operation. `store` is a `storage.Store`
+    (anything with ``versions``, ``aliases`` and a ``backend``); its files are reached
+    through storage.feed_files.
     """
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        backend = getattr(store, "backend", None)
-        self.io = ObjectFeedFiles(backend) if backend is not None else LocalFeedFiles(store.root)
+        self.io = ObjectFeedFiles(store.backend)
         self._held = False
         self._tokens: dict[str, object] = {}  # file name -> what this holder last read
 

@@ -13,8 +13,6 @@ import os
 import secrets
 from pathlib import Path
 
-from storage.owners import owner_tag
-
 _CHUNK = 1 << 20
 
 
@@ -58,9 +56,8 @@ def write_file(path: Path, data: bytes) -> None:
 def replace_file(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data``: readers see the old or new content, whole."""
     # The temporary name starts with a dot so directory listings that skip hidden entries never
-    # mistake it for the real file; it names its owner so that crash clean-up on any host
-    # sharing the store can tell whether it is abandoned (storage.staging).
-    tmp = path.with_name(f".{path.name}.{owner_tag()}.{secrets.token_hex(4)}.tmp")
+    # mistake it for the real file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
     try:
         write_file(tmp, data)
         os.replace(tmp, path)
@@ -68,19 +65,3 @@ def replace_file(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-
-
-def tree_mtime(path: Path) -> float:
-    """The newest modification time of a file, or of a directory and anything below it (0 if
-    it vanished)."""
-    try:
-        newest = os.lstat(path).st_mtime
-    except FileNotFoundError:
-        return 0.0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in [".", *dirnames, *filenames]:
-            try:
-                newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
-            except FileNotFoundError:
-                pass
-    return newest

@@ -32,12 +32,8 @@ from typing import Any, TypeVar
 __all__ = [
     "ALIASES_DIR",
     "ALIAS_HISTORY_FILE",
-    "CLAIM_SUFFIX",
     "DEFAULT_ROOT_NAME",
-    "GC_SUFFIX",
-    "LOCK_FILE",
     "MANIFEST",
-    "STAGING_DIR",
     "WORK_DIR",
     "CheckpointFiles",
     "ComparisonFiles",
@@ -59,12 +55,9 @@ __all__ = [
 
 DEFAULT_ROOT_NAME = "charlm-store"  # the store root when $CHARLM_STORAGE is not set
 MANIFEST = "manifest.json"  # in every version; written last
-STAGING_DIR = ".staging"  # versions being written: <id>.<owner>/, claimed by <id>.<owner>.lock
-CLAIM_SUFFIX = ".lock"
-GC_SUFFIX = ".gc"  # <id>.<owner>.gc/: a version gc is deleting
-ALIASES_DIR = ".aliases"  # one text file per alias, holding a version id
-ALIAS_HISTORY_FILE = ".alias-history.jsonl"  # one JSON line per alias change by set_alias
-LOCK_FILE = ".lock"  # the kind's lock: alias updates, commits, gc
+# Before the commit log (storage.log): one file per alias and the alias history, per kind.
+ALIASES_DIR = ".aliases"
+ALIAS_HISTORY_FILE = ".alias-history.jsonl"
 WORK_DIR = ".work"  # <root>/.work/<name>/: scratch space of resumable jobs
 INBOX_DIR = "inbox"
 PROCESSED_DIR = "processed"

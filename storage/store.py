@@ -1,57 +1,83 @@
-"""The versioned, immutable artifact store (see the package docstring for the on-disk layout).
+"""The versioned, immutable artifact store: one engine over any byte backend.
 
-`Store` is the one entry point; each concern lives in its own module and the store wires
-them to its root:
+`Store(root)` opens a local directory or an object store URL (storage.backend) and gives both
+the same protocol, written once here against the backend's byte operations:
 
-| concern | module |
-| --- | --- |
-| publishing: staging, sealing, the atomic rename | here (`Store.publish`, `Staging`) |
-| manifests: hashing, writing, checking | storage.manifests |
-| aliases and their history | storage.aliases |
-| locks: per kind, and a claim per staging directory | storage.locks |
-| integrity checks (`verify`) | storage.verify |
-| garbage collection (`gc`) | storage.gc |
-| clean-up after killed processes | storage.staging |
-| work directories of resumable jobs | storage.workdirs |
-| the live feeds' validators and item buffer | storage.feeds |
+- **publish**: the caller writes a version's files into `Staging.path` (on a directory: the
+  version's own folder; on an object store: a folder in the host cache, uploaded on exit);
+  then every file is hashed, the manifest written, and the version committed by one
+  create-only log entry that also moves its aliases (storage.log). A publish that expects an
+  alias (``expect={"latest": id}``) commits only if the alias still holds that id at the
+  commit: nothing is ever visible and then withdrawn.
+- **aliases** move by a log entry too; `set_alias`'s entries are the alias history, so a
+  promotion is never unrecorded.
+- **gc** plans on one state of the log and commits its removals as the next entry: a
+  promotion, publish or pin that lands first makes gc plan again, so an alias never points
+  to a removed version. Files go only after their removal is committed. Uploads that no
+  entry commits are given up (an ``abandon`` entry, after which their id can never commit)
+  only once older than the retention (days by default, like Delta's VACUUM).
+- **pins** keep a version through gc while a long job uses it (training pins its dataset).
+- **verify** hashes every file of every version on every backend (``quick``: manifests,
+  parents and aliases only).
+- **work directories** (resumable jobs) and the **feed buffer** (storage.feeds) live in the
+  store as well; the **inbox** is where CSVs wait for the ingest flow.
 
-A version is written into a private staging directory, hashed, fsynced, described by a
-``manifest.json`` written last, and only then renamed into place in one atomic step. A version
-directory that is visible under ``<root>/<kind>/`` is therefore always complete; anything
-interrupted stays in ``.staging`` where ``clean_staging`` finds it once its owner is gone.
+The on-disk (and in-bucket) layout is storage/__init__.py's; stores written before the log
+existed open and keep working (storage.log.scan_legacy).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
+import random
+import secrets
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from storage import aliases as alias_files
-from storage import staging as staging_cleanup
-from storage import workdirs
-from storage.aliases import UNCHECKED, Unchecked
-from storage.backend import is_store_url
-from storage.errors import CorruptVersionError, StorageError
+from storage import log
+from storage.backend import Backend, ObjectMissing, WriteConflict, open_backend
+from storage.cache import FileCache, store_key
+from storage.errors import AliasMovedError, CorruptVersionError, StorageError
 from storage.feeds import FeedState
-from storage.fsutil import fsync_dir
+from storage.fsutil import sha256_file
 from storage.gc import Version, plan_gc
-from storage.ids import KINDS, check_alias_name, check_kind, is_version_id, new_version_id
-from storage.layout import GC_SUFFIX, STAGING_DIR, Inbox
-from storage.locks import KindLocks, claim
-from storage.manifests import build_manifest, read_manifest, seal
-from storage.owners import owner_tag
-from storage.references import VersionLookup
-from storage.verify import Problem, verify_kinds, version_problems
+from storage.ids import (
+    KINDS,
+    check_alias_name,
+    check_kind,
+    is_alias_name,
+    is_version_id,
+    looks_like_id_prefix,
+    new_version_id,
+)
+from storage.layout import ALIAS_HISTORY_FILE, ALIASES_DIR, INBOX_DIR, MANIFEST
+from storage.log import State
+from storage.manifests import build_manifest, parse_manifest, seal, to_json
+from storage.verify import Problem
+from storage.workdirs import MirroredWorkDirs, remove_work_dir, work_dir
 
-__all__ = ["Problem", "Staging", "Store"]
+__all__ = ["UNCHECKED", "Problem", "Staging", "Store"]
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+UPLOADS = 8  # files of one version uploaded at once (latency, not bandwidth, bounds them)
+COMMIT_TIMEOUT_S = 300.0  # losing the race for the next log entry this long means a stampede
+# Uploads no log entry commits are given up by gc only once this old: a publish never takes
+# a week, and a gc host whose clock runs ahead cannot catch one in progress (and if it did,
+# the publisher's commit would be refused rather than commit missing files).
+UPLOAD_RETENTION_S = 7 * 86400.0
+PIN_HOURS = 7 * 24.0  # a pin a killed job never released lapses after this
+UNCHECKED: Any = object()  # set_alias's default `expect`: move the alias whatever it holds
 
 
 @dataclass(frozen=True)
@@ -74,227 +100,647 @@ class Staging:
         return target
 
 
-class Store(VersionLookup):
-    """A directory of immutable, versioned artifacts with aliases and lineage."""
+@dataclass
+class _Shared:
+    """What every Store object of one store shares within a process: the log's state and
+    the manifests read so far (immutable once committed)."""
 
-    def __new__(cls, root: str | Path) -> Store:
-        # A URL opens an object store (storage.object_store) with the same public API, so
-        # every caller, the CLI's --storage and $CHARLM_STORAGE accept both.
-        if cls is Store and is_store_url(root):
-            from storage.object_store import ObjectStore
+    state: State | None = None
+    legacy: State | None = None
+    manifests: dict[Version, tuple[dict, bytes]] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
-            return ObjectStore(str(root))  # type: ignore[return-value]
-        return super().__new__(cls)
 
-    def __init__(self, root: str | Path) -> None:
-        # Made absolute up front so that a later chdir (Prefect workers, tests) cannot silently
-        # move the store; this reads the cwd but touches nothing on disk.
-        self.root: Path = Path(os.path.abspath(Path(root).expanduser()))
-        self._locks = KindLocks(self.root)
+_SHARED: dict[str, _Shared] = {}
+_SHARED_GUARD = threading.Lock()
+
+
+def _pause(attempt: int) -> None:
+    # Jittered so that writers that collided do not collide again in lockstep.
+    time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
+
+
+class Store(MirroredWorkDirs):
+    """Versions, aliases, work directories and the feed buffer of the store at `root`: a
+    directory, or an object store URL (s3://, gs://, az://, https://, memory://)."""
+
+    def __init__(self, root: str | Path, *, backend: Backend | None = None,
+                 cache: FileCache | None = None) -> None:
+        self.backend = backend or open_backend(root)
+        self.local: Path | None = self.backend.local_root
+        self.root: str = self.backend.url  # what messages name the store by (no credentials)
+        self._cache = cache
+        self._key = store_key(str(self.local or self.backend.url))
+        with _SHARED_GUARD:
+            self._shared = _SHARED.setdefault(f"{type(self.backend).__name__}:{self._key}",
+                                              _Shared())
 
     def __repr__(self) -> str:
-        return f"Store({str(self.root)!r})"
+        return f"Store({self.root!r})"
 
-    # -- publishing --------------------------------------------------------------------------
+    @property
+    def cache(self) -> FileCache:
+        """The host cache of an object store's files (a directory store needs none)."""
+        if self._cache is None:
+            self._cache = FileCache.default()
+        return self._cache
+
+    # -- the log -----------------------------------------------------------------------
+
+    def _state(self) -> State:
+        """The log's state now: the entries committed since this process last looked are
+        read (one request when there are none)."""
+        shared = self._shared
+        with shared.lock:
+            state = shared.state if shared.state is not None else self._load()
+            while True:
+                try:
+                    data, _ = self.backend.get(log.entry_key(state.seq + 1))
+                except ObjectMissing:
+                    break
+                state = log.apply(state, self._parse_entry(data, state.seq + 1), self.root)
+            if state.seq < 0:
+                state = self._legacy()
+            shared.state = state
+            return state
+
+    def _parse_entry(self, data: bytes, seq: int) -> dict:
+        try:
+            entry = json.loads(data)
+        except ValueError as error:
+            raise StorageError(f"store {self.root}: log entry {seq} is not JSON ({error})") \
+                from None
+        if not isinstance(entry, dict):
+            raise StorageError(f"store {self.root}: log entry {seq} is not a JSON object")
+        return entry
+
+    def _load(self) -> State:
+        """The state from the newest checkpoint and the entries after it."""
+        state = State()
+        try:
+            hint = int(self.backend.get(log.LAST_CHECKPOINT)[0])
+            data = self.backend.get(log.checkpoint_key(hint))[0]
+            state = State.from_json(data, f"{self.root}/{log.checkpoint_key(hint)}")
+        except (ObjectMissing, ValueError):
+            keys = [log.parse_seq(i.key) for i in self.backend.list(f"{log.LOG_DIR}/")]
+            checkpoints = [seq for seq, is_checkpoint in filter(None, keys) if is_checkpoint]
+            if checkpoints:
+                key = log.checkpoint_key(max(checkpoints))
+                state = State.from_json(self.backend.get(key)[0], f"{self.root}/{key}")
+        offset = log.entry_key(state.seq) if state.seq >= 0 else None
+        tail = sorted(seq for seq, is_checkpoint in
+                      filter(None, (log.parse_seq(i.key) for i in
+                                    self.backend.list(f"{log.LOG_DIR}/", offset)))
+                      if not is_checkpoint and seq > state.seq)
+        with ThreadPoolExecutor(UPLOADS) as pool:
+            entries = list(pool.map(lambda s: self.backend.get(log.entry_key(s))[0], tail))
+        for seq, data in zip(tail, entries):
+            state = log.apply(state, self._parse_entry(data, seq), self.root)
+        return state
+
+    def _legacy(self) -> State:
+        """A store written before the log: versions with a manifest, alias files and alias
+        history files, read once per process (nothing but an old release writes them)."""
+        if self._shared.legacy is None:
+            versions: dict[str, list[str]] = {}
+            aliases: dict[str, dict[str, str]] = {}
+            history: dict[str, list[dict]] = {}
+            for kind in KINDS:
+                infos = self.backend.list(f"{kind}/")
+                versions[kind] = sorted({i.key.split("/")[1] for i in infos
+                                         if i.key.endswith(f"/{MANIFEST}")
+                                         and i.key.count("/") == 2})
+                aliases[kind] = {}
+                for info in infos:
+                    if info.key.startswith(f"{kind}/{ALIASES_DIR}/") and info.key.count("/") == 2:
+                        text = self.backend.get(info.key)[0].decode("utf-8", "replace").strip()
+                        if is_version_id(text):
+                            aliases[kind][info.key.rsplit("/", 1)[1]] = text
+                try:
+                    raw = self.backend.get(f"{kind}/{ALIAS_HISTORY_FILE}")[0]
+                    history[kind] = log.parse_history(raw)
+                except ObjectMissing:
+                    history[kind] = []
+            imported = log.legacy_state(versions, aliases, history)
+            self._shared.legacy = log.apply(State(seq=-2), {"seq": -1, "actions": [imported]})
+        return self._shared.legacy
+
+    def _commit(self, plan: Callable[[State], list[dict]]) -> State:
+        """Write `plan(state)`'s actions as the next log entry, planning again on the newer
+        state whenever another writer took that entry first; the state after it."""
+        deadline = time.monotonic() + COMMIT_TIMEOUT_S
+        attempt = 0
+        fresh = False
+        while True:
+            # Optimistic: first the state this process saw last. If another writer committed
+            # since, the entry's key is taken and the write fails (or the plan, made on old
+            # news, refuses): the next round reads what is new.
+            cached = self._shared.state
+            state = cached if not fresh and cached is not None and cached.seq >= 0 \
+                else self._state()
+            try:
+                actions = plan(state)
+            except StorageError:
+                if fresh or state is not cached:
+                    raise
+                fresh = True
+                continue
+            fresh = True
+            if not actions:
+                return state
+            if state.seq < 0 and any(any(part.values()) for part in
+                                     (state.versions, state.aliases, state.history)):
+                # The first entry of a store written before the log imports what it held.
+                actions = [log.legacy_state(state.versions, state.aliases, state.history),
+                           *actions]
+            entry = {"seq": state.seq + 1, "time": log.now_iso(),
+                     "by": f"{os.getpid()}@{os.uname().nodename}", "actions": actions}
+            try:
+                self.backend.put(log.entry_key(state.seq + 1),
+                                 json.dumps(entry, sort_keys=True).encode() + b"\n", "create")
+            except WriteConflict:
+                if time.monotonic() > deadline:
+                    raise StorageError(f"store {self.root}: gave up committing after "
+                                       f"{COMMIT_TIMEOUT_S:.0f} s of contention") from None
+                _pause(attempt)
+                attempt += 1
+                continue
+            with self._shared.lock:
+                new = log.apply(state, entry, self.root)
+                if self._shared.state is None or self._shared.state.seq < new.seq:
+                    self._shared.state = new
+            if new.seq > 0 and new.seq % log.CHECKPOINT_EVERY == 0:
+                self._checkpoint(new)
+            return new
+
+    def _checkpoint(self, state: State) -> None:
+        try:
+            self.backend.put(log.checkpoint_key(state.seq), state.to_json())
+            self.backend.put(log.LAST_CHECKPOINT, f"{state.seq}\n".encode())
+        except StorageError:
+            pass  # a missing checkpoint costs the next reader a longer replay, nothing more
+
+    # -- publishing --------------------------------------------------------------------
 
     @contextmanager
-    def publish(
-        self,
-        kind: str,
-        *,
-        parents: Mapping[str, Sequence[str]] | None = None,
-        params: Mapping[str, Any] | None = None,
-        seed: int | None = None,
-        aliases: Sequence[str] = ("latest",),
-        expect: Mapping[str, str | None] | None = None,
-    ) -> Iterator[Staging]:
-        """Create a new version of ``kind``; see the package docstring for the protocol.
+    def publish(self, kind: str, *, parents: Mapping[str, Sequence[str]] | None = None,
+                params: Mapping[str, Any] | None = None, seed: int | None = None,
+                aliases: Sequence[str] = ("latest",),
+                expect: Mapping[str, str | None] | None = None) -> Iterator[Staging]:
+        """Create a new version of `kind`: write its files under the yielded
+        ``staging.path``; on normal exit of the ``with`` block they are hashed, stored and
+        committed with every name in `aliases` pointing to the new version. If the block
+        raises, nothing becomes visible and the exception propagates.
 
-        ``parents`` maps kinds to version ids (aliases and unique prefixes are resolved to ids
-        now). On normal exit of the ``with`` block the files written under ``staging.path``
-        become the new version and every name in ``aliases`` points to it. If the block raises,
-        the staging directory is removed and the exception propagates; nothing becomes visible.
-        ``expect`` maps alias names of ``kind`` to the version id (None: unset) the caller
-        built on; if one has moved when the version would become visible (checked under the
-        kind's lock, with the rename), `AliasMovedError` is raised and nothing is published,
-        so two writers building on "latest" cannot silently drop each other's work.
+        `parents` maps kinds to version refs (resolved to ids now). `expect` maps alias names
+        of `kind` to the id (None: unset) the caller built on: if one has moved when the
+        version would be committed, `AliasMovedError` is raised and nothing is published, so
+        two writers building on "latest" cannot drop each other's work.
         """
-        alias_names, parent_ids, params = self._check_publish(kind, aliases, expect, parents,
-                                                              params, seed)
-
+        check_kind(kind)
+        alias_names = _check_alias_list(aliases)
+        expected = dict(expect or {})
+        _check_alias_list(list(expected))
+        parent_ids = self._resolve_parents(kind, parents)
+        params = dict(params or {})
+        to_json(params, f"params of the new {kind} version")  # fail now, not after training
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise StorageError(f"seed must be an int or None, got {seed!r}")
+        if self._state().seq < 0:
+            # The log begins before the first upload: without it, a reader would take an
+            # upload's manifest for a version of a store written before the log.
+            self._commit(lambda state: [{"op": "begin"}] if state.seq < 0 else [])
         version_id = new_version_id()
-        visible = False
+        path = self.local / kind / version_id if self.local else self.cache.staging_dir()
+        committed = False
         try:
-            self.clean_staging()
-            staging_root = self._kind_dir(kind) / STAGING_DIR
-            staging_root.mkdir(parents=True, exist_ok=True)
-            with claim(staging_root / f"{version_id}.{owner_tag()}") as path:
+            path.mkdir(parents=True, exist_ok=True)
+            staging = Staging(path=path, summary={}, id=version_id, kind=kind)
+            yield staging
+            manifest = build_manifest(kind, version_id, path, parent_ids, params, seed,
+                                      staging.summary)
+            data = to_json(manifest, f"summary of the new {kind} version")
+            self._store_files(kind, version_id, path, manifest, data)
+
+            def plan(state: State) -> list[dict]:
+                if state.dead(kind, version_id):
+                    raise StorageError(f"cannot publish {kind}: gc gave up version "
+                                       f"{version_id}'s upload (older than its retention)")
+                for parent_kind, ids in parent_ids.items():
+                    for parent in ids:
+                        if not state.has(parent_kind, parent):
+                            raise StorageError(
+                                f"cannot publish {kind}: parent {parent_kind} version "
+                                f"{parent} was removed while publishing (by gc?)")
+                self._check_expected(state, kind, expected)
+                return [{"op": "add", "kind": kind, "id": version_id,
+                         "manifest": hashlib.sha256(data).hexdigest()},
+                        *({"op": "alias", "kind": kind, "name": name, "id": version_id}
+                          for name in alias_names)]
+
+            try:
+                self._commit(plan)
+            except BaseException:
+                # A failed request may still have written the entry: look before undoing.
                 try:
-                    path.mkdir()
-                    staging = Staging(path=path, summary={}, id=version_id, kind=kind)
-                    yield staging
-                    seal(path, build_manifest(kind, version_id, path, parent_ids, params, seed,
-                                              staging.summary))
-                    with self._locks.held(kind):
-                        # gc may have dropped a parent while the caller was busy; it cannot do
-                        # so now (it needs this lock too), so check and rename are atomic.
-                        self._check_parents_exist(kind, parent_ids)
-                        self._check_expected(kind, expect or {})
-                        os.rename(path, self._kind_dir(kind) / version_id)
-                        visible = True
-                        fsync_dir(self._kind_dir(kind))
-                        for name in alias_names:
-                            alias_files.write_alias(self._kind_dir(kind), name, version_id)
-                except BaseException:
-                    # Removed while the claim is still held, so no cleaner races with us.
-                    if not visible:
-                        shutil.rmtree(path, ignore_errors=True)
-                    raise
+                    committed = self._state().has(kind, version_id)
+                except StorageError:
+                    committed = True  # unknown: leave the files to gc's retention
+                raise
+            committed = True
+            self._shared.manifests[(kind, version_id)] = (manifest, data)
+            if not self.local:
+                self._keep_local_copy(path, kind, version_id, manifest, data)
         except OSError as error:
             if error.errno not in _DISK_FULL:
                 raise
-            note = f" (version {version_id} was published, aliases may be stale)" if visible else ""
-            raise StorageError(f"disk full while publishing {kind}: {error}{note}") from error
+            raise StorageError(f"disk full while publishing {kind}: {error}") from error
+        finally:
+            if self.local:
+                if not committed:
+                    shutil.rmtree(path, ignore_errors=True)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+                if not committed:
+                    self._delete_prefix(f"{kind}/{version_id}/")
 
-    # -- reading -----------------------------------------------------------------------------
+    def _store_files(self, kind: str, version_id: str, path: Path, manifest: dict,
+                     data: bytes) -> None:
+        """Make the files and the manifest durable at their keys (not yet committed)."""
+        if self.local:
+            seal(path, manifest)  # the staging folder is the version's own: fsync it all
+            return
+        keys = [(f"{kind}/{version_id}/{rel}", path / rel) for rel in manifest["files"]]
+        keys.append((f"{kind}/{version_id}/{MANIFEST}", data))
+        with ThreadPoolExecutor(UPLOADS) as pool:
+            list(pool.map(lambda pair: self.backend.put(pair[0], pair[1], "create"), keys))
 
-    def path(self, kind: str, ref: str, *, verify: bool = True) -> Path:
-        """The directory of version ``ref``; with ``verify``, check every file's checksum first."""
-        version_id = self.resolve(kind, ref)
-        if verify:
-            problems = version_problems(self.root, kind, version_id, check_parents=False)
-            if problems:
-                first = problems[0]
-                more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-                raise CorruptVersionError(kind, version_id, first.file, first.reason + more)
-        return self._kind_dir(kind) / version_id
+    def _keep_local_copy(self, path: Path, kind: str, version_id: str, manifest: dict,
+                         data: bytes) -> None:
+        """The publisher's files become the cached copy of the version (no download)."""
+        for rel, entry in manifest["files"].items():
+            self.cache.adopt(path / rel, entry["sha256"])
+        (path / MANIFEST).write_bytes(data)
+        final = self.cache.version_dir(self._key, kind, version_id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(path, final)
+        except OSError:
+            pass  # another process materialised it first; ours is removed with staging
+
+    def _delete_prefix(self, prefix: str) -> None:
+        try:
+            for info in self.backend.list(prefix):
+                self.backend.delete(info.key)
+        except StorageError:
+            pass  # what is left is an upload no entry commits: gc gives it up later
+
+    # -- resolving references ----------------------------------------------------------
+
+    def resolve(self, kind: str, ref: str) -> str:
+        """The version id that `ref` (id, alias name or unique id prefix) stands for."""
+        check_kind(kind)
+        if not isinstance(ref, str) or not ref:
+            raise StorageError(f"bad {kind} reference {ref!r}: expected a version id or alias")
+        state = self._state()
+        if is_version_id(ref):
+            if state.has(kind, ref):
+                return ref
+        elif looks_like_id_prefix(ref):
+            matches = [i for i in state.versions[kind] if i.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise StorageError(
+                    f"ambiguous {kind} id prefix {ref!r}: matches {len(matches)} versions "
+                    f"({', '.join(matches[:5])}{', ...' if len(matches) > 5 else ''})")
+        elif is_alias_name(ref):
+            target = state.aliases[kind].get(ref)
+            if target is not None:
+                if not state.has(kind, target):
+                    raise StorageError(f"{kind} alias {ref!r} points to missing version {target}")
+                return target
+        raise StorageError(self._not_found(state, kind, ref))
+
+    def _not_found(self, state: State, kind: str, ref: str) -> str:
+        ids = state.versions[kind]
+        message = f"unknown {kind} version or alias {ref!r} in store {self.root}"
+        if not ids:
+            return f"{message}; there are no {kind} versions yet"
+        aliases = ", ".join(f"{n} -> {t}" for n, t in sorted(state.aliases[kind].items()))
+        return (f"{message}; {len(ids)} version(s) exist, newest: {', '.join(ids[-5:])}; "
+                f"aliases: {aliases or 'none'}")
+
+    def _resolve_parents(self, kind: str,
+                         parents: Mapping[str, Sequence[str]] | None) -> dict[str, list[str]]:
+        if parents is None:
+            return {}
+        if not isinstance(parents, Mapping):
+            raise StorageError(f"parents must map kinds to lists of ids, got {parents!r}")
+        resolved: dict[str, list[str]] = {}
+        for parent_kind, refs in parents.items():
+            check_kind(parent_kind)
+            if isinstance(refs, str) or not isinstance(refs, Sequence):
+                raise StorageError(f"parents[{parent_kind!r}] must be a list of ids, got {refs!r}")
+            ids: list[str] = []
+            for ref in refs:
+                try:
+                    version_id = self.resolve(parent_kind, ref)
+                except StorageError as error:
+                    raise StorageError(f"cannot publish {kind}: parent {parent_kind} {ref!r} "
+                                       f"does not exist ({error})") from None
+                if version_id not in ids:
+                    ids.append(version_id)
+            resolved[parent_kind] = ids
+        return resolved
+
+    def _check_expected(self, state: State, kind: str, expect: Mapping[str, str | None],
+                        action: str = "") -> None:
+        for name, expected in expect.items():
+            current = state.aliases[kind].get(name)
+            if current != expected:
+                what = action or f"publish {kind}"
+                built = "this version was built" if not action else "the caller decided"
+                raise AliasMovedError(f"cannot {what}: alias {name!r} moved to "
+                                      f"{current or '(unset)'} while {built} on "
+                                      f"{expected or '(unset)'}")
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _manifest(self, kind: str, version_id: str) -> tuple[dict, bytes]:
+        cached = self._shared.manifests.get((kind, version_id))
+        if cached is not None:
+            return cached
+        try:
+            data = self.backend.get(f"{kind}/{version_id}/{MANIFEST}")[0]
+        except ObjectMissing:
+            raise CorruptVersionError(kind, version_id, MANIFEST, "missing") from None
+        manifest = parse_manifest(data, kind, version_id)
+        self._shared.manifests[(kind, version_id)] = (manifest, data)
+        return manifest, data
 
     def manifest(self, kind: str, ref: str) -> dict:
-        return self._read_manifest(kind, self.resolve(kind, ref))
+        return self._manifest(kind, self.resolve(kind, ref))[0]
 
     def versions(self, kind: str) -> list[dict]:
-        """Manifests of every version of ``kind``, oldest first."""
+        """Manifests of every version of `kind`, oldest first."""
         check_kind(kind)
-        return [self._read_manifest(kind, version_id) for version_id in self._ids(kind)]
+        return [self._manifest(kind, i)[0] for i in self._state().versions[kind]]
 
-    # -- aliases -----------------------------------------------------------------------------
+    def path(self, kind: str, ref: str, *, verify: bool = True) -> Path:
+        """A local directory holding version `ref`: the version itself in a directory store,
+        a cached copy of an object store's (downloaded once per host). With `verify`, every
+        file is checked against the manifest's sha256 first."""
+        version_id = self.resolve(kind, ref)
+        manifest, data = self._manifest(kind, version_id)
+        if self.local:
+            if verify:
+                problems = self._file_problems(kind, version_id, manifest, deep=True)
+                if problems:
+                    more = f" (and {len(problems) - 1} more problem(s))" \
+                        if len(problems) > 1 else ""
+                    raise CorruptVersionError(kind, version_id, problems[0].file,
+                                              problems[0].reason + more)
+            return self.local / kind / version_id
+
+        def fetch(rel: str, target: Path) -> None:
+            self.backend.get_file(f"{kind}/{version_id}/{rel}", target)
+
+        try:
+            return self.cache.materialise(self._key, kind, version_id, manifest, data, fetch,
+                                          verify)
+        except ValueError as error:
+            if isinstance(error, StorageError):
+                raise
+            raise CorruptVersionError(kind, version_id, "", str(error)) from None
+
+    def exists(self) -> bool:
+        """Whether anything is stored yet."""
+        if self.local:
+            return self.local.is_dir()
+        state = self._state()
+        return state.seq >= 0 or any(state.versions.values())
+
+    # -- aliases -----------------------------------------------------------------------
 
     def aliases(self, kind: str) -> dict[str, str]:
-        """Alias name -> version id, including aliases whose version no longer exists."""
+        """Alias name -> version id."""
         check_kind(kind)
-        result = {}
-        for name in alias_files.alias_names(self._kind_dir(kind)):
-            try:
-                target = alias_files.read_alias(self._kind_dir(kind), kind, name)
-            except StorageError:
-                continue  # verify() reports unreadable alias files
-            if target is not None:
-                result[name] = target
-        return result
+        return dict(sorted(self._state().aliases[kind].items()))
 
     def set_alias(self, kind: str, name: str, version_id: str, reason: str = "", *,
-                  expect: str | None | Unchecked = UNCHECKED) -> None:
-        """Point alias ``name`` at an existing version (atomic, under the kind's lock) and
-        record the change, with `reason`, in the kind's alias history.
+                  expect: Any = UNCHECKED) -> None:
+        """Point alias `name` at an existing version and record the change, with `reason`, in
+        the alias history: one log entry, so the move and its record are never apart.
 
-        With ``expect`` (a version id, or None: the alias must not exist yet) this is a
-        compare-and-swap: the alias moves only if it still holds ``expect`` when the lock is
-        held, else `AliasMovedError` is raised and nothing changes, so a caller that decided
-        on the alias's old target cannot overwrite a newer decision.
-        """
+        With `expect` (a version id, or None: the alias must not exist yet) this is a
+        compare-and-swap: the alias moves only if it still holds `expect` at the commit, else
+        `AliasMovedError` and nothing changes."""
         check_kind(kind)
         check_alias_name(name)
         if not isinstance(version_id, str) or not is_version_id(version_id):
-            raise StorageError(
-                f"cannot set {kind} alias {name!r}: {version_id!r} is not a version id"
-            )
-        if not (self._kind_dir(kind) / version_id).is_dir():
-            raise StorageError(self._not_found(kind, version_id))
-        with self._locks.held(kind):
-            if not (self._kind_dir(kind) / version_id).is_dir():  # gc may have been faster
-                raise StorageError(self._not_found(kind, version_id))
+            raise StorageError(f"cannot set {kind} alias {name!r}: {version_id!r} is not a "
+                               "version id")
+
+        def plan(state: State) -> list[dict]:
+            if not state.has(kind, version_id):
+                raise StorageError(self._not_found(state, kind, version_id))
             if expect is not UNCHECKED:
-                self._check_expected(kind, {name: expect}, f"set {kind} alias {name!r}")
-            try:
-                previous = self.aliases(kind).get(name)
-                alias_files.write_alias(self._kind_dir(kind), name, version_id)
-                alias_files.append_history(self._kind_dir(kind), name, version_id, previous,
-                                           reason)
-            except OSError as error:
-                if error.errno not in _DISK_FULL:
-                    raise
-                raise StorageError(
-                    f"disk full while setting {kind} alias {name!r}: {error}"
-                ) from error
+                self._check_expected(state, kind, {name: expect}, f"set {kind} alias {name!r}")
+            return [{"op": "alias", "kind": kind, "name": name, "id": version_id,
+                     "record": True, "reason": reason}]
+
+        self._commit(plan)
 
     def alias_history(self, kind: str, name: str | None = None) -> list[dict]:
-        """Changes made by `set_alias` to alias `name` (every alias when None), oldest first:
-        dicts with time, alias, id, previous and reason."""
+        """Changes made by `set_alias` to alias `name` (every alias when None), oldest
+        first: dicts with time, alias, id, previous and reason."""
         check_kind(kind)
-        return alias_files.read_history(self._kind_dir(kind), name)
+        return [dict(r) for r in self._state().history[kind]
+                if name is None or r["alias"] == name]
 
-    # -- integrity and clean-up --------------------------------------------------------------
+    # -- pins --------------------------------------------------------------------------
+
+    def pin(self, kind: str, ref: str, holder: str, hours: float = PIN_HOURS) -> str:
+        """Keep version `ref` through gc until `unpin` (or for `hours`, should the holder be
+        killed); the pin's token."""
+        version_id = self.resolve(kind, ref)
+        token = secrets.token_hex(8)
+        until = (datetime.now(timezone.utc) + timedelta(hours=hours)).isoformat()
+
+        def plan(state: State) -> list[dict]:
+            if not state.has(kind, version_id):
+                raise StorageError(self._not_found(state, kind, version_id))
+            return [{"op": "pin", "kind": kind, "id": version_id, "token": token,
+                     "until": until, "holder": holder}]
+
+        self._commit(plan)
+        return token
+
+    def unpin(self, token: str) -> None:
+        self._commit(lambda state: [{"op": "unpin", "token": token}]
+                     if token in state.pins else [])
+
+    @contextmanager
+    def pinned(self, kind: str, ref: str, holder: str) -> Iterator[str]:
+        """Version `ref`'s id, kept through gc while the block runs."""
+        token = self.pin(kind, ref, holder)
+        try:
+            yield self.resolve(kind, ref)
+        finally:
+            self.unpin(token)
+
+    def pins(self) -> list[dict]:
+        """The pins in force: kind, id, until and holder each."""
+        return [dict(p) for p in self._state().pins.values()]
+
+    # -- integrity and clean-up --------------------------------------------------------
 
     def verify(self, kind: str | None = None, *, quick: bool = False) -> list[Problem]:
-        """Check every version of ``kind`` (default: all kinds, and the feed buffer) and its
-        aliases against disk; ``quick`` reads manifests, not files (nothing is hashed)."""
+        """Check every version of `kind` (default: all kinds, and the feed buffer) against
+        its manifest: each file's presence, size and sha256 (``quick``: manifests, parents
+        and aliases only, nothing hashed), no unexpected file, parents and aliases whole."""
         kinds = KINDS if kind is None else (check_kind(kind),)
-        problems = verify_kinds(self.root, kinds, check_files=not quick)
+        state = self._state()
+        problems: list[Problem] = []
+        for k in kinds:
+            listing = self._listing(k)
+            problems += [Problem(k, entry, "", "unexpected entry in the store")
+                         for entry in sorted(listing) if not is_version_id(entry)]
+            for version_id in state.versions[k]:
+                try:
+                    manifest = self._manifest(k, version_id)[0]
+                except CorruptVersionError as error:
+                    problems.append(Problem(k, version_id, error.file, error.reason))
+                    continue
+                if not quick:
+                    problems += self._file_problems(k, version_id, manifest, deep=True,
+                                                    listed=listing.get(version_id, {}))
+                for parent_kind, ids in manifest["parents"].items():
+                    problems += [Problem(k, version_id, MANIFEST, f"parent {parent_kind} "
+                                         f"version {i} is missing")
+                                 for i in ids if not state.has(parent_kind, i)]
+            for name, target in sorted(state.aliases[k].items()):
+                if not state.has(k, target):
+                    problems.append(Problem(k, target, f"{ALIASES_DIR}/{name}",
+                                            f"alias {name!r} points to a missing version"))
         return problems + (self.feeds.problems() if kind is None else [])
 
-    def gc(self, keep: int = 5, apply: bool = False) -> list[Version]:
-        """The (kind, id) pairs that are (``apply``) or would be (dry run) removed, in the
-        order they are removed (children before parents; see storage.gc)."""
+    def _listing(self, kind: str) -> dict[str, dict[str, int]]:
+        """{first key part under `kind`/: {file in it: size}}, bookkeeping (dot) names left
+        out."""
+        found: dict[str, dict[str, int]] = {}
+        for info in self.backend.list(f"{kind}/"):
+            first, _, rest = info.key[len(kind) + 1:].partition("/")
+            if not first.startswith("."):
+                found.setdefault(first, {})[rest] = info.size
+        return found
+
+    def _file_problems(self, kind: str, version_id: str, manifest: dict, *, deep: bool,
+                       listed: dict[str, int] | None = None) -> list[Problem]:
+        """Each file of a version against its manifest: present, same size, same sha256."""
+        if listed is None:
+            listed = {i.key.split("/", 2)[2]: i.size
+                      for i in self.backend.list(f"{kind}/{version_id}/")}
+        problems = []
+        for rel, entry in manifest["files"].items():
+            key = f"{kind}/{version_id}/{rel}"
+            if rel not in listed:
+                problems.append(Problem(kind, version_id, rel, "missing"))
+            elif listed[rel] != entry["size"]:
+                problems.append(Problem(kind, version_id, rel, f"size is {listed[rel]} bytes, "
+                                                               f"manifest says {entry['size']}"))
+            elif deep and self._sha256(key) != entry["sha256"]:
+                problems.append(Problem(kind, version_id, rel, "sha256 does not match manifest"))
+        problems += [Problem(kind, version_id, rel, "unexpected file not in manifest")
+                     for rel in sorted(set(listed) - set(manifest["files"]) - {MANIFEST})]
+        return problems
+
+    def _sha256(self, key: str) -> str:
+        if self.local:
+            return sha256_file(self.local / key)
+        return hashlib.sha256(self.backend.get(key)[0]).hexdigest()
+
+    def gc(self, keep: int = 5, apply: bool = False,
+           retention_s: float = UPLOAD_RETENTION_S) -> list[Version]:
+        """The (kind, id) pairs that are (``apply``) or would be (dry run) removed: every
+        version but the aliased, pinned and newest `keep` of each kind and their lineage
+        (storage.gc), children first. With ``apply`` the removal is committed at once, then
+        the files go, and uploads no entry commits are given up once older than
+        `retention_s`."""
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
             raise StorageError(f"keep must be a non-negative int, got {keep!r}")
-        if not self.root.is_dir():
-            return []
+        if not isinstance(retention_s, (int, float)) or retention_s < 0:
+            raise StorageError(f"retention must be a non-negative number of seconds, "
+                               f"got {retention_s!r}")
+        doomed: list[Version] = []
+
+        def plan(state: State) -> list[dict]:
+            now = datetime.now(timezone.utc)
+            kept = [(k, t) for k in KINDS for t in state.aliases[k].values()]
+            doomed[:] = plan_gc(state.versions, kept + state.pinned(now), keep,
+                                lambda k, i: self._manifest(k, i)[0])
+            lapsed = [t for t, p in state.pins.items() if datetime.fromisoformat(p["until"])
+                      <= now]
+            return ([{"op": "remove", "kind": k, "ids": [i for kk, i in doomed if kk == k]}
+                     for k in KINDS if any(kk == k for kk, _ in doomed)]
+                    + [{"op": "unpin", "token": t} for t in lapsed])
+
         if not apply:
-            return self._gc_plan(keep)
-        with ExitStack() as claims:
-            trash = []
-            with self._locks.held(*KINDS):
-                doomed = self._gc_plan(keep)
-                for kind, version_id in doomed:
-                    staging_root = self._kind_dir(kind) / STAGING_DIR
-                    staging_root.mkdir(exist_ok=True)
-                    # Renaming into staging makes the removal atomic for readers; the slow
-                    # rmtree happens after the kind locks are released. Should this process
-                    # die first, clean_staging finishes the job.
-                    target = claims.enter_context(
-                        claim(staging_root / f"{version_id}.{owner_tag()}{GC_SUFFIX}")
-                    )
-                    os.rename(self._kind_dir(kind) / version_id, target)
-                    trash.append(target)
-                for kind in {k for k, _ in doomed}:
-                    fsync_dir(self._kind_dir(kind))
-            for target in trash:
-                shutil.rmtree(target, ignore_errors=True)
-        return doomed
+            plan(self._state())
+            return doomed
+        self._commit(plan)
+        for kind, version_id in doomed:
+            self._shared.manifests.pop((kind, version_id), None)
+            self._delete_prefix(f"{kind}/{version_id}/")
+        self.clean_staging(retention_s)
+        return list(doomed)
 
-    def _gc_plan(self, keep: int) -> list[Version]:
-        aliased = [(kind, target) for kind in KINDS for target in self.aliases(kind).values()]
-        return plan_gc({kind: self._ids(kind) for kind in KINDS}, aliased, keep,
-                       self._read_manifest)
+    def clean_staging(self, retention_s: float = UPLOAD_RETENTION_S) -> int:
+        """Remove what interrupted publishes and gc runs left: files of removed versions at
+        once, uploads no entry commits once older than `retention_s` (given up by an
+        ``abandon`` entry first, so their publisher can never commit them); how many
+        versions' worth."""
+        cutoff = time.time() - retention_s
+        state = self._state()
+        stale: dict[str, list[str]] = {}
+        gone = 0
+        for kind in KINDS:
+            newest: dict[str, float] = {}
+            for info in self.backend.list(f"{kind}/"):
+                first = info.key[len(kind) + 1:].split("/", 1)[0]
+                if is_version_id(first) and not state.has(kind, first):
+                    newest[first] = max(newest.get(first, 0.0), info.modified)
+            for version_id, modified in sorted(newest.items()):
+                if state.dead(kind, version_id):
+                    self._delete_prefix(f"{kind}/{version_id}/")
+                    gone += 1
+                elif modified <= cutoff:
+                    stale.setdefault(kind, []).append(version_id)
 
-    def clean_staging(self) -> int:
-        """Remove staging directories left behind by killed processes; return how many
-        (see storage.staging: a publish in progress in a live process is never touched)."""
-        return staging_cleanup.clean_staging(self.root)
+        def plan(state: State) -> list[dict]:
+            return [{"op": "abandon", "kind": k, "ids": [i for i in ids if not state.has(k, i)]}
+                    for k, ids in stale.items() if any(not state.has(k, i) for i in ids)]
 
-    def exists(self) -> bool:
-        """Whether the store's directory exists yet."""
-        return self.root.is_dir()
+        if stale:
+            after = self._commit(plan)
+            for kind, ids in stale.items():
+                for version_id in ids:
+                    if after.dead(kind, version_id):
+                        self._delete_prefix(f"{kind}/{version_id}/")
+                        gone += 1
+        gone += self.backend.remove_temp_files(retention_s)
+        return gone
 
-    # -- the inbox and work directories ------------------------------------------------------
+    # -- the inbox, feeds and work directories -----------------------------------------
 
     @property
     def inbox(self) -> Path:
-        """``<root>/inbox``: where new headline CSVs are dropped for the ingest flow.
-
-        Not created here; processed files are moved to ``inbox/processed/<dataset id>/``.
-        """
-        return Inbox.at(self.root).directory
+        """Where new headline CSVs wait for the ingest flow: ``<root>/inbox`` of a directory
+        store; for an object store a folder of this host's cache (files arrive on a host)."""
+        if self.local:
+            return self.local / INBOX_DIR
+        return self.cache.root / INBOX_DIR / self._key
 
     @property
     def feeds(self) -> FeedState:
@@ -302,37 +748,33 @@ class Store(VersionLookup):
         return FeedState(self)
 
     def work_dir(self, name: str) -> Path:
-        """A persistent scratch directory ``<root>/.work/<name>``, created if missing (for
-        resumable jobs; see storage.workdirs). Call ``remove_work_dir`` once the job's result
-        is published."""
-        return workdirs.work_dir(self.root, name)
-
-    def remove_work_dir(self, work_dir: str | Path) -> None:
-        """Delete a directory made by ``work_dir`` (given as its name or its path)."""
-        workdirs.remove_work_dir(self.root, work_dir)
+        """A persistent scratch directory for resumable jobs (storage.workdirs), created if
+        missing; call `remove_work_dir` once the job's result is published."""
+        if self.local:
+            return work_dir(self.local, name)
+        return super().work_dir(name)
 
     def save_work_dir(self, work_dir: str | Path) -> None:
-        """Make a work directory's current content durable in the store: nothing to do
-        here (it lives in the store already); an object store uploads it."""
+        """Make a work directory's content durable in the store: a directory store's is
+        already; an object store's is uploaded whole."""
+        if not self.local:
+            super().save_work_dir(work_dir)
 
-    # -- helpers -----------------------------------------------------------------------------
+    def remove_work_dir(self, work_dir: str | Path) -> None:
+        """Delete a directory made by `work_dir` (given as its name or its path)."""
+        if self.local:
+            remove_work_dir(self.local, work_dir)
+        else:
+            super().remove_work_dir(work_dir)
 
-    def _kind_dir(self, kind: str) -> Path:
-        return self.root / kind
 
-    def _has_version(self, kind: str, version_id: str) -> bool:
-        return (self._kind_dir(kind) / version_id).is_dir()
-
-    def _read_alias(self, kind: str, name: str) -> str | None:
-        return alias_files.read_alias(self._kind_dir(kind), kind, name)
-
-    def _ids(self, kind: str) -> list[str]:
-        kind_dir = self._kind_dir(kind)
-        try:
-            entries = os.listdir(kind_dir)
-        except FileNotFoundError:
-            return []
-        return sorted(e for e in entries if is_version_id(e) and (kind_dir / e).is_dir())
-
-    def _read_manifest(self, kind: str, version_id: str) -> dict:
-        return read_manifest(self._kind_dir(kind) / version_id, kind, version_id)
+def _check_alias_list(aliases: Sequence[str]) -> list[str]:
+    """`aliases` as a list of valid, distinct names; StorageError naming a bad one."""
+    if isinstance(aliases, str) or not isinstance(aliases, Sequence):
+        raise StorageError(f"aliases must be a list of names, got {aliases!r}")
+    names: list[str] = []
+    for name in aliases:
+        check_alias_name(name)
+        if name not in names:
+            names.append(name)
+    return names

@@ -34,7 +34,7 @@ from ingestion.feed_fetch import FeedError, FetchConfig, Validators, retry_if_tr
 from ingestion.feed_rows import FEED_CLEANING, PollCounts, raw_rows, select_new, stored_texts
 from ingestion.feeds import poll_feed
 from ingestion.plan import plan_rows
-from storage import AliasMovedError, cause, one_line
+from storage import cause, one_line
 from storage.feeds import BUFFER_PARAM, BufferedItem, FeedState
 from tasks import presets
 from tasks.common import open_store, run_logger, run_task
@@ -154,40 +154,6 @@ def buffer_status(storage: str | None, min_new: int = presets.FEED_MIN_NEW,
     return BufferStatus.of(open_store(storage).feeds, min_new, max_wait_hours, now)[0]
 
 
-def _adopt_committed(store: Any, state: FeedState, pending: list[BufferedItem]) -> str | None:
-    """Finish the publish of a run killed after its version was committed but before
-    "latest" moved to it (storage.feeds, step 2): a dataset version planned on the current
-    latest from the first `pending` item is moved to "latest" (compare-and-swap) and its
-    items marked published, so they are not published again in a second, overlapping
-    version. Its id, else None (none there, or another writer moved "latest" meanwhile: then
-    its items stay pending and the next version, planned on the new latest, takes them).
-    Needs the feed lock."""
-    if not pending:
-        return None
-    latest = store.aliases("datasets").get("latest")
-    parents = [latest] if latest else []
-    committed = []
-    for manifest in store.versions("datasets"):
-        span = manifest["params"].get(BUFFER_PARAM)
-        if (isinstance(span, dict) and span.get("first") == pending[0].seq
-                and isinstance(span.get("through"), int) and manifest["id"] != latest
-                and manifest["parents"].get("datasets", []) == parents):
-            committed.append((span["through"], manifest["id"]))
-    if not committed:
-        return None
-    through, dataset_id = max(committed)  # the one holding the most items
-    try:
-        store.set_alias("datasets", "latest", dataset_id,
-                        "feed buffer: a killed publish's version, adopted", expect=latest)
-    except AliasMovedError:
-        return None
-    state.mark_published(through, dataset_id)
-    run_logger().info("dataset %s (feed buffer items %d-%d), committed by a run stopped "
-                      "before it moved \"latest\", is now the latest version",
-                      dataset_id, pending[0].seq, through)
-    return dataset_id
-
-
 @task(name="publish-buffer", cache_policy=NO_CACHE)
 def publish_buffer(storage: str | None, min_new: int = presets.FEED_MIN_NEW,
                    max_wait_hours: float = presets.FEED_MAX_WAIT_HOURS,
@@ -205,11 +171,8 @@ def publish_buffer(storage: str | None, min_new: int = presets.FEED_MIN_NEW,
     log = run_logger()
     with store.feeds.locked() as state:
         status, pending = BufferStatus.of(state, min_new, max_wait_hours, now)
-        adopted = _adopt_committed(store, state, pending)
-        if adopted is not None:  # its items are published now
-            status, pending = BufferStatus.of(state, min_new, max_wait_hours, now)
         if not status.due:
-            return adopted
+            return None
         through = pending[-1].seq
 
         def build(previous_dir: Path | None) -> Publication | None:
@@ -234,7 +197,7 @@ def publish_buffer(storage: str | None, min_new: int = presets.FEED_MIN_NEW,
     if dataset_id is None:
         log.info("the %d waiting item(s) are already in dataset %s: nothing to publish",
                  len(pending), previous)
-        return adopted
+        return None
     log.info("published dataset %s from the feed buffer (%s): %s", dataset_id,
              status.reason(), plan.describe())
     return dataset_id

@@ -7,7 +7,9 @@ Progress, logs and TensorBoard curves come from the callbacks in tasks.callbacks
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from prefect import task
@@ -18,6 +20,7 @@ from charlm.data import Corpus
 from charlm.devices import make_strategy
 from charlm.model import build_model, count_parameters, resolve_precision, save_model
 from charlm.train import Callback, fit
+from storage import Store
 from storage.checkpoints import CheckpointDir
 from storage.datasets import read_texts
 from storage.layout import ModelFiles, TrainingWorkFiles, training_work_name
@@ -56,7 +59,6 @@ def train_model(storage: str | None, dataset: str = "latest",
     tasks.warm): `network` must have its shape, and the peak learning rate is
     `training.warm_learning_rate`; the new model's parents["models"] names it.
     """
-    log = run_logger()
     store = open_store(storage)
     dataset_id = store.resolve("datasets", dataset)
     start = None
@@ -67,6 +69,21 @@ def train_model(storage: str | None, dataset: str = "latest",
             raise ValueError(f"cannot start from model {start_from} ({start}): "
                              + "; ".join(conflicts))
         training = training.warm()
+    # gc keeps what a run builds on for as long as it runs (hours), not only what is aliased
+    # or newest: the model's publish would otherwise be refused at the end.
+    with ExitStack() as pins:
+        holder = f"train-model pid {os.getpid()}"
+        pins.enter_context(store.pinned("datasets", dataset_id, holder))
+        if start:
+            pins.enter_context(store.pinned("models", start, holder))
+        return _train(store, dataset_id, network, training, precision, callbacks, devices,
+                      start)
+
+
+def _train(store: Store, dataset_id: str, network: ModelConfig, training: TrainConfig,
+           precision: str, callbacks: Sequence[Callback], devices: int | str,
+           start: str | None) -> TrainOutcome:
+    log = run_logger()
     dataset_dir = store.path("datasets", dataset_id)  # verifies checksums first
     train = Corpus.from_texts(read_texts(dataset_dir, "train"))
     validation = Corpus.from_texts(read_texts(dataset_dir, "validation"))

@@ -90,11 +90,11 @@ def test_a_corrupt_shared_blob_is_fetched_again_for_a_new_version(tmp_path: Path
 
 def test_through_the_object_store_a_corrupt_cache_heals_and_a_corrupt_store_raises(
         tmp_path: Path) -> None:
+    from storage import Store
     from storage.errors import CorruptVersionError
-    from storage.object_store import ObjectStore
 
     url = f"memory://{os.urandom(6).hex()}"
-    publisher = ObjectStore(url, cache=FileCache(tmp_path / "publisher"))
+    publisher = Store(url, cache=FileCache(tmp_path / "publisher"))
 
     def publish(weights: bytes) -> str:
         with publisher.publish("models") as staging:
@@ -103,7 +103,7 @@ def test_through_the_object_store_a_corrupt_cache_heals_and_a_corrupt_store_rais
         return staging.id
 
     v1 = publish(b"one")
-    reader = ObjectStore(url, cache=FileCache(tmp_path / "reader"))
+    reader = Store(url, cache=FileCache(tmp_path / "reader"))
     reader.path("models", v1)
     vocabulary = reader.manifest("models", v1)["files"]["vocabulary.json"]["sha256"]
     corrupt(reader.cache.blob(vocabulary))

@@ -104,13 +104,16 @@ def test_validators_per_url(store: Store) -> None:
     assert [p.file for p in store.verify()] == ["validators.json"]
 
 
-def test_leftover_temporaries_are_removed_under_the_lock(store: Store) -> None:
+def test_a_killed_writers_temporary_is_invisible_and_gc_removes_it(store: Store) -> None:
     with store.feeds.locked() as state:
         state.save_validators("http://a.test/feed", '"v1"', None)
-    leftover = FeedFiles.of(store.root).validators.with_name(".validators.json.999.ab.tmp")
+    leftover = FeedFiles.of(store.root).validators.with_name(".validators.json.999.0123456789abcdef.tmp")
     leftover.write_text("{}")
-    with store.feeds.locked():
-        pass
+    assert store.feeds.validators("http://a.test/feed") == ('"v1"', None)
+    assert store.verify() == []
+    store.gc(apply=True)
+    assert leftover.exists()  # young: maybe a write in progress
+    store.gc(apply=True, retention_s=0)
     assert not leftover.exists()
 
 

@@ -1,6 +1,5 @@
-"""What only an object store has: the backend's conditional writes, the host cache, the
-retraction of a publish whose expected alias moved at the last moment, and the age rule
-for uploads without a manifest. Run on obstore's memory store and on moto's S3 server."""
+"""What only an object store has: the backend's conditional writes, the host cache, and the
+retention of uploads no commit names. Run on obstore's memory store and on moto's S3 server."""
 
 from __future__ import annotations
 
@@ -11,18 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import storage.staging as staging_cleanup
-from storage import AliasMovedError, StorageError, Store
-from storage.backend import (
-    RETRY,
-    ObjectMissing,
-    ObstoreBackend,
-    WriteConflict,
-    is_store_url,
-    open_backend,
-)
+from storage import StorageError, Store
+from storage.backend import RETRY, ObjectMissing, WriteConflict, is_store_url, open_backend
 from storage.cache import FileCache
-from storage.object_store import ObjectStore
+from tests.storage.pausing import Pausing
 
 
 @pytest.fixture(params=["memory", "s3"])
@@ -61,11 +52,11 @@ def test_store_urls() -> None:
         open_backend("s3:///x")
 
 
-class Counting(ObstoreBackend):
+class Counting(Pausing):
     """A backend that counts downloads per key."""
 
-    def __init__(self, inner: ObstoreBackend) -> None:
-        super().__init__(inner.url, inner._store)
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
         self.downloads: dict[str, int] = {}
 
     def get_file(self, key: str, target: Path) -> int:
@@ -81,7 +72,7 @@ def test_each_file_is_downloaded_once_per_host(url: str, tmp_path: Path) -> None
         (staging.path / "weights.bin").write_bytes(shared["weights.bin"])
     backend = Counting(open_backend(url))
     host = FileCache(tmp_path / "host")
-    readers = [ObjectStore(url, backend=backend, cache=host) for _ in range(3)]
+    readers = [Store(url, backend=backend, cache=host) for _ in range(3)]
     threads = [threading.Thread(target=r.path, args=("models", "latest")) for r in readers]
     for thread in threads:
         thread.start()
@@ -92,7 +83,7 @@ def test_each_file_is_downloaded_once_per_host(url: str, tmp_path: Path) -> None
     assert sum(backend.downloads.values()) <= 3  # racing threads may each fetch once...
     assert sum(backend.downloads.values()) >= 1
     again = sum(backend.downloads.values())
-    ObjectStore(url, backend=backend, cache=host).path("models", "latest")
+    Store(url, backend=backend, cache=host).path("models", "latest")
     assert sum(backend.downloads.values()) == again  # ...but a later reader never does
 
 
@@ -102,48 +93,23 @@ def test_the_cache_stays_under_its_bound(url: str, tmp_path: Path) -> None:
             (staging.path / "rows.bin").write_bytes(bytes([n]) * 50_000)
     # No grace: the bound then holds at once (a version used within the grace is kept).
     cache = FileCache(tmp_path / "small", max_bytes=120_000, trim_grace_s=0)
-    reader = ObjectStore(url, cache=cache)
+    reader = Store(url, cache=cache)
     for version in reader.versions("datasets"):
         assert (reader.path("datasets", version["id"]) / "rows.bin").stat().st_size == 50_000
     assert cache.size() <= 120_000
 
 
-def test_a_publish_whose_expected_alias_moves_at_the_commit_is_taken_back(url: str) -> None:
-    store = Store(url)
-    with store.publish("datasets") as staging:
-        (staging.path / "a").write_bytes(b"1")
-    base = staging.id
-    other = Store(url)
-    real_expected = store._expected_tags
-
-    def racing(kind, expect):  # another writer moves "latest" right after our check
-        tags = real_expected(kind, expect)
-        with other.publish("datasets") as rival:
-            (rival.path / "a").write_bytes(b"2")
-        return tags
-
-    store._expected_tags = racing
-    with pytest.raises(AliasMovedError), \
-            store.publish("datasets", expect={"latest": base}) as staging:
-        (staging.path / "a").write_bytes(b"3")
-    visible = [m["id"] for m in Store(url).versions("datasets")]
-    assert staging.id not in visible and len(visible) == 2
-    with pytest.raises(StorageError, match="unknown datasets"):
-        store.resolve("datasets", staging.id)  # not even from this host's cache
-
-
-def test_uploads_without_manifest_are_invisible_then_reported_then_collected(
-        url: str, monkeypatch) -> None:
+def test_uploads_no_commit_names_are_invisible_and_kept_for_the_retention(url: str) -> None:
     store = Store(url)
     with store.publish("models") as staging:
         (staging.path / "w").write_bytes(b"w")
     store.backend.put("models/20240101-000000-000000-abcdef/w", b"orphan")
     assert [m["id"] for m in store.versions("models")] == [staging.id]
-    assert store.verify() == []  # young: maybe a publish in progress elsewhere
-    assert store.clean_staging() == 0
-    monkeypatch.setattr(staging_cleanup, "STALE_AFTER_S", 0.0)
-    assert [p.id for p in store.verify()] == ["20240101-000000-000000-abcdef"]
-    store.gc(apply=True)
+    assert store.verify() == []  # not a version: nothing to check, nothing wrong
+    store.gc(apply=True)  # young: maybe a publish in progress elsewhere
+    assert store.backend.head("models/20240101-000000-000000-abcdef/w") is not None
+    store.gc(apply=True, retention_s=0)
+    assert store.backend.head("models/20240101-000000-000000-abcdef/w") is None
     assert store.verify() == [] and [m["id"] for m in store.versions("models")] == [staging.id]
 
 

@@ -33,27 +33,16 @@ def any_store(request, tmp_path: Path, monkeypatch) -> Store:
     return Store(request.getfixturevalue("s3_store_url"))
 
 
-def is_object(store: Store) -> bool:
-    return hasattr(store, "backend")
-
-
 def reopen(store: Store, cache: Path) -> Store:
     """The same store seen by another host: a fresh instance with its own empty cache."""
-    if not is_object(store):
-        return Store(store.root)
-    from storage.object_store import ObjectStore
-
-    return ObjectStore(store.root, cache=FileCache(cache))
+    return Store(store.root, backend=store.backend, cache=FileCache(cache))
 
 
 def damage(store: Store, kind: str, version_id: str, rel: str, data: bytes) -> None:
     """Replace a published file's bytes behind the store's back."""
-    if is_object(store):
-        store.backend.put(f"{kind}/{version_id}/{rel}", data)
-    else:
-        path = Path(store.root) / kind / version_id / rel
-        path.chmod(0o644)
-        path.write_bytes(data)
+    if store.local:
+        (store.local / kind / version_id / rel).chmod(0o644)
+    store.backend.put(f"{kind}/{version_id}/{rel}", data)
 
 
 def put(store: Store, kind: str = "datasets", files: dict[str, bytes] | None = None,

@@ -47,7 +47,7 @@ def test_gc_keeps_newest_aliases_and_lineage(store, publish):
     assert store.gc(keep=1) == []
     # Deleted versions are gone completely, staging included.
     for kind in ("datasets", "models", "evaluations"):
-        assert os.listdir(store.root / kind / ".staging") == []
+        assert os.listdir(store.local / kind / ".staging") == []
 
 
 def test_gc_keeps_transitive_lineage(store, publish):
@@ -59,7 +59,7 @@ def test_gc_keeps_transitive_lineage(store, publish):
     assert store.gc(keep=1) == []
     assert store.resolve("generations", "showcase") == generation
     # Without the alias, the chain goes (generation was also the newest, so drop keep to 0).
-    os.remove(store.root / "generations" / ".aliases" / "showcase")
+    os.remove(store.local / "generations" / ".aliases" / "showcase")
     assert set(store.gc(keep=0)) >= {("models", old_model), ("datasets", old_data)}
 
 
@@ -110,7 +110,7 @@ def test_gc_orders_a_hand_made_lineage_cycle_newest_first(store, publish):
 
     first = publish("models", aliases=())
     second = publish("models", parents={"models": [first]}, aliases=())
-    manifest_path = store.root / "models" / first / "manifest.json"
+    manifest_path = store.local / "models" / first / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["parents"] = {"models": [second]}  # first <-> second: only a hand edit does this
     os.chmod(manifest_path, 0o644)

@@ -49,7 +49,7 @@ def test_publish_creates_version_with_files_and_manifest(store):
         assert staging.path.parent.name == ".staging"
 
     version_dir = store.path("datasets", staging.id)
-    assert version_dir == store.root / "datasets" / staging.id
+    assert version_dir == store.local / "datasets" / staging.id
     assert (version_dir / "train.txt").read_text() == "hello\n"
     manifest = json.loads((version_dir / MANIFEST).read_text())
     assert manifest == store.manifest("datasets", "latest")
@@ -75,7 +75,7 @@ def test_publish_creates_version_with_files_and_manifest(store):
     assert created.utcoffset().total_seconds() == 0
     assert created.strftime("%Y%m%d-%H%M%S-%f") == staging.id[:22]
     # Staging is gone, and published files are read-only.
-    assert list((store.root / "datasets" / ".staging").iterdir()) == []
+    assert list((store.local / "datasets" / ".staging").iterdir()) == []
     assert not os.stat(version_dir / "train.txt").st_mode & 0o222
 
 
@@ -216,7 +216,7 @@ def test_exception_inside_publish_leaves_nothing_and_keeps_aliases(store, publis
     assert not staging.path.exists()
     assert [m["id"] for m in store.versions("models")] == [before]
     assert store.aliases("models") == {"latest": before}
-    assert os.listdir(store.root / "models" / ".staging") == []
+    assert os.listdir(store.local / "models" / ".staging") == []
     assert store.verify() == []
 
 
@@ -251,7 +251,7 @@ def test_caller_cannot_overwrite_manifest_or_store_symlinks(store, tmp_path):
         with store.publish("models") as staging:
             (staging.path / "link").symlink_to(outside)
     assert store.versions("models") == []
-    assert os.listdir(store.root / "models" / ".staging") == []
+    assert os.listdir(store.local / "models" / ".staging") == []
 
 
 def test_unserializable_params_and_summary_are_user_errors(store):
@@ -299,7 +299,7 @@ def test_disk_full_while_writing_manifest(store, publish, monkeypatch):
     assert not staging.path.exists()
     assert store.aliases("models") == {"latest": before}
     assert [m["id"] for m in store.versions("models")] == [before]
-    assert os.listdir(store.root / "models" / ".staging") == []
+    assert os.listdir(store.local / "models" / ".staging") == []
 
 
 def test_disk_full_while_writing_alias_during_set_alias(store, publish, monkeypatch):
@@ -314,12 +314,12 @@ def test_disk_full_while_writing_alias_during_set_alias(store, publish, monkeypa
         store.set_alias("models", "latest", first)
     # The alias is replaced atomically: the failed update left the old value and no temp file.
     assert store.aliases("models") == {"latest": second}
-    assert os.listdir(store.root / "models" / ".aliases") == ["latest"]
+    assert os.listdir(store.local / "models" / ".aliases") == ["latest"]
 
 
 def test_corrupt_manifest_is_reported_by_manifest_and_versions(store, publish):
     version = publish("models")
-    manifest_path = store.root / "models" / version / MANIFEST
+    manifest_path = store.local / "models" / version / MANIFEST
     os.chmod(manifest_path, 0o644)
     manifest_path.write_text("{not json")
     with pytest.raises(CorruptVersionError, match=f"models.*{version}.*{MANIFEST}"):
@@ -330,7 +330,7 @@ def test_corrupt_manifest_is_reported_by_manifest_and_versions(store, publish):
 
 def test_work_dirs_persist_until_removed(store, publish):
     work = store.work_dir("train-0123abcd")
-    assert work == store.root / ".work" / "train-0123abcd" and work.is_dir()
+    assert work == store.local / ".work" / "train-0123abcd" and work.is_dir()
     (work / "ckpt").write_text("epoch 3")
     assert store.work_dir("train-0123abcd") == work  # a rerun finds its checkpoints
     publish("models")
@@ -345,7 +345,7 @@ def test_work_dirs_persist_until_removed(store, publish):
         with pytest.raises(StorageError, match="bad work directory name"):
             store.work_dir(bad)
     with pytest.raises(StorageError, match="not a work directory"):
-        store.remove_work_dir(store.root / "models")
+        store.remove_work_dir(store.local / "models")
 
 
 def test_set_alias_with_expect_is_a_compare_and_swap(store, publish):

@@ -32,7 +32,7 @@ def only_problem(store: Store) -> Problem:
 
 
 def test_modified_file(store, version):
-    target = writable(store.root / "datasets" / version / "train.txt")
+    target = writable(store.local / "datasets" / version / "train.txt")
     target.write_bytes(b"c" * 100)  # same size, different content
     problem = only_problem(store)
     assert problem == Problem("datasets", version, "train.txt", problem.reason)
@@ -45,11 +45,11 @@ def test_modified_file(store, version):
         "train.txt",
     )
     # Without verification the directory is still returned (e.g. for inspection).
-    assert store.path("datasets", version, verify=False) == store.root / "datasets" / version
+    assert store.path("datasets", version, verify=False) == store.local / "datasets" / version
 
 
 def test_truncated_file(store, version):
-    target = writable(store.root / "datasets" / version / "sub" / "valid.txt")
+    target = writable(store.local / "datasets" / version / "sub" / "valid.txt")
     with open(target, "r+b") as handle:
         handle.truncate(10)
     problem = only_problem(store)
@@ -60,7 +60,7 @@ def test_truncated_file(store, version):
 
 
 def test_deleted_file(store, version):
-    (store.root / "datasets" / version / "train.txt").unlink()
+    (store.local / "datasets" / version / "train.txt").unlink()
     problem = only_problem(store)
     assert (problem.id, problem.file, problem.reason) == (version, "train.txt", "missing")
     with pytest.raises(CorruptVersionError, match="train.txt: missing"):
@@ -68,7 +68,7 @@ def test_deleted_file(store, version):
 
 
 def test_extra_file(store, version):
-    (store.root / "datasets" / version / "sub" / "sneaky.txt").write_text("x")
+    (store.local / "datasets" / version / "sub" / "sneaky.txt").write_text("x")
     problem = only_problem(store)
     assert (problem.id, problem.file) == (version, "sub/sneaky.txt")
     assert "unexpected" in problem.reason
@@ -77,7 +77,7 @@ def test_extra_file(store, version):
 
 
 def test_missing_and_invalid_manifest(store, version):
-    manifest = writable(store.root / "datasets" / version / MANIFEST)
+    manifest = writable(store.local / "datasets" / version / MANIFEST)
     manifest.write_text('{"format": 1, "kind": "datasets"}')
     problem = only_problem(store)
     assert (problem.kind, problem.id, problem.file) == ("datasets", version, MANIFEST)
@@ -91,7 +91,7 @@ def test_missing_and_invalid_manifest(store, version):
 def test_manifest_with_path_traversal_is_invalid(store, version):
     import json
 
-    manifest_path = writable(store.root / "datasets" / version / MANIFEST)
+    manifest_path = writable(store.local / "datasets" / version / MANIFEST)
     manifest = json.loads(manifest_path.read_text())
     manifest["files"]["../../escape"] = manifest["files"].pop("train.txt")
     manifest_path.write_text(json.dumps(manifest))
@@ -101,7 +101,7 @@ def test_manifest_with_path_traversal_is_invalid(store, version):
 
 def test_dangling_alias(store, version, publish):
     other = publish("datasets", aliases=("champion",))
-    shutil.rmtree(store.root / "datasets" / other)
+    shutil.rmtree(store.local / "datasets" / other)
     problem = only_problem(store)
     assert problem == Problem("datasets", other, ".aliases/champion", problem.reason)
     assert "'champion'" in problem.reason
@@ -110,8 +110,8 @@ def test_dangling_alias(store, version, publish):
 
 
 def test_missing_parent_and_stray_entry(store, version):
-    shutil.rmtree(store.root / "datasets" / version)
-    (store.root / "models" / "notes.txt").write_text("x")
+    shutil.rmtree(store.local / "datasets" / version)
+    (store.local / "models" / "notes.txt").write_text("x")
     problems = store.verify()
     reasons = {(p.kind, p.file): p.reason for p in problems}
     assert "datasets" in reasons[("models", MANIFEST)] and version in reasons[("models", MANIFEST)]
@@ -122,12 +122,12 @@ def test_missing_parent_and_stray_entry(store, version):
 
 
 def test_quick_verify_reads_manifests_and_aliases_not_files(store, version):
-    target = writable(store.root / "datasets" / version / "train.txt")
+    target = writable(store.local / "datasets" / version / "train.txt")
     target.write_bytes(b"c" * 100)  # only hashing finds this
     assert store.verify(quick=True) == []
     assert len(store.verify()) == 1
-    os.remove(writable(store.root / "datasets" / version / MANIFEST))
-    (store.root / "models" / ".aliases" / "champion").write_text(version + "\n")
+    os.remove(writable(store.local / "datasets" / version / MANIFEST))
+    (store.local / "models" / ".aliases" / "champion").write_text(version + "\n")
     problems = store.verify(quick=True)
     assert {(p.kind, p.file) for p in problems} == {("datasets", MANIFEST),
                                                     ("models", ".aliases/champion")}
