@@ -348,8 +348,8 @@ class Store(MirroredWorkDirs):
                     committed = True  # unknown: leave the files to gc's retention
                 raise
             committed = True
-            self._shared.manifests[(kind, version_id)] = (manifest, data)
             if not self.local:
+                self._shared.manifests[(kind, version_id)] = (manifest, data)
                 self._keep_local_copy(path, kind, version_id, manifest, data)
         except OSError as error:
             if error.errno not in _DISK_FULL:
@@ -389,11 +389,14 @@ class Store(MirroredWorkDirs):
             pass  # another process materialised it first; ours is removed with staging
 
     def _delete_prefix(self, prefix: str) -> None:
+        """Delete a version's files (`prefix`: "<kind>/<id>/"), best effort."""
         try:
             for info in self.backend.list(prefix):
                 self.backend.delete(info.key)
         except StorageError:
             pass  # what is left is an upload no entry commits: gc gives it up later
+        if self.local:  # folders a killed writer made but never filled hold no key
+            shutil.rmtree(self.local / prefix, ignore_errors=True)
 
     # -- resolving references ----------------------------------------------------------
 
@@ -467,16 +470,22 @@ class Store(MirroredWorkDirs):
 
     # -- reading -----------------------------------------------------------------------
 
-    def _manifest(self, kind: str, version_id: str) -> tuple[dict, bytes]:
+    def _manifest(self, kind: str, version_id: str, *, fresh: bool = False
+                  ) -> tuple[dict, bytes]:
+        """A version's manifest and its bytes. An object store's are kept in memory once
+        read (a committed manifest never changes: a warm read costs no request); a
+        directory's are read each time (cheap, and a damaged file is noticed), as are
+        `fresh` ones (verify)."""
         cached = self._shared.manifests.get((kind, version_id))
-        if cached is not None:
+        if cached is not None and not fresh and not self.local:
             return cached
         try:
             data = self.backend.get(f"{kind}/{version_id}/{MANIFEST}")[0]
         except ObjectMissing:
             raise CorruptVersionError(kind, version_id, MANIFEST, "missing") from None
         manifest = parse_manifest(data, kind, version_id)
-        self._shared.manifests[(kind, version_id)] = (manifest, data)
+        if not self.local:
+            self._shared.manifests[(kind, version_id)] = (manifest, data)
         return manifest, data
 
     def manifest(self, kind: str, ref: str) -> dict:
@@ -609,7 +618,7 @@ class Store(MirroredWorkDirs):
                          for entry in sorted(listing) if not is_version_id(entry)]
             for version_id in state.versions[k]:
                 try:
-                    manifest = self._manifest(k, version_id)[0]
+                    manifest = self._manifest(k, version_id, fresh=True)[0]
                 except CorruptVersionError as error:
                     problems.append(Problem(k, version_id, error.file, error.reason))
                     continue
@@ -711,6 +720,8 @@ class Store(MirroredWorkDirs):
                 first = info.key[len(kind) + 1:].split("/", 1)[0]
                 if is_version_id(first) and not state.has(kind, first):
                     newest[first] = max(newest.get(first, 0.0), info.modified)
+            for folder in self._empty_folders(kind, state, newest):
+                newest[folder.name] = folder.stat().st_mtime
             for version_id, modified in sorted(newest.items()):
                 if state.dead(kind, version_id):
                     self._delete_prefix(f"{kind}/{version_id}/")
@@ -731,6 +742,16 @@ class Store(MirroredWorkDirs):
                         gone += 1
         gone += self.backend.remove_temp_files(retention_s)
         return gone
+
+    def _empty_folders(self, kind: str, state: State, listed: Mapping[str, float]
+                       ) -> list[Path]:
+        """A directory store's version folders that hold no file (a publish killed before
+        it wrote one): no key names them, so only the folder's age tells."""
+        if not self.local or not (self.local / kind).is_dir():
+            return []
+        return [entry for entry in (self.local / kind).iterdir()
+                if is_version_id(entry.name) and entry.name not in listed
+                and not state.has(kind, entry.name) and entry.is_dir()]
 
     # -- the inbox, feeds and work directories -----------------------------------------
 

@@ -107,7 +107,8 @@ def test_validators_per_url(store: Store) -> None:
 def test_a_killed_writers_temporary_is_invisible_and_gc_removes_it(store: Store) -> None:
     with store.feeds.locked() as state:
         state.save_validators("http://a.test/feed", '"v1"', None)
-    leftover = FeedFiles.of(store.root).validators.with_name(".validators.json.999.0123456789abcdef.tmp")
+    leftover = FeedFiles.of(store.root).validators.with_name(
+        ".validators.json.999.0123456789abcdef.tmp")
     leftover.write_text("{}")
     assert store.feeds.validators("http://a.test/feed") == ('"v1"', None)
     assert store.verify() == []

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from storage import StorageError
+from storage import StorageError, Store
 
 
 def ids(store, kind):
@@ -45,9 +45,9 @@ def test_gc_keeps_newest_aliases_and_lineage(store, publish):
     assert ids(store, "evaluations") == [evaluations[2]]
     assert store.verify() == []
     assert store.gc(keep=1) == []
-    # Deleted versions are gone completely, staging included.
+    # Removed versions' files are gone too.
     for kind in ("datasets", "models", "evaluations"):
-        assert os.listdir(store.local / kind / ".staging") == []
+        assert sorted(os.listdir(store.local / kind)) == ids(store, kind)
 
 
 def test_gc_keeps_transitive_lineage(store, publish):
@@ -58,9 +58,10 @@ def test_gc_keeps_transitive_lineage(store, publish):
     publish("models", aliases=())
     assert store.gc(keep=1) == []
     assert store.resolve("generations", "showcase") == generation
-    # Without the alias, the chain goes (generation was also the newest, so drop keep to 0).
-    os.remove(store.local / "generations" / ".aliases" / "showcase")
-    assert set(store.gc(keep=0)) >= {("models", old_model), ("datasets", old_data)}
+    # Once the alias moves on, the chain goes.
+    store.set_alias("generations", "showcase", publish("generations", aliases=()))
+    assert set(store.gc(keep=0)) >= {("generations", generation), ("models", old_model),
+                                     ("datasets", old_data)}
 
 
 def test_gc_keep_zero_removes_everything_unaliased(store, publish):
@@ -81,27 +82,29 @@ def test_gc_interrupted_half_way_leaves_consistent_store(store, publish, monkeyp
     model = publish("models", parents={"datasets": [data]}, aliases=())
     publish("datasets", aliases=())
     publish("models", aliases=())
-    # Deletion order is children before parents, so an interruption never orphans a version.
     assert store.gc(keep=1) == [("models", model), ("datasets", data)]
 
-    real_rename = os.rename
+    real_delete = Store._delete_prefix
     calls = []
 
-    def rename_then_crash(src, dst):
-        calls.append(src)
+    def delete_then_crash(self, prefix):
+        calls.append(prefix)
         if len(calls) == 2:
-            raise KeyboardInterrupt  # killed between the two removals
-        real_rename(src, dst)
+            raise KeyboardInterrupt  # killed between the two versions' files
+        real_delete(self, prefix)
 
-    monkeypatch.setattr(os, "rename", rename_then_crash)
+    monkeypatch.setattr(Store, "_delete_prefix", delete_then_crash)
     with pytest.raises(KeyboardInterrupt):
         store.gc(keep=1, apply=True)
-    monkeypatch.setattr(os, "rename", real_rename)
+    monkeypatch.setattr(Store, "_delete_prefix", real_delete)
+    # Both removals were committed in one entry before any file went: no version is half
+    # there, and the dataset's files are a leftover the next clean-up takes at once.
     assert store.verify() == []
-    assert model not in ids(store, "models") and data in ids(store, "datasets")
-    # The half-deleted model waits in staging, unclaimed, for the next cleanup.
+    assert model not in ids(store, "models") and data not in ids(store, "datasets")
+    assert (store.local / "datasets" / data).is_dir()
     assert store.clean_staging() == 1
-    assert store.gc(keep=1, apply=True) == [("datasets", data)]
+    assert not (store.local / "datasets" / data).exists()
+    assert store.gc(keep=1, apply=True) == []
     assert store.verify() == []
 
 

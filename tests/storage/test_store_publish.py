@@ -13,7 +13,6 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-import storage.fsutil
 import storage.manifests
 from storage import (
     MANIFEST,
@@ -23,11 +22,12 @@ from storage import (
     Store,
     code_version,
 )
+from storage.backend import DirectoryBackend
 
 
 def test_store_does_no_io_until_used(tmp_path):
     store = Store(tmp_path / "never")
-    assert store.root == tmp_path / "never"
+    assert store.local == tmp_path / "never" and store.root == str(tmp_path / "never")
     assert store.versions("models") == []
     assert store.aliases("models") == {}
     assert store.verify() == []
@@ -46,7 +46,8 @@ def test_publish_creates_version_with_files_and_manifest(store):
         staging.summary["loss"] = np.float32(0.5)
         # Nothing is visible before the block ends.
         assert store.versions("datasets") == []
-        assert staging.path.parent.name == ".staging"
+        # A directory store stages in the version's own folder: no copy at the commit.
+        assert staging.path == store.local / "datasets" / staging.id
 
     version_dir = store.path("datasets", staging.id)
     assert version_dir == store.local / "datasets" / staging.id
@@ -74,8 +75,7 @@ def test_publish_creates_version_with_files_and_manifest(store):
     created = datetime.fromisoformat(manifest["created_at"])
     assert created.utcoffset().total_seconds() == 0
     assert created.strftime("%Y%m%d-%H%M%S-%f") == staging.id[:22]
-    # Staging is gone, and published files are read-only.
-    assert list((store.local / "datasets" / ".staging").iterdir()) == []
+    # Published files are read-only.
     assert not os.stat(version_dir / "train.txt").st_mode & 0o222
 
 
@@ -124,7 +124,7 @@ def test_bad_kind_errors_name_the_kind(store):
     ):
         with pytest.raises(StorageError, match="'model'"):
             call()
-    assert not store.root.exists()
+    assert not store.local.exists()
 
 
 def test_set_alias_and_bad_alias_names(store, publish):
@@ -216,7 +216,7 @@ def test_exception_inside_publish_leaves_nothing_and_keeps_aliases(store, publis
     assert not staging.path.exists()
     assert [m["id"] for m in store.versions("models")] == [before]
     assert store.aliases("models") == {"latest": before}
-    assert os.listdir(store.local / "models" / ".staging") == []
+    assert os.listdir(store.local / "models") == [before]
     assert store.verify() == []
 
 
@@ -251,7 +251,7 @@ def test_caller_cannot_overwrite_manifest_or_store_symlinks(store, tmp_path):
         with store.publish("models") as staging:
             (staging.path / "link").symlink_to(outside)
     assert store.versions("models") == []
-    assert os.listdir(store.local / "models" / ".staging") == []
+    assert os.listdir(store.local / "models") == []
 
 
 def test_unserializable_params_and_summary_are_user_errors(store):
@@ -273,7 +273,7 @@ def test_disk_full_while_copying_files_into_staging(store, publish, monkeypatch)
     def full_disk_copy(src, dst, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    source = store.root.parent / "big.bin"
+    source = store.local.parent / "big.bin"
     source.write_bytes(b"0" * 100)
     monkeypatch.setattr(shutil, "copyfile", full_disk_copy)  # what Staging.copy_in calls
     with pytest.raises(StorageError, match="disk full while publishing models") as info:
@@ -299,22 +299,26 @@ def test_disk_full_while_writing_manifest(store, publish, monkeypatch):
     assert not staging.path.exists()
     assert store.aliases("models") == {"latest": before}
     assert [m["id"] for m in store.versions("models")] == [before]
-    assert os.listdir(store.local / "models" / ".staging") == []
+    assert os.listdir(store.local / "models") == [before]
 
 
-def test_disk_full_while_writing_alias_during_set_alias(store, publish, monkeypatch):
+def test_disk_full_while_committing_an_alias_move(store, publish, monkeypatch):
     first = publish("models")
     second = publish("models")
+    entries = os.listdir(store.local / "_log")
 
-    def full_disk_write(path, data):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def full_disk_write(self, target, source, mtime_ns):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(storage.fsutil, "write_file", full_disk_write)
-    with pytest.raises(StorageError, match="disk full while setting models alias 'latest'"):
-        store.set_alias("models", "latest", first)
-    # The alias is replaced atomically: the failed update left the old value and no temp file.
+    with monkeypatch.context() as patch:
+        patch.setattr(DirectoryBackend, "_write_temp", full_disk_write)
+        with pytest.raises(StorageError, match="disk full"):
+            store.set_alias("models", "latest", first)
+    # The move and its record are one entry, written whole or not at all: nothing moved,
+    # nothing recorded, no temporary file left.
     assert store.aliases("models") == {"latest": second}
-    assert os.listdir(store.local / "models" / ".aliases") == ["latest"]
+    assert store.alias_history("models") == []
+    assert os.listdir(store.local / "_log") == entries
 
 
 def test_corrupt_manifest_is_reported_by_manifest_and_versions(store, publish):

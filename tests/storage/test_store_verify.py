@@ -99,25 +99,22 @@ def test_manifest_with_path_traversal_is_invalid(store, version):
     assert "'../../escape'" in problem.reason
 
 
-def test_dangling_alias(store, version, publish):
+def test_a_version_deleted_behind_the_stores_back(store, version, publish):
     other = publish("datasets", aliases=("champion",))
     shutil.rmtree(store.local / "datasets" / other)
     problem = only_problem(store)
-    assert problem == Problem("datasets", other, ".aliases/champion", problem.reason)
-    assert "'champion'" in problem.reason
-    with pytest.raises(ValueError, match="champion"):
-        store.resolve("datasets", "champion")
+    assert problem == Problem("datasets", other, MANIFEST, "missing")
+    with pytest.raises(CorruptVersionError, match=f"{other}.*missing"):
+        store.path("datasets", "champion")
 
 
 def test_missing_parent_and_stray_entry(store, version):
     shutil.rmtree(store.local / "datasets" / version)
     (store.local / "models" / "notes.txt").write_text("x")
     problems = store.verify()
-    reasons = {(p.kind, p.file): p.reason for p in problems}
-    assert "datasets" in reasons[("models", MANIFEST)] and version in reasons[("models", MANIFEST)]
-    assert ("models", "") in reasons and "unexpected" in reasons[("models", "")]
-    # The dangling "latest" alias of datasets is reported too.
-    assert ("datasets", ".aliases/latest") in reasons
+    reasons = {(p.kind, p.id, p.file): p.reason for p in problems}
+    assert reasons == {("datasets", version, MANIFEST): "missing",
+                       ("models", "notes.txt", ""): "unexpected entry in the store"}
     assert store.verify("evaluations") == []
 
 
@@ -127,7 +124,5 @@ def test_quick_verify_reads_manifests_and_aliases_not_files(store, version):
     assert store.verify(quick=True) == []
     assert len(store.verify()) == 1
     os.remove(writable(store.local / "datasets" / version / MANIFEST))
-    (store.local / "models" / ".aliases" / "champion").write_text(version + "\n")
     problems = store.verify(quick=True)
-    assert {(p.kind, p.file) for p in problems} == {("datasets", MANIFEST),
-                                                    ("models", ".aliases/champion")}
+    assert {(p.kind, p.file) for p in problems} == {("datasets", MANIFEST)}
