@@ -119,7 +119,7 @@ def race(worker: int, races: list[tuple[str, str, str]], scores: dict[str, float
     worker (`barrier`). Returns how many of its alias writes were refused."""
     # Scores from the test's table: the race is about the alias, not about scoring.
     tasks.champion.evaluate_model = scored(scores)
-    store_class = type(Store(races[0][0]))  # the local Store, or an ObjectStore for a URL
+    store_class = Store
     real_set_alias = store_class.set_alias
     state = {"synced": False, "refused": 0}
 

@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 from feedserver import Reply, conditional, rss, rss_item
 
-import storage.aliases as storage_aliases
 import tasks.feeds
 from ingestion.split import split_of
 from storage import Store
+from storage.backend import DirectoryBackend
 from storage.datasets import read_headlines
 from storage.feeds import FeedState
 from tasks.feeds import buffer_status, ingest_feeds, publish_buffer
@@ -184,53 +184,26 @@ def test_killed_after_publishing_before_marking_publishes_nothing_twice(
     assert rows(storage).height == 5
 
 
-def commit_without_latest(storage: str, url: str, monkeypatch) -> str:
-    """Publish the buffer's 5 items with a kill after the version's rename, before "latest"
-    moves to it; the committed version's id."""
-    def die(*args, **kwargs):
-        raise Killed
+def test_killed_at_the_commit_publishes_nothing_then_everything_once(
+        storage, feed_server, monkeypatch) -> None:
+    """The version and "latest" move in one commit: a kill just before it leaves nothing
+    visible and every item pending (there is no moment between the two to adopt)."""
+    url = feed_server.serve("/feed.xml", Reply(200, rss(items(0, 5))))
+    real_put = DirectoryBackend.put
 
-    monkeypatch.setattr(storage_aliases, "write_alias", die)
+    def put(self, key, data, mode="overwrite"):
+        if key.startswith("_log/") and isinstance(data, bytes) and b'"add"' in data:
+            raise Killed
+        return real_put(self, key, data, mode)
+
+    monkeypatch.setattr(DirectoryBackend, "put", put)
     with pytest.raises(Killed):
         ingest_feeds(storage, [url], min_new=5)
     monkeypatch.undo()
-    [committed] = versions(storage)
-    assert "latest" not in Store(storage).aliases("datasets")
-    return committed
-
-
-def test_killed_after_committing_before_moving_latest_adopts_that_version(
-        storage, feed_server, monkeypatch) -> None:
-    url = feed_server.serve("/feed.xml", Reply(200, rss(items(0, 5))))
-    committed = commit_without_latest(storage, url, monkeypatch)
-    assert buffer_status(storage).waiting == 5  # outside the lineage of "latest": pending
-
-    # Nothing new and nothing due: the committed version becomes "latest", nothing else.
-    run = ingest_feeds(storage, [url], min_new=200)
-    assert run.dataset_id == committed and versions(storage) == [committed]
-    assert Store(storage).resolve("datasets", "latest") == committed
-    assert buffer_status(storage).waiting == 0 and rows(storage).height == 5
-
-    feed_server.serve("/feed.xml", Reply(200, rss(items(0, 8))))
-    run = ingest_feeds(storage, [url], min_new=1)
-    assert versions(storage) == [committed, run.dataset_id]
-    spans = [m["params"]["feed_buffer"] for m in Store(storage).versions("datasets")]
-    assert spans == [{"first": 1, "through": 5}, {"first": 6, "through": 8}]
-    assert rows(storage).height == 8 and Store(storage).verify() == []
-
-
-def test_a_version_committed_on_an_older_latest_is_not_adopted(
-        storage, feed_server, tmp_path, csv_file, monkeypatch) -> None:
-    url = feed_server.serve("/feed.xml", Reply(200, rss(items(0, 5))))
-    committed = commit_without_latest(storage, url, monkeypatch)
-    csv = csv_file(tmp_path, "later.csv", b"20240502,a csv headline later\n")
-    csv_version = ingest_csvs.fn(storage, [str(csv)]).dataset_id  # "latest" moves past it
-
+    assert versions(storage) == [] and buffer_status(storage).waiting == 5
     run = ingest_feeds(storage, [url], min_new=5)
-    assert run.dataset_id not in (None, committed)
-    manifest = Store(storage).manifest("datasets", run.dataset_id)
-    assert manifest["parents"] == {"datasets": [csv_version]}  # nothing of the csv lost
-    assert sorted(rows(storage)["source"].to_list()) == sorted(["later.csv"] + [url] * 5)
+    assert versions(storage) == [run.dataset_id] and buffer_status(storage).waiting == 0
+    assert rows(storage).height == 5 and Store(storage).verify() == []
 
 
 def test_killed_after_appending_before_saving_validators_duplicates_nothing(
