@@ -198,12 +198,13 @@ def cmd_versions(args: argparse.Namespace) -> Callable[[], None]:
 
 def cmd_verify(args: argparse.Namespace) -> Callable[[], None]:
     def run() -> None:
-        problems = open_store(args.storage).verify()
+        problems = open_store(args.storage).verify(quick=args.quick)
         for p in problems:
             out(f"{p.kind}/{p.id}: {p.file}: {p.reason}")
         if problems:
             raise RuntimeError(f"{len(problems)} problem(s) found")
-        err("every version matches its manifest")
+        err("every manifest, parent and alias is whole (files not hashed: --quick)"
+            if args.quick else "every version matches its manifest")
         out("ok")
 
     return run
@@ -221,7 +222,8 @@ def cmd_status(args: argparse.Namespace) -> Callable[[], None]:
 
 def cmd_gc(args: argparse.Namespace) -> Callable[[], None]:
     def run() -> None:
-        removed = open_store(args.storage).gc(keep=args.keep, apply=args.apply)
+        removed = open_store(args.storage).gc(keep=args.keep, apply=args.apply,
+                                              retention_s=args.retention_days * 86400.0)
         verb = "removed" if args.apply else "would remove"
         for kind, vid in removed:
             out(f"{verb} {kind}/{vid}")

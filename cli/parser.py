@@ -242,7 +242,10 @@ def build_parser() -> Parser:
     p = sub.add_parser("versions", help="list stored versions, aliases and the alias history")
     p.add_argument("kind", nargs="?", choices=KINDS, help="one kind (default: all)")
 
-    sub.add_parser("verify", help="check every stored version against its manifest")
+    p = sub.add_parser("verify", help="check every stored version against its manifest")
+    p.add_argument("--quick", action="store_true",
+                   help="manifests, parents and aliases only: no file is read or hashed "
+                        "(default: hash every file)")
 
     p = sub.add_parser("status", help="the pipeline's state on one screen: champion, data, "
                                       "drift, feeds, last runs, integrity (never writes)")
@@ -253,6 +256,9 @@ def build_parser() -> Parser:
     p.add_argument("--keep", type=positive_int, default=5,
                    help="newest versions kept per kind (default: %(default)s)")
     p.add_argument("--apply", action="store_true", help="really delete (default: off)")
+    p.add_argument("--retention-days", type=non_negative_float, default=7.0,
+                   help="uploads no commit names are removed once this old: an interrupted "
+                        "publish, never one in progress (default: %(default)s)")
 
     p = sub.add_parser("import-article", help="publish a model saved by the article's save()")
     p.add_argument("directory", help="folder with vocabulary.txt, unit_type.txt, weights/, ...")

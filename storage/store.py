@@ -152,7 +152,10 @@ class Store(MirroredWorkDirs):
         read (one request when there are none)."""
         shared = self._shared
         with shared.lock:
-            state = shared.state if shared.state is not None else self._load()
+            state = shared.state
+            if state is None or (self.local and state.seq >= 0 and not
+                                 (self.local / log.entry_key(state.seq)).exists()):
+                state = self._load()  # first look, or the directory was emptied meanwhile
             while True:
                 try:
                     data, _ = self.backend.get(log.entry_key(state.seq + 1))

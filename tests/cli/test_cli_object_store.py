@@ -84,6 +84,25 @@ def test_bad_store_urls_are_one_line_errors(capsys, s3_server, monkeypatch, tmp_
     assert time.monotonic() - started < 60  # retried with backoff, then gave up
 
 
+def test_credentials_in_a_store_url_are_never_printed(capsys, monkeypatch, tmp_path):
+    """Finding 7: user:password in the store URL or in AWS_ENDPOINT_URL is `***` in the
+    error line, the store's repr and (same root) the events."""
+    monkeypatch.setenv("CHARLM_CACHE", str(tmp_path / "cache"))
+    port = free_port()
+    url = f"https://alice:S3CRET@127.0.0.1:{port}/bkt"
+    code, out, err = run(capsys, url, "versions")
+    assert_runtime_error(code, err, f"https://***@127.0.0.1:{port}/bkt", "cannot reach")
+    assert "S3CRET" not in out + err and "alice" not in out + err
+    assert "S3CRET" not in repr(Store(url)) and "S3CRET" not in Store(url).root
+    for name, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                        "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true",
+                        "AWS_ENDPOINT_URL": f"http://bob:PW0rd9@127.0.0.1:{port}"}.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run(capsys, "s3://bkt/x", "versions")
+    assert_runtime_error(code, err, "s3://bkt/x", "cannot reach")
+    assert "PW0rd9" not in out + err and "bob:" not in out + err
+
+
 def test_wrong_credentials_are_a_one_line_error(capsys, tmp_path, monkeypatch):
     server = S3Server(log_path=tmp_path / "moto.log", auth_after=2)  # start-up probe, bucket
     try:

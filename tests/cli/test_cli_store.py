@@ -48,6 +48,8 @@ def test_verify_passes_then_reports_a_corrupted_file(capsys, tmp_path):
     code, out, err = run(capsys, store, "verify")
     assert_runtime_error(code, err, "problem")
     assert "headlines.parquet" in out
+    code, out, err = run(capsys, store, "verify", "--quick")  # sizes and hashes unread
+    assert code == 0 and last_line(out) == "ok" and "--quick" in err
     code, _, err = run(capsys, store, "verify", "--everything")
     assert_usage_error(code, err, "--everything")
 
@@ -63,6 +65,15 @@ def test_gc_is_a_dry_run_unless_applied(capsys, tmp_path):
     assert len(list((store / "datasets").glob("2*"))) == 3  # dry run: nothing removed
     code, _, err = run(capsys, store, "gc", "--keep", "0")
     assert_usage_error(code, err, "--keep")
+    code, _, err = run(capsys, store, "gc", "--keep", "1", "--retention-days", "-1")
+    assert_usage_error(code, err, "--retention-days")
+    leftover = store / "datasets" / "20240101-000000-000000-abcdef"
+    leftover.mkdir()
+    (leftover / "part.bin").write_bytes(b"an interrupted publish")
+    code, out, _ = run(capsys, store, "gc", "--keep", "1", "--apply")
+    assert code == 0 and leftover.exists()  # young: maybe a publish in progress
+    code, out, _ = run(capsys, store, "gc", "--keep", "1", "--apply", "--retention-days", "0")
+    assert code == 0 and not leftover.exists()
 
 
 def test_import_article_publishes_a_usable_model(capsys, tmp_path):
