@@ -1,5 +1,11 @@
 """A real S3 API on 127.0.0.1 for tests: moto in server mode, in a child process.
 
+moto checks a conditional write's ``If-Match`` / ``If-None-Match`` and then writes, with
+nothing between the two steps, so two concurrent conditional writes of one key can both
+win; real S3 decides them atomically. The child (this file run as a script) therefore
+serves moto's app with every conditional request under one lock, which restores the
+guarantee the store's commit log is built on and leaves plain reads and uploads parallel.
+
 `S3Server()` starts ``python -m moto.server`` on a free port and waits until it answers;
 `bucket()` creates a fresh bucket with an unsigned PUT and returns its ``s3://`` URL;
 `env` holds the standard AWS_* variables that point obstore at it; `close()` stops the
@@ -39,7 +45,7 @@ class S3Server:
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="moto-", suffix=".log")[1])
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, __file__, str(self.port)],
             stdout=subprocess.DEVNULL, stderr=self._log,
             env={**os.environ, **({} if auth_after is None else
                                   {"INITIAL_NO_AUTH_ACTION_COUNT": str(auth_after)})})
@@ -125,3 +131,30 @@ class CuttingProxy:
             except OSError:
                 pass
             sock.close()
+
+
+def serve(port: int) -> None:
+    """moto's S3 server on 127.0.0.1:`port`, conditional requests one at a time (see the
+    module docstring)."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    app = DomainDispatcherApplication(create_backend_app)
+    conditional = threading.Lock()
+
+    def guarded(environ, start_response):
+        if "HTTP_IF_MATCH" in environ or "HTTP_IF_NONE_MATCH" in environ:
+            with conditional:
+                return list(app(environ, start_response))  # the whole answer under the lock
+        return app(environ, start_response)
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    run_simple("127.0.0.1", port, guarded, threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
