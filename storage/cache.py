@@ -2,27 +2,23 @@
 
 ``$CHARLM_CACHE`` (default ``$XDG_CACHE_HOME/charlm`` or ``~/.cache/charlm``) holds::
 
-    .lock                                  the cache-wide lock (see "Sharing" below)
-    blobs/<sha256[:2]>/<sha256>            one file's content, read-only
-    versions/<store key>/<kind>/<id>/      a version as a directory: hard links to its blobs
-                                           and its manifest.json (written last); its mtime
-                                           is when it was last used
-    staging/                               versions being published or built, files being
-                                           fetched, versions being deleted
-    work/<store key>/<name>/               local copies of the store's work directories
+    .lock                               the cache-wide lock (see "Sharing")
+    blobs/<sha256[:2]>/<sha256>         one file's content, read-only
+    versions/<store key>/<kind>/<id>/   hard links to a version's blobs, and its manifest
+                                        (written last); its mtime is when it was last used
+    staging/                            private directories: versions being published or
+                                        built, files being fetched, versions being deleted
+    work/<store key>/<name>/            local copies of the store's work directories
 
-Every entry appears by an atomic rename of a private temporary, so processes sharing the
-cache never see half a file, and a file is downloaded once per host whatever the number of
-versions or processes that use it.
+Every entry appears by an atomic rename, so processes sharing the cache never see half a
+file, and a file is downloaded once per host whatever the versions or processes using it.
 
-Integrity. ``materialise(..., verify=True)`` (what ``ObjectStore.path`` does by default)
-returns only files that match the manifest's sha256: a blob already cached is hashed before
-it is linked into a new version, and a cached version that no longer matches is dropped,
-with those of its blobs that are wrong, and built again once. A corrupt cache thus heals
-with one download; only bytes that are wrong as downloaded (the store itself is corrupt)
-raise (a ValueError naming the file; ``ObjectStore.path`` makes it a CorruptVersionError).
-With ``verify=False`` cached files are trusted on their size alone: no hashing, so a
-same-size corruption goes unnoticed until the next verified read repairs it.
+Integrity. ``materialise(..., verify=True)`` (``ObjectStore.path``'s default) returns only
+files that match the manifest's sha256: a cached blob is hashed before it is linked into a
+new version, and a cached version that no longer matches is dropped, with its wrong blobs,
+and built again once. A corrupt cache thus heals with one download; only bytes wrong as
+downloaded raise (a ValueError naming the file). With ``verify=False`` cached files are
+trusted on their size alone.
 
 Bound. ``$CHARLM_CACHE_BYTES`` (default 20 GiB) bounds the blobs: `trim` drops the versions
 used least recently, then the blobs no version links, but never a version used within
@@ -32,34 +28,29 @@ Sharing. Processes (and threads) sharing the cache never fail because of trimmin
 
 - A flock on ``.lock`` is held SHARED for the short steps that find an entry and link it or
   mark it used (never during a download or a hash), and EXCLUSIVE by trim, which skips its
-  turn when the lock is busy rather than wait (the next version built tries again). Without it
-  trim cannot tell a blob a builder is about to link from an orphan, nor a version a reader
-  just found from a stale one. flock, not a lock file with a pid: the kernel releases it
-  when its process dies, so a killed process never wedges the cache, and shared holders do
-  not exclude each other.
+  turn when the lock is busy. Without it trim could not tell a blob about to be linked from
+  an orphan. The kernel releases a flock when its process dies: a killed process never
+  wedges the cache.
 - A blob going into a version is first linked into the version's private staging directory
-  (under the shared lock): from then on it has two links and trim, which drops only blobs
-  with one, leaves it alone for good.
-- A version returned by `materialise` was marked used (its mtime) under the shared lock,
-  and trim keeps it for TRIM_GRACE_S: a caller gets a directory, not open files, and opens
-  them later; files already open survive a trim anyway.
+  (under the shared lock): with two links it is safe from trim, which drops only blobs with
+  one.
+- A version returned by `materialise` was marked used under the shared lock, and trim keeps
+  it for TRIM_GRACE_S: its caller opens the files later (open files survive a trim anyway).
 - Every step of trim tolerates entries that vanish under it.
 
-Disk space. Before a download the cache trims, as above, when the disk's free space is
-below the file's size plus FREE_MARGIN. When the download still fails for a full disk
-(ENOSPC or EDQUOT), it evicts the least recently used versions, those in their grace period
-too (without room the download fails for certain; a reader of an evicted version only
-may), never the one being built, and tries once more; then a StorageError says the disk is
-full and names the cache folder.
+Disk space. Before a download the cache trims if the disk's free space is below the file's
+size plus FREE_MARGIN. If the download still fails for a full disk (ENOSPC, EDQUOT), it
+evicts the least recently used versions, in their grace period too, never the one being
+built, and tries once more; then a StorageError says the disk is full, naming the cache.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import hashlib
 import os
-import secrets
 import shutil
 import tempfile
 import time
@@ -78,70 +69,62 @@ CACHE_BYTES_VAR = "CHARLM_CACHE_BYTES"
 CACHE_LOCK = ".lock"  # the cache-wide flock: shared while linking, exclusive to trim
 DEFAULT_BYTES = 20 << 30  # room for a few datasets and dozens of models
 LEFTOVER_S = 86400.0  # a download or publish in progress never takes a day
-# path() hands out a directory and its caller opens the files later: a model is built (or a
-# dataset's first shard read) before the next file is opened, minutes on a slow host. Ten
-# minutes covers that; the price is a cache above its bound by what was used meanwhile.
+# A caller of path() opens the files later: a model is built (or a dataset's first shard
+# read) first, minutes on a slow host. The price: a cache above its bound meanwhile.
 TRIM_GRACE_S = 600.0
-# Free space wanted beyond the file being downloaded: the version's directories and
-# manifest, and the other writers on the same disk, need some too.
+# Free space wanted beyond the file being downloaded, for the version's directories and
+# manifest and for the other writers on the same disk.
 FREE_MARGIN = 64 << 20
-# Others hold the lock for milliseconds: a full disk waits this long for trim's turn.
-EVICT_WAIT_S = 30.0
+EVICT_WAIT_S = 30.0  # others hold the lock for milliseconds: a full disk waits this long
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 Fetch = Callable[[str, Path], None]  # (file name in the version, new file to write) -> None
 
 
-def _children(directory: Path) -> list[Path]:
-    """The entries of `directory`; none when it is gone (another process removed it)."""
-    try:
-        with os.scandir(directory) as entries:
-            return [Path(entry.path) for entry in entries]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
 def _link(source: Path, target: Path) -> None:
     """`target` becomes a hard link to `source` (a copy where links are not possible)."""
     try:
         os.link(source, target)
-    except FileNotFoundError:
-        raise
     except OSError as error:
-        if error.errno in _DISK_FULL:
+        if error.errno in (errno.ENOENT, *_DISK_FULL):
             raise
         shutil.copyfile(source, target)  # no hard links on this filesystem
 
 
 def _unlink_if_same(path: Path, seen: os.stat_result) -> None:
-    """Remove `path` if it is still the file `seen` (not one another process put there
-    since: removing a good one would only cost a download, but there is no need)."""
+    """Remove `path` if it is still the file `seen`, not one another process put there."""
     try:
-        now = path.stat()
+        if os.path.samestat(path.stat(), seen):
+            path.unlink(missing_ok=True)
     except FileNotFoundError:
-        return
-    if (now.st_ino, now.st_dev) == (seen.st_ino, seen.st_dev):
-        path.unlink(missing_ok=True)
+        pass
 
 
-def _disk_full(error: BaseException) -> bool:
-    """Whether `error` or one it was raised from or while handling is ENOSPC or EDQUOT: the
-    backend reports a failed write as a StorageError raised ``from None``, which hides the
-    OSError from tracebacks but keeps it as ``__context__``."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.errno in _DISK_FULL:
+def _matches(path: Path, entry: dict) -> bool:
+    """Whether the cached file `path` is there and matches its manifest `entry`."""
+    try:
+        return path.is_file() and path.stat().st_size == entry["size"] and \
+            sha256_file(path) == entry["sha256"]
+    except FileNotFoundError:
+        return False
+
+
+def _disk_full(error: BaseException | None) -> bool:
+    """Whether `error`, or one it was raised from or while handling, is ENOSPC or EDQUOT:
+    the backend raises a StorageError ``from None``, which keeps the OSError as context."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in _DISK_FULL:
             return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
     return False
 
 
 class FileCache:
-    """The cache at `root`, bounded to `max_bytes` (see the module docstring).
-    `trim_grace_s`: how long a used version is safe from trim (default TRIM_GRACE_S)."""
+    """The cache at `root`, bounded to `max_bytes` (module docstring); a used version is
+    safe from trim for `trim_grace_s` (default TRIM_GRACE_S)."""
 
     def __init__(self, root: str | Path, max_bytes: int = DEFAULT_BYTES, *,
                  trim_grace_s: float | None = None) -> None:
@@ -162,37 +145,33 @@ class FileCache:
 
     @contextmanager
     def _lock(self, exclusive: bool = False, wait_s: float = 0.0) -> Iterator[bool]:
-        """Hold the cache lock. Shared: waits while a trim runs (milliseconds), yields True.
-        Exclusive: yields whether it was got within `wait_s` (never waits longer).
-        One open file per holder, so threads of one process exclude each other too."""
+        """Hold the cache lock; whether it was got. Shared: waits while a trim runs
+        (milliseconds). Exclusive: waits `wait_s` at most. One open file per holder, so
+        threads of one process exclude each other too."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / CACHE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             if not exclusive:
                 fcntl.flock(fd, fcntl.LOCK_SH)
-                got = True
-            else:
-                deadline = time.monotonic() + wait_s
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        got = True
+            got, deadline = not exclusive, time.monotonic() + wait_s
+            while not got:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    got = True
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
                         break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            got = False
-                            break
-                        time.sleep(0.01)
+                    time.sleep(0.01)
             yield got
         finally:
             os.close(fd)  # releases the lock
 
     # -- places ------------------------------------------------------------------------
 
-    def _private(self, area: str) -> Path:
-        """A new private directory under `area` (same filesystem as the final places);
+    def _private(self) -> Path:
+        """A new private directory in staging/ (on the filesystem of the final places);
         those a killed process left behind are removed once a day old."""
-        parent = self.root / area
+        parent = self.root / "staging"
         parent.mkdir(parents=True, exist_ok=True)
         for old in parent.glob(".*"):
             try:
@@ -204,7 +183,7 @@ class FileCache:
 
     def staging_dir(self) -> Path:
         """An empty directory to write a version into before it is published."""
-        return self._private("staging")
+        return self._private()
 
     def blob(self, sha256: str) -> Path:
         return self.root / "blobs" / sha256[:2] / sha256
@@ -232,15 +211,13 @@ class FileCache:
     def fetch(self, sha256: str, size: int, download: Callable[[Path], None], what: str, *,
               verify: bool = False, link_to: Path | None = None,
               keep: Path | None = None) -> Path:
-        """The blob of `sha256`, downloaded by `download(new file)` if this host lacks it and
-        checked against `sha256` and `size` (a ValueError naming `what` when the downloaded
-        bytes are wrong; a StorageError when the disk is full even after evicting).
-
-        A blob already cached is trusted on its size, or with `verify` hashed first (a bad
-        one is removed and downloaded again). `link_to`: a new path in a private directory
-        that also gets the blob (a hard link), before trim may run: a blob that no version
-        links may be trimmed as soon as this returns. `keep`: the version being built,
-        which evicting for room must spare."""
+        """The blob of `sha256`, downloaded by `download(new file)` if this host lacks it,
+        and checked (a ValueError naming `what` when the downloaded bytes are wrong; a
+        StorageError when the disk is full even after evicting). A cached blob is trusted
+        on its size, or with `verify` hashed first (a bad one is downloaded again).
+        `link_to`: a new path in a private directory that gets the blob (a hard link)
+        before trim may run; without it the blob may be trimmed as soon as this returns.
+        `keep`: the version being built, which evicting for room must spare."""
         target = self.blob(sha256)
         found = self._find(target, size, link_to)
         if found is not None and verify:
@@ -276,27 +253,24 @@ class FileCache:
         need = size + FREE_MARGIN
         if self._free() < need:
             self.trim(keep, free_bytes=need)
-        try:
-            self._download_once(sha256, size, download, what, link_to)
-            return
-        except (OSError, StorageError) as error:
-            if not _disk_full(error):
-                raise
-        if link_to is not None:
-            link_to.unlink(missing_ok=True)  # a partial copy, if that is what failed
-        self._evict_for(need, keep)
-        try:
-            self._download_once(sha256, size, download, what, link_to)
-        except (OSError, StorageError) as error:
-            if not _disk_full(error):
-                raise
-            raise StorageError(
-                f"disk full: no room for {what} ({size} bytes) in the cache folder "
-                f"{self.root}, even after evicting older versions ({cause(error)})") from None
+        for evicted in (False, True):
+            try:
+                return self._download_once(sha256, size, download, what, link_to)
+            except (OSError, StorageError) as error:
+                if not _disk_full(error):
+                    raise
+                if evicted:
+                    raise StorageError(
+                        f"disk full: no room for {what} ({size} bytes) in the cache folder "
+                        f"{self.root}, even after evicting older versions ({cause(error)})"
+                    ) from None
+            if link_to is not None:
+                link_to.unlink(missing_ok=True)  # a partial copy, if that is what failed
+            self._evict_for(need, keep)
 
     def _download_once(self, sha256: str, size: int, download: Callable[[Path], None],
                        what: str, link_to: Path | None) -> None:
-        temp_dir = self._private("staging")
+        temp_dir = self._private()
         try:
             temp = temp_dir / "blob"
             download(temp)
@@ -321,18 +295,13 @@ class FileCache:
 
     def materialise(self, store_key: str, kind: str, version_id: str, manifest: dict,
                     manifest_bytes: bytes, fetch: Fetch, verify: bool = True) -> Path:
-        """The version as a local directory, each file fetched at most once per host.
-
-        With `verify` every file matches the manifest's sha256: cached blobs are hashed
-        before they are linked in, and a cached copy that does not match is dropped (with
-        its bad blobs) and built again, once; only wrong downloaded bytes raise (ValueError).
-        Without, cached files are trusted on their size. The directory is safe from trim
-        for TRIM_GRACE_S (module docstring)."""
+        """The version as a local directory, each file fetched at most once per host and,
+        with `verify`, matching the manifest's sha256 (module docstring: "Integrity"); safe
+        from trim for TRIM_GRACE_S."""
         final = self.version_dir(store_key, kind, version_id)
         if self._mark_used(final):
-            if not verify:
-                return final
-            bad = self._bad_files(final, manifest)
+            bad = [rel for rel, entry in manifest["files"].items()
+                   if verify and not _matches(final / rel, entry)]
             if not bad:
                 return final
             self._drop_corrupt(final, manifest, bad)
@@ -351,7 +320,7 @@ class FileCache:
 
     def _build(self, final: Path, kind: str, version_id: str, manifest: dict,
                manifest_bytes: bytes, fetch: Fetch, verify: bool) -> None:
-        temp = self._private("staging")
+        temp = self._private()
         try:
             for rel, entry in manifest["files"].items():
                 (temp / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -372,61 +341,47 @@ class FileCache:
         finally:
             shutil.rmtree(temp, ignore_errors=True)
 
-    def _bad_files(self, directory: Path, manifest: dict) -> list[tuple[str, str]]:
-        """(file, reason) for each file of the cached version that does not match."""
-        bad = []
-        for rel, entry in manifest["files"].items():
-            path = directory / rel
-            try:
-                if not path.is_file():
-                    bad.append((rel, "missing from the cache"))
-                elif path.stat().st_size != entry["size"] or \
-                        sha256_file(path) != entry["sha256"]:
-                    bad.append((rel, f"cached copy {path} does not match the manifest"))
-            except FileNotFoundError:
-                bad.append((rel, "missing from the cache"))
-        return bad
-
-    def _drop_corrupt(self, final: Path, manifest: dict, bad: list[tuple[str, str]]) -> None:
+    def _drop_corrupt(self, final: Path, manifest: dict, bad: list[str]) -> None:
         """Remove the cached version `final` and those blobs of its `bad` files that are bad
         too (a hard link to a corrupt file is the corrupt file), so that it is built again."""
-        for rel, _ in bad:
+        for rel in bad:
             sha256 = manifest["files"][rel]["sha256"]
             blob = self.blob(sha256)
             try:
                 info = blob.stat()
-                corrupt = os.path.samefile(blob, final / rel) if (final / rel).exists() \
-                    else False
-                corrupt = corrupt or sha256_file(blob) != sha256
+                linked = (final / rel).exists() and os.path.samefile(blob, final / rel)
+                if linked or sha256_file(blob) != sha256:
+                    _unlink_if_same(blob, info)
             except FileNotFoundError:
-                continue
-            if corrupt:
-                _unlink_if_same(blob, info)
+                pass
         self._discard(final)
 
     def _discard(self, directory: Path) -> None:
-        """Delete a directory, atomically for readers: renamed away (whole or gone), then
-        removed; into staging/, where a killed process's leftover is swept after a day."""
-        parent = self.root / "staging"
-        parent.mkdir(parents=True, exist_ok=True)
-        trash = parent / f".trash-{os.getpid()}-{secrets.token_hex(4)}"
+        """Delete a directory, atomically for readers: renamed into a private directory
+        (whole or gone), then removed there."""
+        trash = self._private()
         try:
-            os.rename(directory, trash)
+            os.rename(directory, trash / "gone")
         except FileNotFoundError:
-            return  # another process removed it first
-        shutil.rmtree(trash, ignore_errors=True)  # read-only files in writable dirs
+            pass  # another process removed it first
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)  # read-only files in writable dirs
 
     # -- size and trimming -------------------------------------------------------------
 
+    def _entries(self, pattern: str) -> list[tuple[Path, os.stat_result]]:
+        """(path, lstat) of the entries matching `pattern` that are still there, but none
+        named '.*' (glob skips them): temporaries, never blobs or versions."""
+        found = []
+        for name in glob.glob(pattern, root_dir=self.root):
+            try:
+                found.append((self.root / name, os.lstat(self.root / name)))
+            except FileNotFoundError:
+                pass
+        return found
+
     def size(self) -> int:
-        total = 0
-        for prefix in _children(self.root / "blobs"):
-            for path in _children(prefix):
-                try:
-                    total += os.lstat(path).st_size
-                except FileNotFoundError:
-                    pass
-        return total
+        return sum(info.st_size for _, info in self._entries("blobs/*/*"))
 
     def trim(self, keep: Path | None = None, *, free_bytes: int = 0) -> None:
         """Drop least recently used versions, then unlinked blobs, until under max_bytes
@@ -445,9 +400,8 @@ class FileCache:
 
     def _evict_for(self, need: int, keep: Path | None) -> None:
         """After a download failed for a full disk: free `need` bytes of blobs (counted in
-        the cache: a quota's EDQUOT does not show in the disk's free space), least recently
-        used first and in their grace period too if need be (without room the download
-        fails for certain; a reader of an evicted version only may), never `keep`."""
+        the cache: EDQUOT does not show in the disk's free space), in the grace period too
+        (without room the download fails for certain), never `keep`."""
         with self._lock(exclusive=True, wait_s=EVICT_WAIT_S) as got:
             if not got:
                 return  # the retry may still find room another process's trim made
@@ -461,7 +415,8 @@ class FileCache:
         if enough(self._drop_unlinked_blobs()):
             return
         now = time.time()
-        for used, version in self._versions_by_use():
+        versions = self._entries("versions/*/*/*")
+        for used, version in sorted((info.st_mtime, path) for path, info in versions):
             if version == keep:
                 continue
             if grace_s is not None and now - used < grace_s:
@@ -473,32 +428,14 @@ class FileCache:
             if enough(self._drop_unlinked_blobs()):
                 return
 
-    def _versions_by_use(self) -> list[tuple[float, Path]]:
-        found = []
-        for key in _children(self.root / "versions"):
-            for kind in _children(key):
-                for version in _children(kind):
-                    if version.name.startswith("."):
-                        continue  # not a version (a temporary of an older release)
-                    try:
-                        found.append((version.stat().st_mtime, version))
-                    except FileNotFoundError:
-                        pass
-        return sorted(found)
-
     def _drop_unlinked_blobs(self) -> int:
         """Remove blobs no cached version links to; the bytes left."""
         left = 0
-        for prefix in _children(self.root / "blobs"):
-            for path in _children(prefix):
-                try:
-                    info = path.lstat()
-                except FileNotFoundError:
-                    continue
-                if info.st_nlink <= 1 and not path.name.startswith("."):
-                    path.unlink(missing_ok=True)
-                else:
-                    left += info.st_size
+        for path, info in self._entries("blobs/*/*"):
+            if info.st_nlink <= 1:
+                path.unlink(missing_ok=True)
+            else:
+                left += info.st_size
         return left
 
 

@@ -7,24 +7,21 @@ writer's turn. Every write is a compare-and-swap on the ETag the writer read, so
 can never both extend the buffer from the same state. The turn is a lease object,
 ``feeds/.lock``, whose ETag is its token:
 
-  * taken by a create-only write, by a compare-and-swap on a released lease (or the empty
-    lock file of a store written before the lease existed), or by a
-    compare-and-swap on a lease whose ETag this taker has seen unchanged for `LEASE_S` on
-    its *own* monotonic clock. The holder's timestamps are never compared with the taker's
-    clock, so hosts whose clocks disagree by minutes cannot take a live lease early (or
-    wait minutes for a dead one);
+  * taken by a create-only write, or by a compare-and-swap on a released lease (or the empty
+    lock file of a store older than the lease), or on a lease whose ETag the taker has seen
+    unchanged for `LEASE_S` on its *own* monotonic clock: the holder's timestamps are never
+    read, so hosts whose clocks disagree never take a live lease early (nor wait minutes for
+    a dead one);
   * renewed every ``LEASE_S / 3`` by its holder (a compare-and-swap that changes the ETag),
     so a live holder keeps it however long its work takes, and a killed one's lapses
     ``LEASE_S`` after its last renewal;
-  * released only by its holder: a compare-and-swap against the ETag of the holder's own
-    last write replaces it with a ``released`` record. If the swap fails the lease is
-    someone else's now and is left alone.
+  * released only by its holder, by a compare-and-swap against the ETag of its own last
+    write; if that fails the lease is someone else's now and is left alone.
 
-  The lease only saves losers from redoing their work: a holder whose lease lapsed (paused
-  past ``LEASE_S``, renewal lost) refuses to write once it knows, and otherwise fails its
-  swap on the feed file instead of writing twice. The lease is JSON for humans: ``owner``
-  (``<pid>@<host>/<random>``), ``ttl_s``, ``written_at`` (the holder's clock, never read
-  by takers), ``renewal``.
+  The lease only saves losers from redoing their work: a holder whose lease lapsed refuses
+  to write once it knows, and otherwise fails its swap on the feed file instead of writing
+  twice. The lease is JSON for humans: ``owner`` (``<pid>@<host>/<random>``), ``ttl_s``,
+  ``renewal``, ``written_at`` (the holder's clock, never read by takers).
 """
 
 from __future__ import annotations
@@ -44,19 +41,18 @@ from storage.layout import FEEDS_DIR, FeedFiles
 
 __all__ = ["LEASE_S", "ObjectFeedFiles"]
 
-# A live holder renews every LEASE_S / 3; a killed holder blocks the others this long after
-# they first see its last renewal.
-LEASE_S = 60.0
+LEASE_S = 60.0  # renewed every LEASE_S / 3; a dead holder's blocks others this long
 LOCK_TIMEOUT_S = 300.0  # waiting longer than this for the turn means something is wrong
 Token = object  # what `read` saw: compared by the next write of the same file
+Seen = tuple[str | None, float] | None  # (the lease's ETag, when a taker first saw it)
 
 
 class _Lease:
     """What a holder knows of the lease it holds (shared with its renewal thread)."""
 
-    def __init__(self, owner: str, etag: str) -> None:
+    def __init__(self, owner: str) -> None:
         self.owner = owner
-        self.etag = etag  # of this holder's last write of the lease: its compare-and-swap token
+        self.etag = ""  # of this holder's last write of the lease: its compare-and-swap token
         self.renewals = 0
         self.lost = False  # not held any more (taken over, or released): never write again
         self.guard = threading.Lock()  # one lease write at a time (renewal thread, release)
@@ -72,48 +68,44 @@ class ObjectFeedFiles:
         self._lock_key = f"{FEEDS_DIR}/{FeedFiles.names()[-1]}"
         self._lease: _Lease | None = None  # while this object holds the lease (`locked`)
 
-    def _key(self, name: str) -> str:
-        return f"{FEEDS_DIR}/{name}"
-
     def read(self, name: str) -> tuple[bytes | None, Token]:
         try:
-            return self.backend.get(self._key(name))
+            return self.backend.get(f"{FEEDS_DIR}/{name}")
         except ObjectMissing:
             return None, None
 
     def write(self, name: str, data: bytes, token: Token) -> Token:
-        self._check_held(name)
-        try:
-            return self.backend.put(self._key(name), data, str(token) if token else "create")
-        except WriteConflict:
-            raise StorageError(f"{self.where}/{name} changed while this writer held the "
-                               "feed lease (it expired?); nothing was written") from None
-
-    def append(self, name: str, data: bytes, end: int, token: Token) -> Token:
-        current, tag = self.read(name)
-        if tag != token:
-            raise StorageError(f"{self.where}/{name} changed while this writer held the "
-                               "feed lease (it expired?); nothing was written")
-        return self.write(name, (current or b"")[:end] + data, token)
-
-    def _check_held(self, name: str) -> None:
         # The swap on the file's ETag is what makes a late writer harmless; this only fails
         # it sooner, and with the real reason, once a renewal found the lease taken over.
         lease = self._lease
         if lease is not None and lease.lost:
             raise StorageError(f"the feed lease {self.backend.url}/{self._lock_key} was taken "
                                f"over by another writer; {self.where}/{name} was not written")
+        try:
+            return self.backend.put(f"{FEEDS_DIR}/{name}", data,
+                                    str(token) if token else "create")
+        except WriteConflict:
+            raise self._changed(name) from None
+
+    def append(self, name: str, data: bytes, end: int, token: Token) -> Token:
+        current, tag = self.read(name)
+        if tag != token:
+            raise self._changed(name)
+        return self.write(name, (current or b"")[:end] + data, token)
+
+    def _changed(self, name: str) -> StorageError:
+        return StorageError(f"{self.where}/{name} changed while this writer held the feed "
+                            "lease (it expired?); nothing was written")
 
     # -- the lease ---------------------------------------------------------------------
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        lease = self._acquire()
-        self._lease = lease
+        lease = self._lease = self._acquire()
         # Renewed from a daemon thread rather than by the caller: the turn is held around
-        # callers' code (a whole dataset publish, minutes) that has no place to call a
-        # renew(), and a thread dies with its process, so a killed holder's lease still
-        # lapses. A living but hung holder keeps it, as it would keep the local lock file.
+        # callers' code (a whole dataset publish, minutes) that has no place to call
+        # renew(), and a thread dies with its process, so a killed holder's lease lapses
+        # (a living but hung holder keeps it, as it would keep a local lock file).
         renewer = threading.Thread(target=self._keep_renewing, args=(lease,), daemon=True,
                                    name="feed-lease-renewal")
         renewer.start()
@@ -134,76 +126,70 @@ class ObjectFeedFiles:
                                "held here")
         return self._renew(self._lease)
 
-    def _record(self, owner: str, **fields: object) -> bytes:
+    def _record(self, lease: _Lease, released: bool = False) -> bytes:
+        """The lease's bytes. The renewal count keeps every write's distinct: a store whose
+        ETag hashes the content (S3) would otherwise give a renewal the ETag it replaces."""
+        fields = ({"released": True} if released else
+                  {"ttl_s": LEASE_S, "renewal": lease.renewals})
         written = datetime.fromtimestamp(time.time(), timezone.utc).isoformat(timespec="seconds")
-        return json.dumps({"owner": owner, **fields, "written_at": written}).encode() + b"\n"
+        record = {"owner": lease.owner, **fields, "written_at": written}
+        return json.dumps(record).encode() + b"\n"
 
-    def _lease_record(self, lease: _Lease) -> bytes:
-        # The renewal count keeps every write's bytes distinct: a store whose ETag is a hash
-        # of the content (S3) would otherwise give a renewal the ETag it replaces.
-        return self._record(lease.owner, ttl_s=LEASE_S, renewal=lease.renewals)
+    def _put_lease(self, lease: _Lease, mode: str) -> None:
+        etag = self.backend.put(self._lock_key, self._record(lease), mode)
+        if not etag:
+            raise StorageError(f"store {self.backend.url} gave no ETag for {self._lock_key}: "
+                               "it cannot hold the feed lease")
+        lease.etag = etag
 
     def _acquire(self) -> _Lease:
-        lease = _Lease(f"{os.getpid()}@{os.uname().nodename}/{secrets.token_hex(6)}", "")
+        lease = _Lease(f"{os.getpid()}@{os.uname().nodename}/{secrets.token_hex(6)}")
         deadline = time.monotonic() + LOCK_TIMEOUT_S
-        seen: tuple[str | None, float] | None = None  # (lease ETag, when we first saw it)
+        seen: Seen = None
         while True:
-            taken, seen = self._take(lease, seen)
-            if taken is not None:
-                return taken
+            seen = self._take(lease, seen)
+            if lease.etag:
+                return lease
             if time.monotonic() > deadline:
                 raise StorageError(f"timed out after {LOCK_TIMEOUT_S:.0f} s waiting for the "
                                    f"feed lease {self.backend.url}/{self._lock_key}")
             time.sleep(0.05 + secrets.randbelow(100) / 1000)
 
-    def _take(self, lease: _Lease, seen: tuple[str | None, float] | None
-              ) -> tuple[_Lease | None, tuple[str | None, float] | None]:
-        """One try: (the lease, taken) or (None, what we now know of the current one)."""
-        record = self._lease_record(lease)
+    def _take(self, lease: _Lease, seen: Seen) -> Seen:
+        """One try at taking the lease (which sets `lease.etag`); what we now know of the
+        current one."""
         try:
-            return self._held(lease, self.backend.put(self._lock_key, record, "create")), None
+            self._put_lease(lease, "create")
+            return None
         except WriteConflict:
             pass
         try:
             data, tag = self.backend.get(self._lock_key)
         except ObjectMissing:
-            return None, None  # deleted meanwhile: create it on the next try
+            return None  # deleted meanwhile: create it on the next try
         if not _released(data):
             now = time.monotonic()
             # Only our own clock counts: the lease is dead once its ETag has stayed the same
             # for LEASE_S since we first saw it (a live holder rewrites it every LEASE_S / 3).
             if seen is None or seen[0] != tag:
-                return None, (tag, now)
+                return tag, now
             if now - seen[1] < LEASE_S:
-                return None, seen
+                return seen
         try:
-            return self._held(lease, self.backend.put(self._lock_key, record, tag or "create")), \
-                None
+            self._put_lease(lease, tag or "create")
         except (WriteConflict, ObjectMissing):
-            return None, None  # someone else was quicker
-
-    def _held(self, lease: _Lease, etag: str | None) -> _Lease:
-        if not etag:
-            raise StorageError(f"store {self.backend.url} gave no ETag for {self._lock_key}: "
-                               "it cannot hold the feed lease")
-        lease.etag = etag
-        return lease
+            pass  # someone else was quicker
+        return None
 
     def _renew(self, lease: _Lease) -> bool:
         with lease.guard:
-            if lease.lost:
-                return False
-            lease.renewals += 1
-            try:
-                etag = self.backend.put(self._lock_key, self._lease_record(lease), lease.etag)
-            except (WriteConflict, ObjectMissing):
-                lease.lost = True  # someone took it over (we were paused past LEASE_S)
-                return False
-            if not etag:
-                lease.lost = True
-                return False
-            lease.etag = etag
-            return True
+            if not lease.lost:
+                lease.renewals += 1
+                try:
+                    self._put_lease(lease, lease.etag)
+                except (WriteConflict, ObjectMissing):
+                    lease.lost = True  # someone took it over (we were paused past LEASE_S)
+            return not lease.lost
 
     def _keep_renewing(self, lease: _Lease) -> None:
         while not lease.stop.wait(LEASE_S / 3):
@@ -221,13 +207,12 @@ class ObjectFeedFiles:
                 return
             lease.lost = True  # not ours any more, whatever happens next
             try:
-                self.backend.put(self._lock_key, self._record(lease.owner, released=True),
+                self.backend.put(self._lock_key, self._record(lease, released=True),
                                  lease.etag)
-            except (WriteConflict, ObjectMissing):
-                pass  # taken over after ours lapsed: the lease is someone else's, leave it
             except StorageError:
-                # Unreleased, it lapses LEASE_S after others first see it; the work done
-                # under it is durable already, so the caller's operation did not fail.
+                # A conflict: it lapsed and is someone else's now, so leave it. Another
+                # failure: it lapses LEASE_S after others first see it; the work done under
+                # it is durable already, so the caller's operation did not fail.
                 pass
 
 

@@ -8,14 +8,14 @@ result is published. Names come from storage.layout (training_work_name, ...).
 On an object store (`MirroredWorkDirs`) the directory is a local copy in the host's cache,
 saved whole as one object, ``.work/<name>.tar``, so a job killed on one host resumes on
 another. The local copy remembers the ETag of the store copy it was restored from or last
-saved (`SAVED_AS`, a marker file left out of the archive), which gives two guarantees:
+saved (`SAVED_AS`), which gives two guarantees:
 
-- a job resumes from the newest saved copy: `work_dir` replaces a local copy whose ETag is
-  not the store's (another host saved since; a local copy that has none or was removed from
-  the store elsewhere), so a host that ran the job before never resumes from its old copy;
+- a job resumes from the newest saved copy: `work_dir` replaces a local copy not in step
+  with the store's (another host saved since, or the store's was removed), so a host that
+  ran the job before never resumes from its old copy;
 - a save never overwrites a newer one: `save_work_dir` is a compare-and-swap against the
-  local copy's ETag (create-only when it has none), and refuses, uploading nothing, when
-  another run saved meanwhile.
+  local copy's ETag (create-only when it has none), and uploads nothing when another run
+  saved meanwhile.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import os
 import re
 import shutil
 import tarfile
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,10 @@ __all__ = ["MirroredWorkDirs", "check_work_name", "pack_work_dir", "remove_work_
            "unpack_work_dir", "work_dir"]
 
 _WORK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+# In a local copy, left out of its archive: the ETag of the store copy it was restored from
+# or last saved as ("" when the store had none). No marker: not in step with the store (an
+# interrupted restore, or a copy of an older release): restore it.
+SAVED_AS = ".saved-etag"
 
 
 def check_work_name(name: object) -> str:
@@ -56,15 +62,18 @@ def work_dir(root: Path, name: str) -> Path:
 
 def remove_work_dir(root: Path, directory: str | Path) -> None:
     """Delete a work directory of the store at `root`, given as its name or its path."""
-    work_root = root / WORK_DIR
-    candidate = Path(directory)
-    if candidate.is_absolute() or len(candidate.parts) > 1:
-        if Path(os.path.abspath(candidate)).parent != work_root:
-            raise StorageError(f"{str(directory)!r} is not a work directory of store {root}")
-        name = candidate.name
-    else:
-        name = str(directory)
-    shutil.rmtree(work_root / check_work_name(name), ignore_errors=True)
+    path = _work_path(directory, lambda name: root / WORK_DIR / name, root)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _work_path(directory: str | Path, path_of: Callable[[str], Path], store: object) -> Path:
+    """`path_of(name)` for the work directory `directory`, given as its name or its path
+    (which must then be that one)."""
+    given = Path(directory)
+    path = path_of(check_work_name(given.name))
+    if len(given.parts) > 1 and Path(os.path.abspath(given)) != path:
+        raise StorageError(f"{str(directory)!r} is not a work directory of store {store}")
+    return path
 
 
 def pack_work_dir(directory: Path, skip: str = "") -> bytes:
@@ -84,18 +93,9 @@ def unpack_work_dir(data: bytes, directory: Path) -> None:
         archive.extractall(directory, filter="data")
 
 
-# In a local copy: the ETag of the store copy it was restored from or last saved as; empty
-# when the store had none. No marker: not in step with the store (an interrupted restore, a
-# copy of an older version, which marked restores with ".restored"): restore it.
-SAVED_AS = ".saved-etag"
-
-
 class MirroredWorkDirs:
-    """Work directories of an object store (mixed into storage.object_store.ObjectStore):
-    a local copy in the host cache, saved whole as ``.work/<name>.tar`` by
-    `save_work_dir` and brought up to the store's newest copy by `work_dir`, so a job killed
-    on one machine resumes on another, from the last copy any host saved (module docstring).
-    """
+    """Work directories of an object store, mixed into its Store: local copies in the host
+    cache, saved whole as ``.work/<name>.tar`` (module docstring)."""
 
     root: Any
     backend: Any
@@ -109,11 +109,9 @@ class MirroredWorkDirs:
         local = self.cache.work_dir(self._key, check_work_name(name))
         key = _archive_key(name)
         info = self.backend.head(key)
-        saved_as = _read_saved_as(local)
-        if saved_as is not None and saved_as == ((info.etag or "") if info else ""):
+        if _saved_as(local) == ((info.etag or "") if info else ""):
             return local
-        # Someone saved since this copy was made, or removed the store's copy, or this copy
-        # was never in step: the store's copy (or a fresh start) replaces it. The marker is
+        # Not in step: the store's copy (or a fresh start) replaces it. The marker is
         # written last, so a restore killed half-way is redone.
         shutil.rmtree(local, ignore_errors=True)
         local.mkdir(parents=True)
@@ -125,15 +123,15 @@ class MirroredWorkDirs:
                 etag = tag or ""
             except ObjectMissing:  # removed meanwhile: a fresh start
                 pass
-        _write_saved_as(local, etag)
+        replace_file(local / SAVED_AS, f"{etag}\n".encode())
         return local
 
     def save_work_dir(self, work_dir: str | Path) -> None:
-        """Upload the work directory whole, as one object (never half old, half new), by a
-        compare-and-swap on the copy it was restored from or last saved as: a StorageError,
-        and nothing uploaded, if another run saved it meanwhile."""
+        """Upload the work directory whole, as one object, by a compare-and-swap on the copy
+        it was restored from or last saved as: a StorageError, and nothing uploaded, if
+        another run saved it meanwhile."""
         local = self._local_work(work_dir)
-        saved_as = _read_saved_as(local)
+        saved_as = _saved_as(local)
         try:
             etag = self.backend.put(_archive_key(local.name), pack_work_dir(local, skip=SAVED_AS),
                                     saved_as or "create")
@@ -143,7 +141,7 @@ class MirroredWorkDirs:
                 "another run meanwhile: this run's copy was not uploaded, so as not to "
                 "overwrite a newer one; rerun the job to resume from the newest copy"
             ) from None
-        _write_saved_as(local, etag or "")
+        replace_file(local / SAVED_AS, f"{etag or ''}\n".encode())
 
     def remove_work_dir(self, work_dir: str | Path) -> None:
         local = self._local_work(work_dir)
@@ -151,25 +149,16 @@ class MirroredWorkDirs:
         shutil.rmtree(local, ignore_errors=True)
 
     def _local_work(self, work_dir: str | Path) -> Path:
-        candidate = Path(work_dir)
-        name = check_work_name(candidate.name)
-        local = self.cache.work_dir(self._key, name)
-        if len(candidate.parts) > 1 and Path(os.path.abspath(candidate)) != local:
-            raise StorageError(f"{str(work_dir)!r} is not a work directory of store {self.root}")
-        return local
+        return _work_path(work_dir, partial(self.cache.work_dir, self._key), self.root)
 
 
 def _archive_key(name: str) -> str:
     return f"{WORK_DIR}/{name}.tar"
 
 
-def _read_saved_as(local: Path) -> str | None:
+def _saved_as(local: Path) -> str | None:
     """The ETag a local copy is in step with ("" for none saved); None when it is not."""
     try:
         return (local / SAVED_AS).read_text().strip()
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def _write_saved_as(local: Path, etag: str) -> None:
-    replace_file(local / SAVED_AS, f"{etag}\n".encode())
