@@ -1,15 +1,12 @@
-"""What gc removes, and in which order (the removal itself is `Store.gc`, under the locks).
+"""What gc removes (the removal itself is `Store.gc`: one log entry).
 
-Kept: every version an alias points to, the newest `keep` of each kind, and the parents
-(transitively, across kinds) of everything kept. The rest is removed children before
-parents, so a gc killed half-way never leaves a visible version whose parent is gone.
+Kept: every version an alias or a pin points to, the newest `keep` of each kind, and the
+parents (transitively, across kinds) of everything kept.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable
-from graphlib import CycleError, TopologicalSorter
 
 from storage.errors import CorruptVersionError
 from storage.ids import KINDS
@@ -46,37 +43,8 @@ def plan_gc(ids: dict[str, list[str]], aliased: Iterable[Version], keep: int,
                 if (parent_kind, parent_id) not in kept and parent_id in ids[parent_kind]:
                     kept.add((parent_kind, parent_id))
                     pending.append((parent_kind, parent_id))
+    # Children first (a version's parents are older and of the same or an earlier kind):
+    # what a removal lists reads in the order the lineage is undone. The removal itself is
+    # one log entry, so no order is ever half done.
     doomed = [(k, i) for k in KINDS for i in ids[k] if (k, i) not in kept]
-    return _children_first(doomed, read_manifest)
-
-
-def _children_first(doomed: list[Version], read_manifest: ReadManifest) -> list[Version]:
-    """`doomed` ordered so that every version comes before its parents; among versions
-    whose children are all gone, the newest first."""
-    rank = {node: -n for n, node in enumerate(sorted(doomed, key=lambda node: node[1]))}
-    doomed_set = set(doomed)
-    graph: TopologicalSorter[Version] = TopologicalSorter()
-    for node in doomed:
-        graph.add(node)
-        try:
-            parents = read_manifest(*node)["parents"]
-        except CorruptVersionError:
-            parents = {}  # its lineage is unknown; it is deleted anyway
-        for kind, ids in parents.items():
-            for parent in ((kind, i) for i in ids):
-                if parent in doomed_set:
-                    graph.add(parent, node)  # a parent waits for its child
-    try:
-        graph.prepare()
-    except CycleError:
-        # Only hand-made manifests can form a cycle; lineage order means nothing there.
-        return sorted(doomed, key=rank.__getitem__)
-    ready: list[tuple[int, Version]] = []
-    order: list[Version] = []
-    while graph.is_active():
-        for node in graph.get_ready():
-            heapq.heappush(ready, (rank[node], node))
-        _, node = heapq.heappop(ready)
-        order.append(node)
-        graph.done(node)
-    return order
+    return sorted(doomed, key=lambda v: (KINDS.index(v[0]), v[1]), reverse=True)
