@@ -15,7 +15,9 @@ saved (`SAVED_AS`, a marker file left out of the archive), which gives two guara
   the store elsewhere), so a host that ran the job before never resumes from its old copy;
 - a save never overwrites a newer one: `save_work_dir` is a compare-and-swap against the
   local copy's ETag (create-only when it has none), and refuses, uploading nothing, when
-  another run saved meanwhile.
+  another run saved meanwhile. The saves of one job on one host (generation shards
+  finishing in several threads or processes) take turns on a lock file beside the local
+  copy, so they never refuse each other.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import os
 import re
 import shutil
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +78,12 @@ def pack_work_dir(directory: Path, skip: str = "") -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for entry in sorted(directory.iterdir()):
             if entry.name != skip:
-                archive.add(entry, arcname=entry.name)
+                try:
+                    archive.add(entry, arcname=entry.name)
+                except FileNotFoundError:
+                    # Renamed or removed meanwhile by a job's other thread (a shard's
+                    # temporary file becoming its finished one): the next save has it.
+                    pass
     return buffer.getvalue()
 
 
@@ -133,22 +142,28 @@ class MirroredWorkDirs:
         compare-and-swap on the copy it was restored from or last saved as: a StorageError,
         and nothing uploaded, if another run saved it meanwhile."""
         local = self._local_work(work_dir)
-        saved_as = _read_saved_as(local)
-        try:
-            etag = self.backend.put(_archive_key(local.name), pack_work_dir(local, skip=SAVED_AS),
-                                    saved_as or "create")
-        except (WriteConflict, ObjectMissing):
-            raise StorageError(
-                f"work directory {local.name} of store {self.root} was saved (or removed) by "
-                "another run meanwhile: this run's copy was not uploaded, so as not to "
-                "overwrite a newer one; rerun the job to resume from the newest copy"
-            ) from None
-        _write_saved_as(local, etag or "")
+        # The saves of one job on this host (its threads or processes, each saving what it
+        # finished) take turns, each uploading the folder as it is then, others' work
+        # included: without the turns, two would swap against the same ETag and one lose.
+        with _save_turn(local):
+            saved_as = _read_saved_as(local)
+            try:
+                etag = self.backend.put(_archive_key(local.name),
+                                        pack_work_dir(local, skip=SAVED_AS),
+                                        saved_as or "create")
+            except (WriteConflict, ObjectMissing):
+                raise StorageError(
+                    f"work directory {local.name} of store {self.root} was saved (or removed) "
+                    "by another run meanwhile: this run's copy was not uploaded, so as not to "
+                    "overwrite a newer one; rerun the job to resume from the newest copy"
+                ) from None
+            _write_saved_as(local, etag or "")
 
     def remove_work_dir(self, work_dir: str | Path) -> None:
         local = self._local_work(work_dir)
         self.backend.delete(_archive_key(local.name))
         shutil.rmtree(local, ignore_errors=True)
+        (local.parent / _save_lock_name(local)).unlink(missing_ok=True)
 
     def _local_work(self, work_dir: str | Path) -> Path:
         candidate = Path(work_dir)
@@ -157,6 +172,21 @@ class MirroredWorkDirs:
         if len(candidate.parts) > 1 and Path(os.path.abspath(candidate)) != local:
             raise StorageError(f"{str(work_dir)!r} is not a work directory of store {self.root}")
         return local
+
+
+@contextmanager
+def _save_turn(local: Path) -> Iterator[None]:
+    """Hold this host's lock on saving the local work copy `local` (a file beside it)."""
+    from filelock import FileLock
+
+    local.parent.mkdir(parents=True, exist_ok=True)
+    # A new FileLock per call: flock(2) then excludes this process's other threads too.
+    with FileLock(local.parent / _save_lock_name(local)):
+        yield
+
+
+def _save_lock_name(local: Path) -> str:
+    return f".{local.name}.save-lock"
 
 
 def _archive_key(name: str) -> str:
