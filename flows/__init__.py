@@ -2,7 +2,7 @@
 
 | flow (module) | wraps |
 | --- | --- |
-| `ingest-headlines` (ingest) | inbox: scan, ingest (per file on failure), archive, drift, event |
+| `ingest-headlines` (ingest) | inbox: claim, ingest (per file on failure), archive, drift, event |
 | `ingest-feed` (feeds) | `tasks.feeds.ingest_feeds`, then the dashboard tables and the event |
 | `train-headlines` (train) | `tasks.champion.train_challenger` unless nothing is new; drift trend |
 | `generate-headlines` (generate) | `tasks.generate.generate_headlines`, shards as mapped tasks |

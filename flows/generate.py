@@ -3,8 +3,9 @@
 Runs `tasks.generate.generate_headlines` (the operation `charlm generate` runs too) with its
 shards mapped over the flow's task runner (threads by default; a Dask cluster with
 CHARLM_TASK_RUNNER=dask, see flows/runners.py). Shard k samples with its own seed derived
-from `sampling.seed`, so a job is reproducible for a given shard_size. The
-`generate-headlines` table artifact shows the first rows.
+from `sampling.seed`, so a job is reproducible for a given shard_size, and each finished
+shard is saved to the store: a rerun of a killed job, on any machine, draws only the shards
+it did not finish. The `generate-headlines` table artifact shows the first rows.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """The `ingest-headlines` flow: new CSVs (the store's inbox, or given paths) -> a dataset version.
 
-Run on a schedule by the `ingest-headlines/inbox` deployment. Drop CSV files into
-`<store>/inbox/` (write them under another name and rename to *.csv when complete: a scan
-takes every *.csv it sees). After a run, each inbox file is moved to
+Run on a schedule by the `ingest-headlines/inbox` deployment. Drop CSV files into the
+store's inbox: `<store>/inbox/` of a directory store (write them under another name and
+rename to *.csv when complete: a scan takes every *.csv it sees), the `inbox/` prefix of an
+object store (`aws s3 cp new.csv s3://bucket/prefix/inbox/` from anywhere: an upload
+appears whole). Each file is claimed by one run (storage.inbox), so runs that overlap never
+ingest or archive a file twice. After a run, each inbox file is moved to
 `inbox/processed/<dataset id>/` (or `processed/unchanged/` when it held nothing new, or
 `processed/rejected/` when it could not be read at all). When a version was published the
 champion is scored on its new headlines (tasks.drift.record_drift: the drift evaluation and
@@ -23,7 +26,14 @@ from storage import one_line
 from tasks.common import open_store
 from tasks.drift import record_drift
 from tasks.events import emit_dataset_published
-from tasks.ingest import IngestOutcome, archive_inbox, ingest_csvs, scan_inbox
+from tasks.ingest import (
+    InboxFile,
+    IngestOutcome,
+    archive_inbox,
+    claim_inbox,
+    ingest_csvs,
+    release_inbox,
+)
 
 FLOW_NAME = "ingest-headlines"
 DEFAULT_CLEANING = IngestConfig()  # frozen: safe as a shared default
@@ -43,8 +53,14 @@ class IngestRun:
     drift: list[str] = field(default_factory=list)  # drift evaluations recorded
 
 
-def _in_inbox(path: str, inbox: Path) -> bool:
-    return Path(path).resolve().parent == inbox.resolve()
+def _inbox_paths(storage: str | None, paths: list[str]) -> dict[str, str]:
+    """{path: name} of those `paths` that are files of a directory store's inbox folder
+    (archived like the files a scan finds); an object store's inbox has no local files."""
+    folder = open_store(storage).inbox.directory
+    if folder is None:
+        return {}
+    return {p: Path(p).name for p in paths if Path(p).resolve().parent == folder.resolve()
+            and Path(p).name.endswith(".csv") and not Path(p).name.startswith(".")}
 
 
 @flow(name=FLOW_NAME, description="Ingest new headline CSVs into a new dataset version.")
@@ -53,7 +69,8 @@ def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DE
     """Ingest `paths`, or every CSV waiting in the store's inbox when `paths` is not given.
 
     A dataset version is published only when some row is new. Files in the inbox are moved
-    aside afterwards (explicit paths elsewhere are left alone). A file that cannot be read
+    aside afterwards (explicit paths elsewhere are left alone); each is claimed first, so
+    of several runs at once exactly one ingests and archives it. A file that cannot be read
     at all does not block the others: the run ingests the rest, moves it to
     inbox/processed/rejected/ and then fails, naming it.
 
@@ -65,16 +82,40 @@ def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DE
         storage: artifact store root (default: $CHARLM_STORAGE or ./charlm-store).
     """
     log = get_run_logger()
-    inbox = open_store(storage).inbox
-    files = list(paths) if paths else scan_inbox(storage)
+    label = _run_label()
+    if paths:
+        files = list(paths)
+        named = _inbox_paths(storage, files)
+        claimed = claim_inbox(storage, sorted(set(named.values())), label) if named else []
+        by_name = {f.name: f for f in claimed}
+        # An inbox file another run holds is still ingested (it was asked for), not archived.
+        inbox_files = {p: by_name[name] for p, name in named.items() if name in by_name}
+    else:
+        claimed = claim_inbox(storage, None, label)
+        files = [f.path for f in claimed]
+        inbox_files = {f.path: f for f in claimed}
     if not files:
-        log.info("no CSV files in %s: nothing to ingest", inbox)
+        log.info("no CSV files in %s: nothing to ingest", open_store(storage).inbox.where)
         return IngestRun(dataset_id=None)
+    archived: set[str] = set()
+    try:
+        return _ingest(storage, files, inbox_files, archived, cleaning, drift)
+    finally:
+        # A run that fails before archiving lets its claims go: the next run takes them.
+        release_inbox(storage, [f for p, f in inbox_files.items() if p not in archived])
 
+
+def _ingest(storage: str | None, files: list[str], inbox_files: dict[str, InboxFile],
+            archived: set[str], cleaning: IngestConfig, drift: bool) -> IngestRun:
+    """The flow's work once the files are known (`inbox_files`: those of `files` claimed in
+    the inbox); adds each of them it archives to `archived`."""
+    log = get_run_logger()
+    origins = [inbox_files[p].claim.source if p in inbox_files else p for p in files]
+    origin = dict(zip(files, origins))
     outcomes: list[tuple[list[str], IngestOutcome]] = []
     rejected: dict[str, str] = {}
     try:
-        outcomes.append((files, ingest_csvs(storage, files, cleaning)))
+        outcomes.append((files, ingest_csvs(storage, files, cleaning, origins)))
     except IngestError as error:
         if len(files) == 1:
             rejected[files[0]] = str(error)
@@ -85,23 +126,27 @@ def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DE
                                        "ingesting them one by one", error))
             for path in files:
                 try:
-                    outcomes.append(([path], ingest_csvs(storage, [path], cleaning)))
+                    outcomes.append(([path], ingest_csvs(storage, [path], cleaning,
+                                                         [origin[path]])))
                 except IngestError as file_error:
                     rejected[path] = str(file_error)
 
-    run = IngestRun(dataset_id=None, files=files, rejected=rejected)
+    run = IngestRun(dataset_id=None, files=[origin[p] for p in files],
+                    rejected={origin[p]: why for p, why in rejected.items()})
     for group, outcome in outcomes:
         run.dataset_id = outcome.dataset_id
         run.new_rows += outcome.new_rows
         if outcome.published and outcome.dataset_id:
             run.published.append(outcome.dataset_id)
-        moved = [p for p in group if _in_inbox(p, inbox)]
+        moved = [inbox_files[p] for p in group if p in inbox_files]
         if moved:
             run.archived += archive_inbox(storage, moved,
                                           outcome.dataset_id if outcome.published else None)
-    bad_inbox = [p for p in rejected if _in_inbox(p, inbox)]
+            archived.update(p for p in group if p in inbox_files)
+    bad_inbox = [inbox_files[p] for p in rejected if p in inbox_files]
     if bad_inbox:
         run.archived += archive_inbox(storage, bad_inbox, None, rejected=True)
+        archived.update(p for p in rejected if p in inbox_files)
 
     if run.published and drift:
         for dataset_id in run.published:  # before the event: the champion has not retrained
@@ -121,3 +166,12 @@ def ingest_headlines(paths: list[str] | None = None, cleaning: IngestConfig = DE
         raise IngestError(f"{len(rejected)} file(s) could not be ingested: "
                           + "; ".join(f"{Path(p).name}: {why}" for p, why in rejected.items()))
     return run
+
+
+def _run_label() -> str:
+    """Which flow run this is, for the claims it writes (people read them)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    return f"flow run {run.name} ({run.id})" if run else ""

@@ -20,7 +20,8 @@ object store (``s3://``, ``gs://``, ``az://``, ``https://``, ``memory://``), wit
     _log/<seq>.checkpoint.json         the whole state every 100 entries (+ _log/_last_checkpoint)
     .work/<name>/ or .work/<name>.tar  scratch space of resumable jobs (storage.workdirs)
     feeds/                             live feeds: item buffer, validators (storage.feeds)
-    inbox/                             new CSVs for the ingest flow (a directory store's)
+    inbox/<name>.csv                   new CSVs for the ingest flow; inbox/.claims/<name> (the
+                                       run ingesting one), inbox/processed/ (storage.inbox)
     <kind>/.aliases/, <kind>/.alias-history.jsonl
                                        aliases and their history before the log: read once
                                        and imported by the first commit (storage.log)
@@ -38,7 +39,8 @@ each race it survives looks like.
 
 Modules: store (the engine), log (the commit log and its state), backend (directory and
 obstore byte operations), cache (an object store's host-local cache), manifests, gc (what gc
-removes), verify (`Problem`), workdirs, feeds (the feed buffer) over feed_files, layout (every
+removes), verify (`Problem`), workdirs, inbox (CSVs waiting for the ingest flow, each claimed
+once), feeds (the feed buffer) over feed_files, layout (every
 file name), datasets (the dataset file format), checkpoints, ids, fsutil, provenance, errors.
 
 This package must not import prefect or tensorflow: it is shared by every other layer.

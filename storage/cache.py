@@ -185,6 +185,11 @@ class FileCache:
         """An empty directory to write a version into before it is published."""
         return self._private()
 
+    def download_dir(self) -> Path:
+        """An empty directory of this process's own to download files into (an inbox CSV);
+        the caller removes it when done."""
+        return self._private("downloads")
+
     def blob(self, sha256: str) -> Path:
         return self.root / "blobs" / sha256[:2] / sha256
 

@@ -17,8 +17,9 @@ store uses them.
     <root>/.work/train-<key>/  tensorboard/, checkpoint/ (arrays.npz, state.json),
                                best.npz                  (TrainingWorkFiles, CheckpointFiles)
     <root>/.work/generate-<key>/shard-00000.jsonl (+ .json counts, .tmp)         (ShardFiles)
-    <root>/inbox/              CSVs waiting for the ingest flow; processed/<dataset id>/,
-                               processed/unchanged/, processed/rejected/          (Inbox)
+    <root>/inbox/              CSVs waiting for the ingest flow, .claims/<name> (a run's
+                               claim on one), processed/<dataset id>/, processed/unchanged/,
+                               processed/rejected/  (inbox_key ...; protocol: storage.inbox)
     <root>/feeds/              items.jsonl, validators.json, published.json, .lock
                                (FeedFiles; format: storage.feeds)
 """
@@ -42,12 +43,15 @@ __all__ = [
     "EvaluationFiles",
     "FeedFiles",
     "GenerationFiles",
-    "Inbox",
     "ModelFiles",
     "ShardFiles",
     "TrainingWorkFiles",
     "demo_corpus_name",
     "generation_work_name",
+    "inbox_archive_key",
+    "inbox_archive_prefix",
+    "inbox_claim_key",
+    "inbox_key",
     "training_work_name",
 ]
 
@@ -59,8 +63,11 @@ MANIFEST = "manifest.json"  # in every version; written last
 ALIASES_DIR = ".aliases"
 ALIAS_HISTORY_FILE = ".alias-history.jsonl"
 WORK_DIR = ".work"  # <root>/.work/<name>/: scratch space of resumable jobs
-INBOX_DIR = "inbox"
-PROCESSED_DIR = "processed"
+INBOX_DIR = "inbox"  # keys inbox/<name>.csv: CSVs waiting for the ingest flow
+CLAIMS_DIR = ".claims"  # inbox/.claims/<name>: a run's claim on a waiting CSV
+PROCESSED_DIR = "processed"  # inbox/processed/<folder>/<name>: archived CSVs
+UNCHANGED_DIR = "unchanged"  # the archive folder of CSVs that held no new row
+REJECTED_DIR = "rejected"  # the archive folder of CSVs that could not be read at all
 FEEDS_DIR = "feeds"
 
 F = TypeVar("F", bound="_Files")
@@ -181,33 +188,6 @@ class ShardFiles:
 
 
 @dataclass(frozen=True)
-class Inbox:
-    """`<root>/inbox`: where new headline CSVs are dropped for the ingest flow."""
-
-    directory: Path
-
-    @classmethod
-    def at(cls, root: str | Path) -> Inbox:
-        return cls(Path(root) / INBOX_DIR)
-
-    def waiting(self) -> list[Path]:
-        """The CSV files waiting to be ingested (write under another name, then rename to
-        *.csv: a scan takes every *.csv it sees)."""
-        if not self.directory.is_dir():
-            return []
-        return [p for p in self.directory.glob("*.csv") if p.is_file()]
-
-    def processed(self, dataset_id: str | None) -> Path:
-        """Where ingested files go: processed/<dataset id>/, or processed/unchanged/."""
-        return self.directory / PROCESSED_DIR / (dataset_id or "unchanged")
-
-    @property
-    def rejected(self) -> Path:
-        """Where files that could not be read at all go."""
-        return self.directory / PROCESSED_DIR / "rejected"
-
-
-@dataclass(frozen=True)
 class FeedFiles(_Files):
     """`<root>/feeds`: the state of the live feed sources (format: storage.feeds)."""
 
@@ -220,6 +200,27 @@ class FeedFiles(_Files):
     def of(cls, root: str | Path) -> FeedFiles:
         """The feed files of the store at `root`."""
         return cls.at(Path(root) / FEEDS_DIR)
+
+
+def inbox_key(name: str) -> str:
+    """The key of inbox file `name` (a directory store's ``<root>/inbox/<name>``)."""
+    return f"{INBOX_DIR}/{name}"
+
+
+def inbox_claim_key(name: str) -> str:
+    """The key of the claim object on inbox file `name` (storage.inbox)."""
+    return f"{INBOX_DIR}/{CLAIMS_DIR}/{name}"
+
+
+def inbox_archive_prefix(folder: str | None = None) -> str:
+    """The prefix of archived inbox files (in archive folder `folder`, when given)."""
+    return f"{INBOX_DIR}/{PROCESSED_DIR}/" + (f"{folder}/" if folder else "")
+
+
+def inbox_archive_key(folder: str, name: str) -> str:
+    """Where inbox file `name` is archived in `folder` (a dataset id, UNCHANGED_DIR or
+    REJECTED_DIR)."""
+    return inbox_archive_prefix(folder) + name
 
 
 def training_work_name(run_key: str) -> str:

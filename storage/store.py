@@ -20,7 +20,8 @@ the same protocol, written once here against the backend's byte operations:
 - **verify** hashes every file of every version on every backend (``quick``: manifests,
   parents and aliases only).
 - **work directories** (resumable jobs) and the **feed buffer** (storage.feeds) live in the
-  store as well; the **inbox** is where CSVs wait for the ingest flow.
+  store as well; the **inbox** (storage.inbox) is where CSVs wait for the ingest flow,
+  each claimed by one run.
 
 The on-disk (and in-bucket) layout is storage/__init__.py's; stores written before the log
 existed open and keep working (storage.log.scan_legacy).
@@ -61,7 +62,8 @@ from storage.ids import (
     looks_like_id_prefix,
     new_version_id,
 )
-from storage.layout import ALIAS_HISTORY_FILE, ALIASES_DIR, INBOX_DIR, MANIFEST
+from storage.inbox import Inbox
+from storage.layout import ALIAS_HISTORY_FILE, ALIASES_DIR, MANIFEST
 from storage.log import State
 from storage.manifests import build_manifest, parse_manifest, seal, to_json
 from storage.verify import Problem
@@ -759,12 +761,11 @@ class Store(MirroredWorkDirs):
     # -- the inbox, feeds and work directories -----------------------------------------
 
     @property
-    def inbox(self) -> Path:
-        """Where new headline CSVs wait for the ingest flow: ``<root>/inbox`` of a directory
-        store; for an object store a folder of this host's cache (files arrive on a host)."""
-        if self.local:
-            return self.local / INBOX_DIR
-        return self.cache.root / INBOX_DIR / self._key
+    def inbox(self) -> Inbox:
+        """Where new headline CSVs wait for the ingest flow, each claimed and archived by
+        exactly one run (storage.inbox): the keys ``inbox/*.csv``, i.e. the folder
+        ``<root>/inbox`` of a directory store and the prefix ``inbox/`` of an object store."""
+        return Inbox(self.backend, lambda: self.cache)
 
     @property
     def feeds(self) -> FeedState:

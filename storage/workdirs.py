@@ -15,7 +15,8 @@ saved (`SAVED_AS`), which gives two guarantees:
   ran the job before never resumes from its old copy;
 - a save never overwrites a newer one: `save_work_dir` is a compare-and-swap against the
   local copy's ETag (create-only when it has none), and uploads nothing when another run
-  saved meanwhile.
+  saved meanwhile. The saves of one job on one host (generation shards finishing in several
+  threads) take turns on a lock file beside the local copy, so they never refuse each other.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import os
 import re
 import shutil
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -83,7 +85,10 @@ def pack_work_dir(directory: Path, skip: str = "") -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for entry in sorted(directory.iterdir()):
             if entry.name != skip:
-                archive.add(entry, arcname=entry.name)
+                try:
+                    archive.add(entry, arcname=entry.name)
+                except FileNotFoundError:
+                    pass  # renamed meanwhile by the job's other thread: the next save has it
     return buffer.getvalue()
 
 
@@ -131,25 +136,42 @@ class MirroredWorkDirs:
         it was restored from or last saved as: a StorageError, and nothing uploaded, if
         another run saved it meanwhile."""
         local = self._local_work(work_dir)
-        saved_as = _saved_as(local)
-        try:
-            etag = self.backend.put(_archive_key(local.name), pack_work_dir(local, skip=SAVED_AS),
-                                    saved_as or "create")
-        except (WriteConflict, ObjectMissing):
-            raise StorageError(
-                f"work directory {local.name} of store {self.root} was saved (or removed) by "
-                "another run meanwhile: this run's copy was not uploaded, so as not to "
-                "overwrite a newer one; rerun the job to resume from the newest copy"
-            ) from None
-        replace_file(local / SAVED_AS, f"{etag or ''}\n".encode())
+        # The saves of one job on this host (its threads, each saving what it finished) take
+        # turns, each uploading the folder as it is then: else two would swap against the
+        # same ETag and one lose.
+        with _save_turn(local):
+            saved_as = _saved_as(local)
+            try:
+                etag = self.backend.put(_archive_key(local.name),
+                                        pack_work_dir(local, skip=SAVED_AS),
+                                        saved_as or "create")
+            except (WriteConflict, ObjectMissing):
+                raise StorageError(
+                    f"work directory {local.name} of store {self.root} was saved (or removed) "
+                    "by another run meanwhile: this run's copy was not uploaded, so as not to "
+                    "overwrite a newer one; rerun the job to resume from the newest copy"
+                ) from None
+            replace_file(local / SAVED_AS, f"{etag or ''}\n".encode())
 
     def remove_work_dir(self, work_dir: str | Path) -> None:
         local = self._local_work(work_dir)
         self.backend.delete(_archive_key(local.name))
         shutil.rmtree(local, ignore_errors=True)
+        (local.parent / f".{local.name}.save-lock").unlink(missing_ok=True)
 
     def _local_work(self, work_dir: str | Path) -> Path:
         return _work_path(work_dir, partial(self.cache.work_dir, self._key), self.root)
+
+
+@contextmanager
+def _save_turn(local: Path) -> Iterator[None]:
+    """Hold this host's lock on saving the local work copy `local` (a file beside it)."""
+    from filelock import FileLock
+
+    local.parent.mkdir(parents=True, exist_ok=True)
+    # A new FileLock per call: flock(2) then excludes this process's other threads too.
+    with FileLock(local.parent / f".{local.name}.save-lock"):
+        yield
 
 
 def _archive_key(name: str) -> str:

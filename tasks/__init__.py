@@ -8,7 +8,7 @@ do exactly the same work (inside a flow run every step shows as a task run).
 
 | module | tasks | operation |
 | --- | --- | --- |
-| ingest | ingest-csv, scan-inbox, archive-inbox (and `publish_on_latest`, shared with feeds) | |
+| ingest | ingest-csv, claim-inbox, archive-inbox (`publish_on_latest`: shared with feeds) | |
 | feeds | poll-feed, publish-buffer | `ingest_feeds` |
 | train | train-model | |
 | evaluate | evaluate-model (a dataset's split or recent view), evaluate-csv (any CSV) | |

@@ -1,6 +1,6 @@
 """The demo: the whole pipeline on the embedded corpus, as a composition of the operations.
 
-Write the demo corpus (charlm.demo_corpus) into the store's inbox, ingest it
+Put the demo corpus (charlm.demo_corpus) into the store's inbox, ingest it
 (tasks.ingest), train a small model and let it challenge the champion
 (tasks.champion.train_challenger), and generate headlines (tasks.generate): the very
 operations `charlm ingest`, `charlm train` and `charlm generate` run, with a small model.
@@ -8,6 +8,7 @@ operations `charlm ingest`, `charlm train` and `charlm generate` run, with a sma
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -31,7 +32,7 @@ from tasks.presets import DEMO_HEADLINES, DEMO_N, DEMO_NETWORK, DEMO_TRAINING
 
 @dataclass(frozen=True)
 class DemoOutcome:
-    corpus: str  # the CSV written into the inbox
+    corpus: str  # the CSV put into the inbox: its path, or its URL in an object store
     ingested: IngestOutcome
     challenge: Challenge
     generated: GenerationOutcome
@@ -40,15 +41,25 @@ class DemoOutcome:
 
 @task(name="write-demo-corpus", cache_policy=NO_CACHE)
 def write_demo_corpus(storage: str | None, n: int, seed: int) -> str:
-    """Write the embedded demo corpus as an ABC-format CSV into the store's inbox."""
+    """Put the embedded demo corpus as an ABC-format CSV into the store's inbox; its address
+    there (a path in a directory store, a URL in an object store)."""
     rows = make_corpus(n, np.random.default_rng(seed))
+    buffer = io.BytesIO()
+    pl.DataFrame(rows, schema=list(COLUMNS), orient="row").write_csv(buffer)
+    return open_store(storage).inbox.put(demo_corpus_name(n, seed), buffer.getvalue())
+
+
+def ingest_demo_corpus(storage: str | None, n: int, seed: int) -> IngestOutcome:
+    """Ingest the corpus `write_demo_corpus` put into the inbox, from a local file (an
+    object store's is downloaded, then dropped). It stays in the inbox, as before: an
+    inbox run finds nothing new in it."""
     inbox = open_store(storage).inbox
-    inbox.mkdir(parents=True, exist_ok=True)
-    path = inbox / demo_corpus_name(n, seed)
-    tmp = path.with_suffix(".tmp")
-    pl.DataFrame(rows, schema=list(COLUMNS), orient="row").write_csv(tmp)
-    tmp.replace(path)
-    return str(path)
+    name = demo_corpus_name(n, seed)
+    local = inbox.local_copy(name)
+    try:
+        return run_task(ingest_csvs, storage, [str(local)], origins=[inbox.address(name)])
+    finally:
+        inbox.discard(local)
 
 
 def run_demo(storage: str | None, headlines: int = DEMO_HEADLINES,
@@ -61,7 +72,7 @@ def run_demo(storage: str | None, headlines: int = DEMO_HEADLINES,
     training = replace(DEMO_TRAINING, max_minutes=max_minutes, seed=seed)
     corpus = run_task(write_demo_corpus, storage, headlines, seed)
     log.info("[1/4] wrote the embedded demo corpus: %s", corpus)
-    ingested = run_task(ingest_csvs, storage, [corpus])
+    ingested = ingest_demo_corpus(storage, headlines, seed)
     log.info("[2/4] training %s %dx%d for up to %s min", network.cell, network.hidden,
              network.depth, max_minutes)
     challenge = train_challenger(storage, ingested.dataset_id, network, training, "auto",

@@ -8,6 +8,11 @@ file into the job's work directory, and `publish-generation` joins them into one
 one after the other by default; the flow passes `run_shards` to map them over its task
 runner (threads or Dask). Shard k samples with seed `sampling.seed + k * SHARD_SEED_STRIDE`,
 so a job is reproducible for a given shard size.
+
+A killed job resumes: its work directory is named by the job's fingerprint, every finished
+shard is saved to the store (`Store.save_work_dir`: on an object store the folder is
+uploaded, by compare-and-swap, after each shard) and a rerun, on this machine or any other,
+keeps the shards it finds finished and draws only the rest.
 """
 
 from __future__ import annotations
@@ -88,8 +93,14 @@ def generate_shard(storage: str | None, model_id: str, shard: int, n: int,
     """Generate `n` headlines for one shard into a JSONL file; returns its path.
 
     With novel_only, verbatim copies of training headlines are dropped and replaced by
-    further draws (their count goes into the shard's counts file).
+    further draws (their count goes into the shard's counts file). A shard an earlier run
+    of the job finished (on any machine: each finished shard is saved to the store) is
+    kept, not drawn again: its seed makes it the same headlines anyway.
     """
+    files = ShardFiles.at(job, shard)
+    if files.records.exists() and files.counts.exists():
+        run_logger().info("shard %d: finished by an earlier run of this job, kept", shard)
+        return str(files.records)
     net, _ = load_model(model_files(storage, model_id))
     index = training_index(storage, model_id) if novel_only else None
     rows: list[dict] = []
@@ -112,10 +123,12 @@ def generate_shard(storage: str | None, model_id: str, shard: int, n: int,
                          "length": len(text), "truncated": bool(cut), "seed": seed})
         if len(rows) >= n:
             break
-    files = ShardFiles.at(job, shard)
     files.partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
     files.counts.write_text(json.dumps({"dropped_copies": dropped}))
-    files.partial.replace(files.records)
+    files.partial.replace(files.records)  # the records file appears whole, counts before it
+    # An object store keeps the work directory as one object: uploaded after every shard,
+    # so a job killed on one machine resumes its finished shards on any other.
+    open_store(storage).save_work_dir(job)
     return str(files.records)
 
 
@@ -163,7 +176,8 @@ def generate_headlines(storage: str | None, model: str, n: int, sampling: Sample
     """Generate `n` headlines from `model` (id or alias) into one generation version.
 
     Headline i starts with prefixes[i % len(prefixes)]; `shard_size` (default: all in one)
-    caps the headlines per shard; a killed job's shards are redone on rerun.
+    caps the headlines per shard; a rerun of a killed job (same model, n, sampling,
+    prefixes, novel_only, shard_size) keeps the shards it finished, on any machine.
     """
     if n < 1:
         raise ValueError(f"number of headlines must be >= 1, got {n}")

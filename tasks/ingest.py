@@ -1,12 +1,12 @@
 """The ingestion stage: headline CSVs in, a dataset version out (only when rows are new).
 
 The work itself is the `ingestion` package's; these tasks add the store (the previous
-version, publishing) and the inbox the `ingest-headlines` flow watches.
+version, publishing) and the inbox the `ingest-headlines` flow watches (storage.inbox: each
+waiting CSV is claimed by one run, ingested from a local file and archived).
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +17,10 @@ from prefect.cache_policies import NO_CACHE
 
 from charlm.config import IngestConfig, from_dict, to_dict
 from ingestion.plan import IngestPlan, plan_ingest, write_version
-from storage import AliasMovedError, StorageError, Store
+from storage import AliasMovedError, StorageError, Store, one_line
+from storage.backend import ObjectMissing
 from storage.fsutil import sha256_file
-from storage.layout import Inbox
+from storage.inbox import Claim
 from tasks.common import open_store, run_logger
 
 
@@ -39,9 +40,13 @@ def latest_dataset(storage: str | None) -> str | None:
     return _latest(open_store(storage))
 
 
-def source_files(paths: list[str]) -> list[dict[str, str]]:
-    """What a manifest records of input files: absolute path and sha256 of each."""
-    return [{"path": str(Path(p).resolve()), "sha256": sha256_file(Path(p))} for p in paths]
+def source_files(paths: list[str], origins: list[str] | None = None) -> list[dict[str, str]]:
+    """What a manifest records of input files: absolute path (or the origin given for it:
+    an object store's inbox file is read from a download) and sha256 of each."""
+    if origins is not None and len(origins) != len(paths):
+        raise ValueError(f"{len(origins)} origins given for {len(paths)} files")
+    return [{"path": origins[i] if origins else str(Path(p).resolve()),
+             "sha256": sha256_file(Path(p))} for i, p in enumerate(paths)]
 
 
 def ingest_config(storage: str | None, dataset: str) -> IngestConfig | None:
@@ -52,13 +57,16 @@ def ingest_config(storage: str | None, dataset: str) -> IngestConfig | None:
 
 @task(name="ingest-csv", cache_policy=NO_CACHE)
 def ingest_csvs(storage: str | None, paths: list[str],
-                cleaning: IngestConfig = IngestConfig()) -> IngestOutcome:
-    """Clean and merge `paths` into the latest dataset; publish a version if any row is new."""
+                cleaning: IngestConfig = IngestConfig(),
+                origins: list[str] | None = None) -> IngestOutcome:
+    """Clean and merge `paths` into the latest dataset; publish a version if any row is new.
+    `origins`: where each file came from, recorded instead of its path (an inbox file's
+    address when `paths` are local copies)."""
     if not paths:
         raise ValueError("no CSV files given")
     store = open_store(storage)
     files = [Path(p) for p in paths]
-    sources = source_files(paths)
+    sources = source_files(paths, origins)
 
     def build(previous_dir: Path | None) -> Publication:
         return Publication(plan_ingest(previous_dir, files, cleaning),
@@ -124,28 +132,68 @@ def _latest(store: Store) -> str | None:
         return None
 
 
-@task(name="scan-inbox", cache_policy=NO_CACHE)
-def scan_inbox(storage: str | None) -> list[str]:
-    """CSV files waiting in the store's inbox, oldest first."""
-    files = Inbox(open_store(storage).inbox).waiting()
-    return [str(p) for p in sorted(files, key=lambda p: (p.stat().st_mtime, p.name))]
+@dataclass(frozen=True)
+class InboxFile:
+    """An inbox CSV this run claimed (storage.inbox): ingest `path`, then archive it."""
+
+    name: str
+    path: str  # a local file holding it (a directory store's own file, or a download)
+    claim: Claim
+
+
+@task(name="claim-inbox", cache_policy=NO_CACHE)
+def claim_inbox(storage: str | None, names: list[str] | None = None,
+                label: str = "") -> list[InboxFile]:
+    """Claim the CSVs waiting in the store's inbox (only `names`, when given), oldest first,
+    each with a local file to ingest; files another run holds are left to it. `label`
+    tells people which run holds a claim."""
+    inbox = open_store(storage).inbox
+    claimed: list[InboxFile] = []
+    try:
+        for name in inbox.waiting() if names is None else names:
+            claim = inbox.claim(name, label)
+            if claim is None:
+                run_logger().info("%s: claimed by another run, left to it", name)
+                continue
+            try:
+                path = inbox.local_copy(name)
+            except ObjectMissing:  # archived by a run whose stale claim we took over
+                inbox.release(claim)
+                continue
+            except BaseException:
+                inbox.release(claim)
+                raise
+            claimed.append(InboxFile(name, str(path), claim))
+    except BaseException:
+        release_inbox(storage, claimed)  # a failed scan blocks no file for the lease
+        raise
+    return claimed
 
 
 @task(name="archive-inbox", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
-def archive_inbox(storage: str | None, paths: list[str], dataset_id: str | None,
+def archive_inbox(storage: str | None, files: list[InboxFile], dataset_id: str | None,
                   rejected: bool = False) -> list[str]:
-    """Move processed inbox files aside, never overwriting: to processed/<dataset id>/,
-    processed/unchanged/ (dataset_id None) or processed/rejected/ (unreadable files)."""
-    inbox = Inbox(open_store(storage).inbox)
-    target = inbox.rejected if rejected else inbox.processed(dataset_id)
-    target.mkdir(parents=True, exist_ok=True)
+    """Move ingested inbox files aside, never overwriting: to processed/<dataset id>/,
+    processed/unchanged/ (dataset_id None) or processed/rejected/ (unreadable files); where
+    each went. Their claims go with them."""
+    inbox = open_store(storage).inbox
     moved = []
-    for p in map(Path, paths):
-        dest = target / p.name
-        n = 1
-        while dest.exists():
-            dest = target / f"{p.stem}.{n}{p.suffix}"
-            n += 1
-        shutil.move(str(p), dest)
-        moved.append(str(dest))
+    for file in files:
+        where = inbox.archive(file.claim, dataset_id, rejected=rejected, local=file.path)
+        inbox.discard(file.path)
+        if where is not None:
+            moved.append(where)
     return moved
+
+
+def release_inbox(storage: str | None, files: list[InboxFile]) -> None:
+    """Give up the claims on `files` without archiving them (the run failed before): they
+    wait for the next run. Never raises: it runs while another error is on its way up."""
+    inbox = open_store(storage).inbox
+    for file in files:
+        try:
+            inbox.discard(file.path)
+            inbox.release(file.claim)
+        except StorageError as error:
+            run_logger().warning("%s", one_line(f"inbox file {file.name}: claim not released "
+                                                "(it lapses after an hour)", error))

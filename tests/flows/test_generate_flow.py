@@ -50,7 +50,8 @@ def check_generation(storage: str, run, n: int, prefixes: list[str]) -> list[dic
         # row i starts with prefixes[i % len], as in one unsharded job
         assert [r["prefix"] for r in rows] == [prefixes[i % len(prefixes)] for i in range(n)]
         assert all(r["text"].startswith(r["prefix"]) for r in rows)
-    assert not list((store.local / ".work").glob("generate-*"))  # shard files cleaned up
+    # shard files cleaned up
+    assert not [i for i in store.backend.list(".work/") if i.key.startswith(".work/generate-")]
     return rows
 
 

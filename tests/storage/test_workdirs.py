@@ -140,3 +140,25 @@ def test_a_copy_removed_elsewhere_is_not_resumed(host_a: Host, host_b: Host) -> 
     assert not (work / "step").exists()
     (work / "step").write_text("1")
     host_a.save_work_dir(work)  # a new run of the job saves as a first save
+
+
+def test_saves_from_one_hosts_threads_take_turns(host_a: Host, tmp_path: Path) -> None:
+    """Generation shards finishing at once in threads of one job: every save succeeds (none
+    swaps against an ETag another just replaced) and the store's copy has every file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    work = host_a.work_dir(NAME)
+
+    def finish(k: int) -> None:
+        temp = work / f"shard-{k}.tmp"
+        temp.write_text(str(k))
+        temp.replace(work / f"shard-{k}.jsonl")  # while others pack the folder
+        host_a.save_work_dir(work)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(finish, range(24)))
+    target = tmp_path / "saved"
+    target.mkdir()
+    unpack_work_dir(host_a.backend.get(f"{WORK_DIR}/{NAME}.tar")[0], target)
+    assert sorted(p.name for p in target.glob("shard-*.jsonl")) == sorted(
+        f"shard-{k}.jsonl" for k in range(24))
