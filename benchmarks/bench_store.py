@@ -44,6 +44,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     roots = {"old": str(work / "old" / "store"), "local": str(work / "local" / "store"),
              "s3": url}
     sides: dict[str, Side] = {}
+    finished = False
     try:
         for name in SIDES:  # they set up at once, before anything is timed
             if name != "old" or engine is not None:
@@ -316,11 +318,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, side in sides.items():
             print(f"  {LABELS[name] + ':':<11}"
                   f"{args.old + ': ' if name == 'old' else ''}{side.ready()}")
-        return measure(args, sides, server, Store(url, cache=FileCache(work / "listing")))
+        status = measure(args, sides, server, Store(url, cache=FileCache(work / "listing")))
+        finished = True
+        return status
     finally:
         for side in sides.values():
             side.close()
         server.close()
+        if finished:  # the stores hold a few hundred MB
+            shutil.rmtree(work, ignore_errors=True)
+        else:  # the sides' logs say what went wrong
+            print(f"  kept for a look: {work}")
 
 
 def measure(args: argparse.Namespace, sides: dict[str, Side], server, s3) -> int:
