@@ -112,11 +112,26 @@ def test_store_tiny(capsys: pytest.CaptureFixture[str]) -> None:
 
     bench_store.main(["--tiny"])  # its exit status is the verdicts: meaningless at this size
     out = capsys.readouterr().out
-    for step in ("publish dataset", "publish model", "load champion cold",
+    # the old side ran the previous engine's package, extracted from git, not this one's
+    assert re.search(r"^  old local: .*/old-engine/storage/__init__.py$", out, re.M), out
+    for step in ("publish dataset", "publish model\\+champion", "load champion cold",
                  "load champion warm", "generate 50"):
-        assert re.search(rf"^  {step} +[0-9.]+ +[0-9.]+ +[0-9.]+x$", out, re.MULTILINE), out
+        # old local s, local s, S3 s, local/old, S3/local
+        assert re.search(rf"^  {step} +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+x +[0-9.]+x$", out,
+                         re.MULTILINE), out
+        assert re.search(rf"^bench_store: local/old {step} = ", out, re.MULTILINE), out
+    assert "skipped" not in out, out
+    assert re.search(r"^  S3 requests of one model publish \+ set_alias: \d+", out, re.M), out
     assert "most downloads of one file = 1.00" in out, out
     _verdicts_agree(out)
+
+
+def test_store_without_old_commit(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    from benchmarks import bench_store
+
+    # a tarball install: no git history, so the old side is skipped with one line
+    assert bench_store.extract_old(tmp_path, "0" * 40) is None
+    assert capsys.readouterr().out.startswith("  old local: skipped (no git checkout")
 
 
 def test_first_touch_prints_seconds_per_gib(capsys: pytest.CaptureFixture[str]) -> None:
