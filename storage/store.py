@@ -311,7 +311,8 @@ class Store(MirroredWorkDirs):
         to_json(params, f"params of the new {kind} version")  # fail now, not after training
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise StorageError(f"seed must be an int or None, got {seed!r}")
-        if self._state().seq < 0:
+        known = self._shared.state
+        if known is None or known.seq < 0:  # a log that has begun never goes back
             # The log begins before the first upload: without it, a reader would take an
             # upload's manifest for a version of a store written before the log.
             self._commit(lambda state: [{"op": "begin"}] if state.seq < 0 else [])
@@ -451,7 +452,12 @@ class Store(MirroredWorkDirs):
             if isinstance(refs, str) or not isinstance(refs, Sequence):
                 raise StorageError(f"parents[{parent_kind!r}] must be a list of ids, got {refs!r}")
             ids: list[str] = []
+            known = self._shared.state
             for ref in refs:
+                if known is not None and is_version_id(ref) and known.has(parent_kind, ref):
+                    if ref not in ids:  # an id this process saw committed (rechecked at commit)
+                        ids.append(ref)
+                    continue
                 try:
                     version_id = self.resolve(parent_kind, ref)
                 except StorageError as error:
