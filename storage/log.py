@@ -1,27 +1,15 @@
 """The store's commit log: what is committed, where every alias points, and why.
 
-Every change to what a reader sees (a version committed, an alias moved, versions removed by
-gc, an upload given up, a version pinned) is one *entry* of the log, a JSON object at key
-``_log/<seq, 20 digits>.json`` written create-only (S3 ``If-None-Match: *``, a no-clobber link
-on a directory). Entry N+1 can be written by one writer only, so writing it is at once the
-commit and the check that nothing else was committed since the state the writer planned on
-(as in Delta Lake's ``_delta_log``): a publish that expects "latest" to hold X, a promotion
-that expects "champion" to hold Y and a gc that decided what no alias points to can each be
-validated against state N and committed as N+1, or lose the race and plan again. Nothing is
-ever visible and then withdrawn.
-
-`State` is the log replayed: committed ids per kind, aliases, the alias history (changes made
-by `Store.set_alias`, with their reasons), pins and tombstones (ids gc removed or gave up:
-never committable again). Every `CHECKPOINT_EVERY` entries the committer also writes the whole
-state (``_log/<seq>.checkpoint.json``) and names it in ``_log/_last_checkpoint`` (a hint,
-overwritten; a missing or stale hint only costs a listing), so opening a store reads one
-checkpoint and the entries after it.
-
-A store written before the log existed (versions with a manifest.json, ``<kind>/.aliases/``,
-``<kind>/.alias-history.jsonl``) is read through `scan_legacy`; its first commit writes entry 0
-with that state imported, so old stores open, verify and accept new versions unchanged.
-
-Pure data and rules here; the byte operations are the store's (storage.store).
+Every change a reader sees (a version committed with its aliases, an alias moved, versions
+removed by gc, an upload given up, a pin) is one *entry*, ``_log/<seq, 20 digits>.json``,
+written create-only. Only one writer can write entry N+1, so writing it is both the commit and
+the proof that nothing was committed since the state N its writer checked (Delta Lake's
+``_delta_log`` rule). `State` is the log replayed: committed ids, aliases, the alias history
+(`set_alias`'s entries, with reasons), pins, and tombstones (ids gc removed or gave up: never
+committable again). Every `CHECKPOINT_EVERY` entries the whole state is written too
+(``_log/<seq>.checkpoint.json``, named in ``_log/_last_checkpoint``, a hint). A store written
+before the log is imported by its first entry (`legacy_state`). Pure data and rules here; the
+byte operations are storage.store's.
 """
 
 from __future__ import annotations
@@ -36,7 +24,7 @@ from storage.errors import StorageError
 from storage.ids import KINDS, is_version_id
 
 __all__ = ["CHECKPOINT_EVERY", "LOG_DIR", "State", "apply", "checkpoint_key", "entry_key",
-           "parse_history", "parse_seq"]
+           "legacy_state", "parse_history", "parse_seq"]
 
 LOG_DIR = "_log"
 LAST_CHECKPOINT = f"{LOG_DIR}/_last_checkpoint"

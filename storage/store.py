@@ -1,30 +1,11 @@
 """The versioned, immutable artifact store: one engine over any byte backend.
 
-`Store(root)` opens a local directory or an object store URL (storage.backend) and gives both
-the same protocol, written once here against the backend's byte operations:
-
-- **publish**: the caller writes a version's files into `Staging.path` (on a directory: the
-  version's own folder; on an object store: a folder in the host cache, uploaded on exit);
-  then every file is hashed, the manifest written, and the version committed by one
-  create-only log entry that also moves its aliases (storage.log). A publish that expects an
-  alias (``expect={"latest": id}``) commits only if the alias still holds that id at the
-  commit: nothing is ever visible and then withdrawn.
-- **aliases** move by a log entry too; `set_alias`'s entries are the alias history, so a
-  promotion is never unrecorded.
-- **gc** plans on one state of the log and commits its removals as the next entry: a
-  promotion, publish or pin that lands first makes gc plan again, so an alias never points
-  to a removed version. Files go only after their removal is committed. Uploads that no
-  entry commits are given up (an ``abandon`` entry, after which their id can never commit)
-  only once older than the retention (days by default, like Delta's VACUUM).
-- **pins** keep a version through gc while a long job uses it (training pins its dataset).
-- **verify** hashes every file of every version on every backend (``quick``: manifests,
-  parents and aliases only).
-- **work directories** (resumable jobs) and the **feed buffer** (storage.feeds) live in the
-  store as well; the **inbox** (storage.inbox) is where CSVs wait for the ingest flow,
-  each claimed by one run.
-
-The on-disk (and in-bucket) layout is storage/__init__.py's; stores written before the log
-existed open and keep working (storage.log.scan_legacy).
+`Store(root)` opens a directory or an object store URL (storage.backend) and runs one protocol
+over either (docs/storage.md): publish (files, then one log entry that commits the version and
+moves its aliases), aliases and their history (`set_alias`: one entry each), pins, verify
+(every file hashed on every backend), gc (removals committed as one entry before any file
+goes; uploads no entry commits given up only after the retention), work directories, the feed
+buffer (storage.feeds) and the inbox (storage.inbox).
 """
 
 from __future__ import annotations
@@ -205,27 +186,21 @@ class Store(MirroredWorkDirs):
 
     def _legacy(self) -> State:
         """A store written before the log: versions with a manifest, alias files and alias
-        history files, read once per process (nothing but an old release writes them)."""
+        history files, read once per process (only an old release writes them)."""
         if self._shared.legacy is None:
-            versions: dict[str, list[str]] = {}
-            aliases: dict[str, dict[str, str]] = {}
-            history: dict[str, list[dict]] = {}
+            versions, aliases, history = {}, {}, {}
             for kind in KINDS:
-                infos = self.backend.list(f"{kind}/")
-                versions[kind] = sorted({i.key.split("/")[1] for i in infos
-                                         if i.key.endswith(f"/{MANIFEST}")
-                                         and i.key.count("/") == 2})
-                aliases[kind] = {}
-                for info in infos:
-                    if info.key.startswith(f"{kind}/{ALIASES_DIR}/") and info.key.count("/") == 2:
-                        text = self.backend.get(info.key)[0].decode("utf-8", "replace").strip()
-                        if is_version_id(text):
-                            aliases[kind][info.key.rsplit("/", 1)[1]] = text
+                keys = [i.key for i in self.backend.list(f"{kind}/") if i.key.count("/") == 2]
+                versions[kind] = [k.split("/")[1] for k in keys if k.endswith(f"/{MANIFEST}")]
+                named = {k.rsplit("/", 1)[1]: self.backend.get(k)[0].decode("utf-8", "replace")
+                         for k in keys if k.startswith(f"{kind}/{ALIASES_DIR}/")}
+                aliases[kind] = {n: t.strip() for n, t in named.items()
+                                 if is_version_id(t.strip())}
                 try:
                     raw = self.backend.get(f"{kind}/{ALIAS_HISTORY_FILE}")[0]
-                    history[kind] = log.parse_history(raw)
                 except ObjectMissing:
-                    history[kind] = []
+                    raw = b""
+                history[kind] = log.parse_history(raw)
             imported = log.legacy_state(versions, aliases, history)
             self._shared.legacy = log.apply(State(seq=-2), {"seq": -1, "actions": [imported]})
         return self._shared.legacy
@@ -292,16 +267,11 @@ class Store(MirroredWorkDirs):
                 params: Mapping[str, Any] | None = None, seed: int | None = None,
                 aliases: Sequence[str] = ("latest",),
                 expect: Mapping[str, str | None] | None = None) -> Iterator[Staging]:
-        """Create a new version of `kind`: write its files under the yielded
-        ``staging.path``; on normal exit of the ``with`` block they are hashed, stored and
-        committed with every name in `aliases` pointing to the new version. If the block
-        raises, nothing becomes visible and the exception propagates.
-
-        `parents` maps kinds to version refs (resolved to ids now). `expect` maps alias names
-        of `kind` to the id (None: unset) the caller built on: if one has moved when the
-        version would be committed, `AliasMovedError` is raised and nothing is published, so
-        two writers building on "latest" cannot drop each other's work.
-        """
+        """Create a version of `kind`: write its files under ``staging.path``; on normal exit
+        of the block they are hashed, stored and committed with `aliases` pointing to it (if
+        the block raises, nothing becomes visible). `parents` maps kinds to refs. `expect`
+        maps alias names to the id (None: unset) the caller built on: if one moved before the
+        commit, `AliasMovedError` and nothing is published."""
         check_kind(kind)
         alias_names = _check_alias_list(aliases)
         expected = dict(expect or {})
@@ -515,7 +485,7 @@ class Store(MirroredWorkDirs):
         manifest, data = self._manifest(kind, version_id)
         if self.local:
             if verify:
-                problems = self._file_problems(kind, version_id, manifest, deep=True)
+                problems = self._file_problems(kind, version_id, manifest)
                 if problems:
                     more = f" (and {len(problems) - 1} more problem(s))" \
                         if len(problems) > 1 else ""
@@ -634,8 +604,8 @@ class Store(MirroredWorkDirs):
                     problems.append(Problem(k, version_id, error.file, error.reason))
                     continue
                 if not quick:
-                    problems += self._file_problems(k, version_id, manifest, deep=True,
-                                                    listed=listing.get(version_id, {}))
+                    problems += self._file_problems(k, version_id, manifest,
+                                                    listing.get(version_id, {}))
                 for parent_kind, ids in manifest["parents"].items():
                     problems += [Problem(k, version_id, MANIFEST, f"parent {parent_kind} "
                                          f"version {i} is missing")
@@ -656,7 +626,7 @@ class Store(MirroredWorkDirs):
                 found.setdefault(first, {})[rest] = info.size
         return found
 
-    def _file_problems(self, kind: str, version_id: str, manifest: dict, *, deep: bool,
+    def _file_problems(self, kind: str, version_id: str, manifest: dict,
                        listed: dict[str, int] | None = None) -> list[Problem]:
         """Each file of a version against its manifest: present, same size, same sha256."""
         if listed is None:
@@ -670,7 +640,7 @@ class Store(MirroredWorkDirs):
             elif listed[rel] != entry["size"]:
                 problems.append(Problem(kind, version_id, rel, f"size is {listed[rel]} bytes, "
                                                                f"manifest says {entry['size']}"))
-            elif deep and self._sha256(key) != entry["sha256"]:
+            elif self._sha256(key) != entry["sha256"]:
                 problems.append(Problem(kind, version_id, rel, "sha256 does not match manifest"))
         problems += [Problem(kind, version_id, rel, "unexpected file not in manifest")
                      for rel in sorted(set(listed) - set(manifest["files"]) - {MANIFEST})]
