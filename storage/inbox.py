@@ -7,20 +7,15 @@ storage.layout), one implementation over the byte backend for both kinds of stor
     inbox/processed/<folder>/<name>    archived: folder = the dataset id it went into,
                                        "unchanged" or "rejected"
 
-On a directory store those keys are the files ``<root>/inbox/...``, the folder one copies
-CSVs into; on an object store a CSV put under ``inbox/`` from any machine is ingested by
-whichever host runs the flow.
+On a directory store these keys are the files ``<root>/inbox/...``; on an object store a CSV
+put under ``inbox/`` from any machine is ingested by whichever host runs the flow.
 
-**Exactly once.** Each file is ingested and archived by the one run that claims it:
-
-- `claim` writes the claim object create-only, so of two runs at once only one gets it. A
-  claim last written over `CLAIM_LEASE_S` ago (its holder was killed) is taken over by a
-  compare-and-swap on its ETag, which one taker wins. A claim on a CSV that is gone (a run
-  archived it after we listed it) is let go.
-- `archive` renews the claim (compare-and-swap: refused if another run took it over, which
-  then archives it itself), copies the CSV create-only to ``processed/<folder>/<name>``
-  (``<stem>.1.csv``, ``.2``, ... when taken), then deletes the CSV and last the claim, so a
-  scan never sees the file waiting unclaimed while it is being archived.
+**Exactly once**: each file is ingested and archived by the one run that claims it. `claim`
+writes the claim object create-only; one last written over `CLAIM_LEASE_S` ago (its run was
+killed) is taken over by a compare-and-swap on its ETag, and one on a CSV gone meanwhile is
+let go. `archive` renews the claim (compare-and-swap: refused if another run took it over),
+copies the CSV create-only to ``processed/<folder>/`` (as ``<stem>.1.csv``, ... when taken),
+then deletes the CSV and last the claim, so a scan never sees the file waiting unclaimed.
 
 A run killed between claim and archive blocks the file for the lease; one killed between
 the copy and the deletes leaves it to be ingested again after the lease, which adds nothing
@@ -36,6 +31,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -47,9 +43,7 @@ from storage.errors import StorageError
 
 __all__ = ["CLAIM_LEASE_S", "Claim", "Inbox", "check_csv_name"]
 
-# A claim not renewed for this long belongs to a killed run: ingesting one inbox file takes
-# seconds to minutes, and a host's clock is never off by an hour.
-CLAIM_LEASE_S = 3600.0
+CLAIM_LEASE_S = 3600.0  # ingesting a file takes minutes; hosts' clocks never differ by an hour
 _CLAIM_ATTEMPTS = 5  # a claim released or taken over while we looked: look again
 
 
@@ -73,8 +67,7 @@ class Claim:
 
 
 class Inbox:
-    """The inbox of the store on `backend` (see the module docstring); `cache` gives the
-    host cache that an object store's CSVs are downloaded into."""
+    """The inbox of the store on `backend`; `cache` gives the host cache downloads go into."""
 
     def __init__(self, backend: Backend, cache: Callable[[], FileCache]) -> None:
         self.backend = backend
@@ -110,8 +103,7 @@ class Inbox:
     def waiting(self) -> list[str]:
         """The names of the CSVs waiting, oldest first (claimed ones included)."""
         prefix = f"{layout.INBOX_DIR}/"
-        found = sorted((info.modified, info.key[len(prefix):])
-                       for info in self.backend.list(prefix))
+        found = sorted((i.modified, i.key[len(prefix):]) for i in self.backend.list(prefix))
         return [name for _, name in found
                 if "/" not in name and name.endswith(".csv") and not name.startswith(".")]
 
@@ -119,8 +111,7 @@ class Inbox:
         """The keys under ``inbox/processed/`` (under `folder` of it, when given)."""
         return [info.key for info in self.backend.list(layout.inbox_archive_prefix(folder))]
 
-    def claim(self, name: str, label: str = "", lease_s: float = CLAIM_LEASE_S
-              ) -> Claim | None:
+    def claim(self, name: str, label: str = "", lease_s: float = CLAIM_LEASE_S) -> Claim | None:
         """This run's claim on waiting file `name`, or None when another run holds it (or it
         is no longer waiting). A claim older than `lease_s` seconds is taken over."""
         key = layout.inbox_claim_key(check_csv_name(name))
@@ -129,26 +120,21 @@ class Inbox:
                       self.address(name))
         body = _claim_body(claim)
         for _ in range(_CLAIM_ATTEMPTS):
-            try:
+            with suppress(WriteConflict):
                 self.backend.put(key, body, "create")
                 break
-            except WriteConflict:
-                pass
             info = self.backend.head(key)
             if info is None:
                 continue  # released meanwhile: try again
             if time.time() - info.modified < lease_s:
                 return None  # another run holds it
-            try:
+            with suppress(WriteConflict, ObjectMissing):
                 # Stale: its holder was killed. Of several takers the first swap wins.
                 self.backend.put(key, body, info.etag or "create")
                 break
-            except (WriteConflict, ObjectMissing):
-                continue
         else:
             return None
-        if self.backend.head(layout.inbox_key(name)) is None:
-            # Archived by the run whose claim we replaced, after we listed it.
+        if self.backend.head(layout.inbox_key(name)) is None:  # archived since we listed it
             self.release(claim)
             return None
         return claim
@@ -169,16 +155,14 @@ class Inbox:
             data, etag = self.backend.get(layout.inbox_claim_key(claim.name))
         except ObjectMissing:
             return None
-        try:
-            token = json.loads(data).get("token")
-        except (ValueError, AttributeError):
-            return None
-        return (etag or "") if token == claim.token else None
+        with suppress(ValueError, AttributeError):
+            if json.loads(data).get("token") == claim.token:
+                return etag or ""
+        return None
 
     def local_copy(self, name: str) -> Path:
-        """A local file holding inbox file `name`: on a directory store the file itself; on
-        an object store a download into a new private folder of the host cache (give it to
-        `discard` when done). ObjectMissing when there is no such file."""
+        """A local file holding inbox file `name`: a directory store's own file, else a download
+        into a new private folder of the host cache (for `discard`); ObjectMissing if none."""
         key = layout.inbox_key(check_csv_name(name))
         if self.directory:
             path = self.directory / name
@@ -200,11 +184,9 @@ class Inbox:
 
     def archive(self, claim: Claim, folder: str | None, *, rejected: bool = False,
                 local: str | Path | None = None) -> str | None:
-        """Move claimed file `claim.name` to ``processed/<folder>/`` (the dataset id it went
-        into; None: ``unchanged``; `rejected`: ``rejected``), never over another file, and
-        return where it went; None when it is archived already (by an earlier try of this
-        call, or by a run that took the claim over). `local`: a copy already downloaded.
-        StorageError, and nothing moved, if another run took the claim over."""
+        """Move claimed file `claim.name` to ``processed/<folder>/`` (a dataset id; None:
+        ``unchanged``; `rejected`: ``rejected``) without overwriting; where it went, None if
+        archived already. `local`: a copy already downloaded. StorageError if taken over."""
         target = layout.REJECTED_DIR if rejected else (folder or layout.UNCHANGED_DIR)
         if "/" in target or target.startswith("."):
             raise StorageError(f"bad inbox archive folder {target!r}")
@@ -214,15 +196,13 @@ class Inbox:
         if etag is None and self.backend.head(source_key) is None:
             return None  # archived already: by an earlier try of this call, or a taker's
         try:
-            # Renewed first: the lease starts again, so no other run takes the claim over
-            # while the file is copied and deleted.
+            # Renewed first, so that no other run takes the claim over while the file moves.
             if not etag:
                 raise WriteConflict(claim_key)
             self.backend.put(claim_key, _claim_body(claim), etag)
         except (WriteConflict, ObjectMissing):
-            raise StorageError(f"inbox file {claim.name} of store {self.backend.url}: its "
-                               "claim was taken over by another run, which archives it") \
-                from None
+            raise StorageError(f"inbox file {claim.name} of store {self.backend.url}: its claim "
+                               "was taken over by another run, which archives it") from None
         if self.backend.head(source_key) is None:
             self.backend.delete(claim_key)  # moved by an earlier try that failed after it
             return None
@@ -232,11 +212,9 @@ class Inbox:
         try:
             for n in count():
                 name = f"{claim.name.removesuffix('.csv')}.{n}.csv" if n else claim.name
-                try:
+                with suppress(WriteConflict):
                     self.backend.put(layout.inbox_archive_key(target, name), source, "create")
                     break
-                except WriteConflict:
-                    pass
         finally:
             if source != given:
                 self.discard(source)
