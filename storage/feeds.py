@@ -1,4 +1,5 @@
-"""The live feeds' state in the store: validators per feed URL and the buffer of feed items.
+"""The live feeds' state in the store: validators per feed URL and the buffer of feed items
+(fetching, parsing, normalisation and dedup rules are ingestion's: ingestion/feed*.py).
 
 Files (names: storage.layout.FeedFiles, under ``<root>/feeds/``):
 
@@ -9,11 +10,9 @@ Files (names: storage.layout.FeedFiles, under ``<root>/feeds/``):
   accepted, so it is also the index of every guid and link stored (~200 bytes an item).
 - ``published.json``: ``{"through": seq, "dataset_id": id, "at": time}``: every item up to
   ``seq`` is in a dataset version. Replaced atomically after each publish.
-- ``validators.json``: ``{url: {"etag": ..., "last_modified": ..., "saved_at": ...}}``,
-  what each feed's server last said identifies its content (conditional GET). Replaced
-  atomically.
-- ``.lock``: the lease held (`FeedState.locked`) while any of them changes; every write is
-  also a compare-and-swap on what the holder read (storage.feed_files).
+- ``validators.json``: ``{url: {"etag": ..., "last_modified": ..., "saved_at": ...}}``
+  for each feed's next conditional GET. Replaced atomically.
+- ``.lock``: the lease held while any of them changes (`FeedState.locked`, storage.feed_files).
 
 Exactly once, across kills at any moment (tasks/feeds.py follows this order):
 
@@ -21,15 +20,11 @@ Exactly once, across kills at any moment (tasks/feeds.py follows this order):
    are saved: a kill before the fsync loses only what the next poll fetches again (the old
    validators make the server send it again); after it, dedup by guid keeps them single;
 2. a dataset version made from the buffer records its last item in its manifest
-   (``params["feed_buffer"]["through"]``, `BUFFER_PARAM`) and is published atomically
-   with "latest" on it (storage.Store.publish), or not at all;
+   (``params[BUFFER_PARAM]["through"]``) and is published with "latest" on it, atomically;
 3. ``published.json`` is then advanced. `FeedState.published_through` is the larger of it
    and the ``through`` of every dataset in the lineage of "latest", so a kill between 2
    and 3 cannot publish items twice; a version published without moving "latest" (by
    hand, ``aliases=()``) never marks items published.
-
-Fetching, parsing, normalisation and dedup rules are ingestion's (ingestion/feed_fetch.py,
-ingestion/feeds.py, ingestion/feed_rows.py); storage does not know what a feed is.
 """
 
 from __future__ import annotations
@@ -117,8 +112,7 @@ class FeedState:
     def _read(self, name: str) -> bytes | None:
         data, token = self.io.read(name)
         if self._held:
-            # The first read under the lock is what the holder decides on: its writes are
-            # swapped against it, so a holder whose lease lapsed cannot write stale news.
+            # Writes swap against the holder's first read: a lapsed holder cannot write stale news.
             self._tokens.setdefault(name, token)
         return data
 
@@ -132,7 +126,6 @@ class FeedState:
             raise StorageError(f"{self.io.where}/{name}: not valid JSON ({error})") from None
 
     def _write(self, name: str, data: bytes) -> None:
-        # Every writer read `name` under the lock first: its token is the swap's.
         self._tokens[name] = self.io.write(name, data, self._tokens[name])
 
     def _read_items(self) -> tuple[list[BufferedItem], int]:
@@ -159,10 +152,9 @@ class FeedState:
         existing, end = self._read_items()
         last = existing[-1].seq if existing else 0
         numbered = [replace(item, seq=last + i) for i, item in enumerate(items, 1)]
-        if not numbered:
-            return []
-        self._tokens[_ITEMS] = self.io.append(_ITEMS, b"".join(map(_encode, numbered)), end,
-                                              self._tokens[_ITEMS])
+        if numbered:
+            self._tokens[_ITEMS] = self.io.append(_ITEMS, b"".join(map(_encode, numbered)), end,
+                                                  self._tokens[_ITEMS])
         return numbered
 
     def published_through(self) -> int:
@@ -171,15 +163,11 @@ class FeedState:
         cursor = self._read_json(_PUBLISHED, {})
         through = int(cursor.get("through", 0)) if isinstance(cursor, dict) else 0
         manifests = {m["id"]: m for m in self.store.versions("datasets")}
-        # Only the lineage counts: a version committed by a publisher killed before it moved
-        # "latest" holds items that "latest" lacks; they must stay pending.
-        pending = [self.store.aliases("datasets").get("latest")]
-        seen: set[str] = set()
+        pending = [self.store.aliases("datasets").get("latest")]  # only its lineage counts
         while pending:
-            manifest = manifests.get(pending.pop() or "")
-            if manifest is None or manifest["id"] in seen:
+            manifest = manifests.pop(pending.pop() or "", None)  # each one visited once
+            if manifest is None:
                 continue
-            seen.add(manifest["id"])
             pending += manifest["parents"].get("datasets", [])
             params = manifest["params"].get(BUFFER_PARAM)
             if isinstance(params, dict) and isinstance(params.get("through"), int):
