@@ -66,10 +66,8 @@ class ObjectFeedFiles:
         return None, None
 
     def write(self, name: str, data: bytes, token: Token) -> Token:
-        # The swap on the file's ETag is what makes a late writer harmless; this only fails
-        # it sooner, and with the real reason, once a renewal found the lease taken over.
-        lease = self._lease
-        if lease is not None and lease.lost:
+        # The swap below makes a late writer harmless; this fails it sooner, with the reason.
+        if self._lease is not None and self._lease.lost:
             raise StorageError(f"the feed lease {self.backend.url}/{self._lock_key} was taken "
                                f"over by another writer; {self.where}/{name} was not written")
         try:
@@ -90,9 +88,8 @@ class ObjectFeedFiles:
     @contextmanager
     def locked(self) -> Iterator[None]:
         lease = self._lease = self._acquire()
-        # Renewed from a daemon thread: the turn is held around callers' code (a whole dataset
-        # publish, minutes) that cannot call renew(), and a thread dies with its process, so
-        # a killed holder's lease lapses (a hung one keeps it, as it would a lock file).
+        # Renewed by a daemon thread: callers hold the turn around code that cannot call
+        # renew() (a whole publish), and the thread dies with a killed holder's process.
         renewer = threading.Thread(target=self._keep_renewing, args=(lease,), daemon=True,
                                    name="feed-lease-renewal")
         renewer.start()
@@ -149,12 +146,10 @@ class ObjectFeedFiles:
         except ObjectMissing:
             return None  # deleted meanwhile: create it on the next try
         if not _released(data):
-            now = time.monotonic()
-            # Only our own clock counts: the lease is dead once its ETag has stayed the same
-            # for LEASE_S since we first saw it (a live holder rewrites it every LEASE_S / 3).
+            # Dead once its ETag stayed the same for LEASE_S since we first saw it, by our clock.
             if seen is None or seen[0] != tag:
-                return tag, now
-            if now - seen[1] < LEASE_S:
+                return tag, time.monotonic()
+            if time.monotonic() - seen[1] < LEASE_S:
                 return seen
         with suppress(WriteConflict, ObjectMissing):  # failing when someone else was quicker
             self._put_lease(lease, tag or "create")
@@ -183,21 +178,18 @@ class ObjectFeedFiles:
             if lease.lost:
                 return
             lease.lost = True  # not ours any more, whatever happens next
-            # A conflict: it lapsed and is someone else's now, so leave it. Another failure:
-            # it lapses LEASE_S after others first see it; the work done under it is durable
-            # already, so the caller's operation did not fail.
+            # A conflict: it lapsed and is someone else's now. Anything else: it lapses; the
+            # work done under it is durable already, so the caller's operation did not fail.
             with suppress(StorageError):
                 self.backend.put(self._lock_key, self._record(lease, released=True), lease.etag)
 
 
 def _released(data: bytes) -> bool:
-    """Whether lease bytes are a released record. Anything unreadable counts as a live
-    lease: it must then stay unchanged for LEASE_S, like a lease whose holder died. An
-    empty one is the lock file of a store written before the lease: free."""
+    """Whether lease bytes are a released record, or empty (the lock file of a store older
+    than the lease). Anything unreadable is live: taken once unchanged for LEASE_S."""
     if not data.strip():
         return True
-    try:
+    with suppress(ValueError):  # UnicodeDecodeError included
         record = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(record, dict) and record.get("released") is True
+        return isinstance(record, dict) and record.get("released") is True
+    return False
