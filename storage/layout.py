@@ -5,21 +5,19 @@ its directory, e.g. ``ModelFiles.at(store.path("models", "champion")).weights`` 
 The store's own bookkeeping names (manifest, aliases, work directories, the inbox) are
 constants here too.
 
-    <root>/datasets/<id>/      headlines.parquet, quarantine.parquet         (DatasetFiles)
+    <root>/datasets/<id>/      headlines.parquet, quarantine.parquet                (DatasetFiles)
     <root>/models/<id>/        config.json, vocabulary.json, model.weights.h5,
-                               tensorboard/                                   (ModelFiles)
-    <root>/evaluations/<id>/   metrics.json, report.md, learning_curve.png    (EvaluationFiles)
-                               or comparison.md, comparison.json, comparison.png
-                                                                            (ComparisonFiles)
-                               or trend.md, trend.json, trend.png        (DriftTrendFiles)
-    <root>/generations/<id>/   headlines.txt, headlines.jsonl                 (GenerationFiles)
+                               tensorboard/                                           (ModelFiles)
+    <root>/evaluations/<id>/   metrics.json, report.md, learning_curve.png       (EvaluationFiles)
+                               or comparison.md, comparison.json, comparison.png (ComparisonFiles)
+                               or trend.md, trend.json, trend.png                (DriftTrendFiles)
+    <root>/generations/<id>/   headlines.txt, headlines.jsonl                    (GenerationFiles)
     <root>/.work/train-<key>/  tensorboard/, checkpoint/ (arrays.npz, state.json),
-                               best.npz                  (TrainingWorkFiles, CheckpointFiles)
-    <root>/.work/generate-<key>/shard-00000.jsonl (+ .json counts, .tmp)         (ShardFiles)
+                               best.npz                       (TrainingWorkFiles, CheckpointFiles)
+    <root>/.work/generate-<key>/shard-00000.jsonl (+ .json counts, .tmp)              (ShardFiles)
     <root>/inbox/              <name>.csv waiting, .claims/<name>, processed/<dataset id>/,
-                               processed/{unchanged,rejected}/   (protocol: storage.inbox)
-    <root>/feeds/              items.jsonl, validators.json, published.json, .lock
-                               (FeedFiles; format: storage.feeds)
+                               processed/{unchanged,rejected}/           (protocol: storage.inbox)
+    <root>/feeds/              items.jsonl, validators.json, published.json, .lock     (FeedFiles)
 """
 
 from __future__ import annotations
@@ -33,8 +31,6 @@ __all__ = ["ALIASES_DIR", "ALIAS_HISTORY_FILE", "DEFAULT_ROOT_NAME", "MANIFEST",
            "EvaluationFiles", "FeedFiles", "GenerationFiles", "ModelFiles", "ShardFiles",
            "TrainingWorkFiles", "demo_corpus_name", "generation_work_name", "inbox_archive_key",
            "inbox_archive_prefix", "inbox_claim_key", "inbox_key", "training_work_name"]
-
-# -- the store's bookkeeping, per kind (<root>/<kind>/...) and per store --------------------
 
 DEFAULT_ROOT_NAME = "charlm-store"  # the store root when $CHARLM_STORAGE is not set
 MANIFEST = "manifest.json"  # in every version; written last
