@@ -1,27 +1,19 @@
 """The feed buffer's files as objects of the store's backend (a directory or an object store).
 
-storage.feeds keeps the format and the exactly-once protocol; `ObjectFeedFiles` gives it four
-operations on the ``feeds/`` keys of any backend: `read` a file with a token naming its
-content (its ETag), `write` (replace) and `append` given that token, and `locked()` for the
-writer's turn. Every write is a compare-and-swap on the ETag the writer read, so two writers
-can never both extend the buffer from the same state. The turn is a lease object,
-``feeds/.lock``, whose ETag is its token:
+storage.feeds keeps the format and the exactly-once protocol; `ObjectFeedFiles` gives it
+`read` (a file and a token: its ETag), `write` and `append` (compare-and-swaps on that
+token, so two writers never both extend the buffer from one state) and `locked()`, the
+writer's turn: a lease object ``feeds/.lock`` (JSON for humans: ``owner``, ``ttl_s``,
+``renewal``, ``written_at``), which is
 
-  * taken by a create-only write, or by a compare-and-swap on a released lease (or the empty
-    lock file of a store older than the lease), or on a lease whose ETag the taker has seen
-    unchanged for `LEASE_S` on its *own* monotonic clock: the holder's timestamps are never
-    read, so hosts whose clocks disagree never take a live lease early (nor wait minutes for
-    a dead one);
-  * renewed every ``LEASE_S / 3`` by its holder (a compare-and-swap that changes the ETag),
-    so a live holder keeps it however long its work takes, and a killed one's lapses
-    ``LEASE_S`` after its last renewal;
-  * released only by its holder, by a compare-and-swap against the ETag of its own last
-    write; if that fails the lease is someone else's now and is left alone.
+- taken by a create-only write or a compare-and-swap on a released lease (or the empty lock
+  file of an older store) or on one whose ETag the taker saw unchanged for `LEASE_S` on its
+  *own* monotonic clock, so hosts whose clocks disagree never take a live lease early;
+- renewed every ``LEASE_S / 3`` by its holder, so it keeps it however long its work takes;
+- released only by its holder, by a compare-and-swap on the ETag of its own last write.
 
-  The lease only saves losers from redoing their work: a holder whose lease lapsed refuses
-  to write once it knows, and otherwise fails its swap on the feed file instead of writing
-  twice. The lease is JSON for humans: ``owner`` (``<pid>@<host>/<random>``), ``ttl_s``,
-  ``renewal``, ``written_at`` (the holder's clock, never read by takers).
+It only saves losers from redoing their work: a holder whose lease lapsed refuses to write
+once it knows, and otherwise fails its swap on the feed file.
 """
 
 from __future__ import annotations
@@ -32,7 +24,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 
 from storage.backend import Backend, ObjectMissing, WriteConflict
@@ -69,21 +61,17 @@ class ObjectFeedFiles:
         self._lease: _Lease | None = None  # while this object holds the lease (`locked`)
 
     def read(self, name: str) -> tuple[bytes | None, Token]:
-        try:
+        with suppress(ObjectMissing):
             return self.backend.get(f"{FEEDS_DIR}/{name}")
-        except ObjectMissing:
-            return None, None
+        return None, None
 
     def write(self, name: str, data: bytes, token: Token) -> Token:
-        # The swap on the file's ETag is what makes a late writer harmless; this only fails
-        # it sooner, and with the real reason, once a renewal found the lease taken over.
-        lease = self._lease
-        if lease is not None and lease.lost:
+        # The swap below makes a late writer harmless; this fails it sooner, with the reason.
+        if self._lease is not None and self._lease.lost:
             raise StorageError(f"the feed lease {self.backend.url}/{self._lock_key} was taken "
                                f"over by another writer; {self.where}/{name} was not written")
         try:
-            return self.backend.put(f"{FEEDS_DIR}/{name}", data,
-                                    str(token) if token else "create")
+            return self.backend.put(f"{FEEDS_DIR}/{name}", data, str(token) if token else "create")
         except WriteConflict:
             raise self._changed(name) from None
 
@@ -97,15 +85,11 @@ class ObjectFeedFiles:
         return StorageError(f"{self.where}/{name} changed while this writer held the feed "
                             "lease (it expired?); nothing was written")
 
-    # -- the lease ---------------------------------------------------------------------
-
     @contextmanager
     def locked(self) -> Iterator[None]:
         lease = self._lease = self._acquire()
-        # Renewed from a daemon thread rather than by the caller: the turn is held around
-        # callers' code (a whole dataset publish, minutes) that has no place to call
-        # renew(), and a thread dies with its process, so a killed holder's lease lapses
-        # (a living but hung holder keeps it, as it would keep a local lock file).
+        # Renewed by a daemon thread: callers hold the turn around code that cannot call
+        # renew() (a whole publish), and the thread dies with a killed holder's process.
         renewer = threading.Thread(target=self._keep_renewing, args=(lease,), daemon=True,
                                    name="feed-lease-renewal")
         renewer.start()
@@ -118,9 +102,8 @@ class ObjectFeedFiles:
             self._release(lease)
 
     def renew(self) -> bool:
-        """Rewrite the held lease (a new ETag: takers start counting again); False when it
-        was taken over meanwhile (this holder must not write again). `locked` renews every
-        ``LEASE_S / 3`` by itself."""
+        """Rewrite the held lease (a new ETag: takers start counting again), as `locked` does
+        every ``LEASE_S / 3``; False when it was taken over (this holder must not write)."""
         if self._lease is None:
             raise StorageError(f"the feed lease {self.backend.url}/{self._lock_key} is not "
                                "held here")
@@ -129,11 +112,9 @@ class ObjectFeedFiles:
     def _record(self, lease: _Lease, released: bool = False) -> bytes:
         """The lease's bytes. The renewal count keeps every write's distinct: a store whose
         ETag hashes the content (S3) would otherwise give a renewal the ETag it replaces."""
-        fields = ({"released": True} if released else
-                  {"ttl_s": LEASE_S, "renewal": lease.renewals})
+        fields = {"released": True} if released else {"ttl_s": LEASE_S, "renewal": lease.renewals}
         written = datetime.fromtimestamp(time.time(), timezone.utc).isoformat(timespec="seconds")
-        record = {"owner": lease.owner, **fields, "written_at": written}
-        return json.dumps(record).encode() + b"\n"
+        return json.dumps({"owner": lease.owner, **fields, "written_at": written}).encode() + b"\n"
 
     def _put_lease(self, lease: _Lease, mode: str) -> None:
         etag = self.backend.put(self._lock_key, self._record(lease), mode)
@@ -156,29 +137,22 @@ class ObjectFeedFiles:
             time.sleep(0.05 + secrets.randbelow(100) / 1000)
 
     def _take(self, lease: _Lease, seen: Seen) -> Seen:
-        """One try at taking the lease (which sets `lease.etag`); what we now know of the
-        current one."""
-        try:
+        """One try at taking the lease (which sets `lease.etag`); what we now know of it."""
+        with suppress(WriteConflict):
             self._put_lease(lease, "create")
             return None
-        except WriteConflict:
-            pass
         try:
             data, tag = self.backend.get(self._lock_key)
         except ObjectMissing:
             return None  # deleted meanwhile: create it on the next try
         if not _released(data):
-            now = time.monotonic()
-            # Only our own clock counts: the lease is dead once its ETag has stayed the same
-            # for LEASE_S since we first saw it (a live holder rewrites it every LEASE_S / 3).
+            # Dead once its ETag stayed the same for LEASE_S since we first saw it, by our clock.
             if seen is None or seen[0] != tag:
-                return tag, now
-            if now - seen[1] < LEASE_S:
+                return tag, time.monotonic()
+            if time.monotonic() - seen[1] < LEASE_S:
                 return seen
-        try:
+        with suppress(WriteConflict, ObjectMissing):  # failing when someone else was quicker
             self._put_lease(lease, tag or "create")
-        except (WriteConflict, ObjectMissing):
-            pass  # someone else was quicker
         return None
 
     def _renew(self, lease: _Lease) -> bool:
@@ -193,37 +167,29 @@ class ObjectFeedFiles:
 
     def _keep_renewing(self, lease: _Lease) -> None:
         while not lease.stop.wait(LEASE_S / 3):
-            try:
+            # A failure is transient: try again at the next tick. Should the lease lapse
+            # meanwhile and be taken, our next renewal fails and our writes' swaps fail.
+            with suppress(StorageError):
                 if not self._renew(lease):
                     return
-            except StorageError:
-                # A transient failure: try again at the next tick. Should the lease lapse
-                # meanwhile and be taken, our next renewal fails and our writes' swaps fail.
-                continue
 
     def _release(self, lease: _Lease) -> None:
         with lease.guard:
             if lease.lost:
                 return
             lease.lost = True  # not ours any more, whatever happens next
-            try:
-                self.backend.put(self._lock_key, self._record(lease, released=True),
-                                 lease.etag)
-            except StorageError:
-                # A conflict: it lapsed and is someone else's now, so leave it. Another
-                # failure: it lapses LEASE_S after others first see it; the work done under
-                # it is durable already, so the caller's operation did not fail.
-                pass
+            # A conflict: it lapsed and is someone else's now. Anything else: it lapses; the
+            # work done under it is durable already, so the caller's operation did not fail.
+            with suppress(StorageError):
+                self.backend.put(self._lock_key, self._record(lease, released=True), lease.etag)
 
 
 def _released(data: bytes) -> bool:
-    """Whether lease bytes are a released record. Anything unreadable counts as a live
-    lease: it must then stay unchanged for LEASE_S, like a lease whose holder died. An
-    empty one is the lock file of a store written before the lease: free."""
+    """Whether lease bytes are a released record, or empty (the lock file of a store older
+    than the lease). Anything unreadable is live: taken once unchanged for LEASE_S."""
     if not data.strip():
         return True
-    try:
+    with suppress(ValueError):  # UnicodeDecodeError included
         record = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(record, dict) and record.get("released") is True
+        return isinstance(record, dict) and record.get("released") is True
+    return False

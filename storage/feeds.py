@@ -1,44 +1,30 @@
-"""The live feeds' state in the store: validators per feed URL and the buffer of feed items.
+"""The live feeds' state in the store: validators per feed URL and the buffer of feed items
+(fetching, parsing, normalisation and dedup rules are ingestion's: ingestion/feed*.py).
 
 Files (names: storage.layout.FeedFiles, under ``<root>/feeds/``):
 
-- ``items.jsonl``: the buffer, append-only. One JSON object per line, one line per
-  accepted feed item, never rewritten: ``seq`` (1, 2, 3, ... in arrival order), ``guid``,
-  ``link``, ``title`` (as the feed wrote it), ``headline`` (the title in the training
-  data's style: what a dataset version gets), ``publish_date`` (ISO date, Australia/Sydney),
-  ``dated`` (false when the feed gave no date and ``publish_date`` is the fetch date),
-  ``source`` (the feed URL that delivered it first) and ``fetched_at`` (ISO UTC time it
-  entered the buffer). Every line ends with a newline; a last line without one is the torn
-  write of a killed process: readers ignore it and the next append cuts it off. The file
-  keeps every item ever accepted, published or not, so it is also the index of every
-  guid and link already stored (~200 bytes an item).
+- ``items.jsonl``: the buffer, append-only, never rewritten: one JSON object per line per
+  accepted feed item, with the fields of `BufferedItem` (dates in ISO format; ``seq`` 1, 2,
+  3, ... in arrival order). A last line without its newline is the torn write of a killed
+  process: readers ignore it and the next append cuts it off. It keeps every item ever
+  accepted, so it is also the index of every guid and link stored (~200 bytes an item).
 - ``published.json``: ``{"through": seq, "dataset_id": id, "at": time}``: every item up to
   ``seq`` is in a dataset version. Replaced atomically after each publish.
-- ``validators.json``: ``{url: {"etag": ..., "last_modified": ..., "saved_at": ...}}``,
-  what each feed's server last said identifies its content (conditional GET). Replaced
-  atomically.
-- ``.lock``: the lease held (`FeedState.locked`) while any of them changes; every write is
-  also a compare-and-swap on what the holder read (storage.feed_files).
+- ``validators.json``: ``{url: {"etag": ..., "last_modified": ..., "saved_at": ...}}``
+  for each feed's next conditional GET. Replaced atomically.
+- ``.lock``: the lease held while any of them changes (`FeedState.locked`, storage.feed_files).
 
-Exactly once, across kills at any moment (the order the callers follow, tasks/feeds.py):
+Exactly once, across kills at any moment (tasks/feeds.py follows this order):
 
 1. new items are appended to ``items.jsonl`` and fsynced *before* the feed's validators
-   are saved: a kill before the fsync loses only what the next poll fetches again (the
-   validators still name the old content, so the server sends it again), and a kill after
-   it leaves items that dedup by guid keeps from being added twice;
-2. a dataset version made from the buffer records the last item it holds in its
-   manifest's params (``params["feed_buffer"]["through"]``, `BUFFER_PARAM`); publishing is
-   atomic (storage.Store.publish: one log entry commits the version and moves "latest"),
-   so the version is there whole, with "latest" on it, or not at all;
+   are saved: a kill before the fsync loses only what the next poll fetches again (the old
+   validators make the server send it again); after it, dedup by guid keeps them single;
+2. a dataset version made from the buffer records its last item in its manifest
+   (``params[BUFFER_PARAM]["through"]``) and is published with "latest" on it, atomically;
 3. ``published.json`` is then advanced. `FeedState.published_through` is the larger of it
-   and the ``through`` of every dataset manifest in the lineage of "latest", so a kill
-   between 2 and 3 cannot publish the same items twice: the manifest already says they are
-   in. Only the lineage counts, so a version published without moving "latest" (by hand,
-   ``aliases=()``) never marks items published.
-
-Storage does not know what a feed is: fetching, parsing, normalisation and dedup rules are
-ingestion's (ingestion/feed_fetch.py, ingestion/feeds.py, ingestion/feed_rows.py), the order
-above is tasks/feeds.py's.
+   and the ``through`` of every dataset in the lineage of "latest", so a kill between 2
+   and 3 cannot publish items twice; a version published without moving "latest" (by
+   hand, ``aliases=()``) never marks items published.
 """
 
 from __future__ import annotations
@@ -48,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
+from functools import partial
 from typing import Any
 
 from storage.errors import StorageError
@@ -59,8 +46,7 @@ __all__ = ["BUFFER_PARAM", "BufferedItem", "FeedState"]
 
 BUFFER_PARAM = "feed_buffer"  # a dataset version's params[BUFFER_PARAM]["through"]: last seq in it
 _ITEMS, _VALIDATORS, _PUBLISHED = FeedFiles.names()[:3]
-_FIELDS = ("seq", "guid", "link", "title", "headline", "publish_date", "dated", "source",
-           "fetched_at")
+_FIELDS = "seq guid link title headline publish_date dated source fetched_at".split()
 
 
 @dataclass(frozen=True)
@@ -79,12 +65,9 @@ class BufferedItem:
 
 
 def _encode(item: BufferedItem) -> bytes:
-    record = {
-        "seq": item.seq, "guid": item.guid, "link": item.link, "title": item.title,
-        "headline": item.headline, "publish_date": item.publish_date.isoformat(),
-        "dated": item.dated, "source": item.source,
-        "fetched_at": item.fetched_at.astimezone(timezone.utc).isoformat(),
-    }
+    record = {name: getattr(item, name) for name in _FIELDS}  # in _FIELDS' order
+    record["publish_date"] = item.publish_date.isoformat()
+    record["fetched_at"] = item.fetched_at.astimezone(timezone.utc).isoformat()
     return json.dumps(record, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
@@ -95,12 +78,8 @@ def _decode(line: bytes) -> BufferedItem:
     fetched_at = datetime.fromisoformat(record["fetched_at"])
     if fetched_at.tzinfo is None:
         raise ValueError("fetched_at has no timezone")
-    item = BufferedItem(
-        guid=record["guid"], link=record["link"], title=record["title"],
-        headline=record["headline"], publish_date=date.fromisoformat(record["publish_date"]),
-        dated=record["dated"], source=record["source"], fetched_at=fetched_at,
-        seq=record["seq"],
-    )
+    item = BufferedItem(**{**record, "fetched_at": fetched_at,
+                           "publish_date": date.fromisoformat(record["publish_date"])})
     if not (isinstance(item.seq, int) and item.seq > 0 and isinstance(item.guid, str)
             and item.guid and isinstance(item.headline, str) and item.headline
             and isinstance(item.dated, bool)):
@@ -108,32 +87,17 @@ def _decode(line: bytes) -> BufferedItem:
     return item
 
 
-def _parse_json(data: bytes | None, where: str, default: Any) -> Any:
-    if data is None:
-        return default
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise StorageError(f"{where}: not valid JSON ({error})") from None
-
-
 class FeedState:
-    """The feed files of one store; see the module docstring for formats and the protocol.
-
-    Reads work any time; changes (`append`, `save_validators`, `mark_published`) need the
-    lock: ``with state.locked(): ...`` around reading what to change and changing it. The
-    lock is not re-entrant: take it once per operation. `store` is a `storage.Store`
-    (anything with ``versions``, ``aliases`` and a ``backend``); its files are reached
-    through storage.feed_files.
-    """
+    """The feed files of `store` (a `storage.Store`, or anything with ``versions``,
+    ``aliases`` and a ``backend``). Reads work any time; changes (`append`, `save_validators`,
+    `mark_published`) need the lock, which is not re-entrant: ``with state.locked(): ...``
+    once around reading what to change and changing it."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
         self.io = ObjectFeedFiles(store.backend)
         self._held = False
         self._tokens: dict[str, object] = {}  # file name -> what this holder last read
-
-    # -- the lock ----------------------------------------------------------------------
 
     @contextmanager
     def locked(self) -> Iterator[FeedState]:
@@ -148,20 +112,21 @@ class FeedState:
     def _read(self, name: str) -> bytes | None:
         data, token = self.io.read(name)
         if self._held:
-            # The first read under the lock is what the holder decides on: its writes are
-            # swapped against it, so a holder whose lease lapsed cannot write stale news.
+            # Writes swap against the holder's first read: a lapsed holder cannot write stale news.
             self._tokens.setdefault(name, token)
         return data
 
     def _read_json(self, name: str, default: Any) -> Any:
-        return _parse_json(self._read(name), f"{self.io.where}/{name}", default)
+        data = self._read(name)
+        if data is None:
+            return default
+        try:
+            return json.loads(data)
+        except ValueError as error:  # UnicodeDecodeError included
+            raise StorageError(f"{self.io.where}/{name}: not valid JSON ({error})") from None
 
     def _write(self, name: str, data: bytes) -> None:
-        if name not in self._tokens:
-            self._read(name)
         self._tokens[name] = self.io.write(name, data, self._tokens[name])
-
-    # -- the buffer --------------------------------------------------------------------
 
     def _read_items(self) -> tuple[list[BufferedItem], int]:
         """(every complete item, the byte length of the complete lines)."""
@@ -172,9 +137,8 @@ class FeedState:
             try:
                 items.append(_decode(line))
             except (ValueError, TypeError, KeyError) as error:
-                raise StorageError(
-                    f"{self.io.where}/{_ITEMS}: line {number} is not a feed item ({error})"
-                ) from None
+                raise StorageError(f"{self.io.where}/{_ITEMS}: line {number} is not a feed "
+                                   f"item ({error})") from None
         return items, end
 
     def items(self) -> list[BufferedItem]:
@@ -188,28 +152,22 @@ class FeedState:
         existing, end = self._read_items()
         last = existing[-1].seq if existing else 0
         numbered = [replace(item, seq=last + i) for i, item in enumerate(items, 1)]
-        if not numbered:
-            return []
-        self._tokens[_ITEMS] = self.io.append(_ITEMS, b"".join(map(_encode, numbered)), end,
-                                              self._tokens[_ITEMS])
+        if numbered:
+            self._tokens[_ITEMS] = self.io.append(_ITEMS, b"".join(map(_encode, numbered)), end,
+                                                  self._tokens[_ITEMS])
         return numbered
 
     def published_through(self) -> int:
-        """The last `seq` already in a dataset version (0 when none is): the larger of
-        ``published.json`` and the ``params["feed_buffer"]`` of every dataset manifest in
-        the lineage of "latest" (latest and its dataset ancestors)."""
+        """The last `seq` already in a dataset version (0 when none is): see step 3 of the
+        module docstring."""
         cursor = self._read_json(_PUBLISHED, {})
         through = int(cursor.get("through", 0)) if isinstance(cursor, dict) else 0
         manifests = {m["id"]: m for m in self.store.versions("datasets")}
-        # Only the lineage counts: a version committed by a publisher killed before it moved
-        # "latest" holds items that "latest" lacks; they must stay pending.
-        pending = [self.store.aliases("datasets").get("latest")]
-        seen: set[str] = set()
+        pending = [self.store.aliases("datasets").get("latest")]  # only its lineage counts
         while pending:
-            manifest = manifests.get(pending.pop() or "")
-            if manifest is None or manifest["id"] in seen:
+            manifest = manifests.pop(pending.pop() or "", None)  # each one visited once
+            if manifest is None:
                 continue
-            seen.add(manifest["id"])
             pending += manifest["parents"].get("datasets", [])
             params = manifest["params"].get(BUFFER_PARAM)
             if isinstance(params, dict) and isinstance(params.get("through"), int):
@@ -231,8 +189,6 @@ class FeedState:
                   "at": datetime.now(timezone.utc).isoformat()}
         self._write(_PUBLISHED, json.dumps(record, indent=1).encode() + b"\n")
 
-    # -- validators --------------------------------------------------------------------
-
     def validators(self, url: str) -> tuple[str | None, str | None]:
         """(ETag, Last-Modified) saved for `url`; (None, None) when nothing was saved."""
         saved = self._read_json(_VALIDATORS, {}).get(url) or {}
@@ -242,21 +198,17 @@ class FeedState:
         """Keep `url`'s validators for its next conditional request. Needs the lock."""
         assert self._held, "FeedState.save_validators needs the lock (FeedState.locked)"
         table = self._read_json(_VALIDATORS, {})
-        if table.get(url, {}).get("etag") == etag and \
-                table.get(url, {}).get("last_modified") == last_modified:
+        saved = table.get(url, {})
+        if (saved.get("etag"), saved.get("last_modified")) == (etag, last_modified):
             return  # unchanged (a 304): no write
         table[url] = {"etag": etag, "last_modified": last_modified,
                       "saved_at": datetime.now(timezone.utc).isoformat()}
         self._write(_VALIDATORS, json.dumps(table, indent=1, sort_keys=True).encode() + b"\n")
 
-    # -- integrity ---------------------------------------------------------------------
-
     def problems(self) -> list[Problem]:
         """What is wrong with the feed files (for Store.verify): unreadable lines or JSON,
         numbering out of order, a guid stored twice. A torn last line is not a problem."""
-        def problem(name: str, reason: str) -> Problem:
-            return Problem("feeds", "state", name, reason)
-
+        problem = partial(Problem, "feeds", "state")  # (name, reason)
         found = []
         for name in (_VALIDATORS, _PUBLISHED):
             try:
@@ -270,11 +222,9 @@ class FeedState:
         seen: dict[str, int] = {}
         for expected, item in enumerate(items, 1):
             if item.seq != expected:
-                found.append(problem(_ITEMS, f"item {item.seq} where {expected} "
-                                                       "was expected"))
+                found.append(problem(_ITEMS, f"item {item.seq} where {expected} was expected"))
             if item.guid in seen:
-                found.append(problem(_ITEMS, f"guid {item.guid!r} stored twice "
-                                                       f"(items {seen[item.guid]} and "
-                                                       f"{item.seq})"))
+                found.append(problem(_ITEMS, f"guid {item.guid!r} stored twice (items "
+                                             f"{seen[item.guid]} and {item.seq})"))
             seen.setdefault(item.guid, item.seq)
         return found

@@ -1,27 +1,23 @@
 """Every file and folder name the project writes: the one home of the on-disk layout.
 
-Callers never join names themselves. A version's files come from a files object built for
-its directory, e.g. ``ModelFiles.at(store.path("models", "champion")).weights``; each
-attribute is a Path. The store's own bookkeeping names (manifest, staging, aliases, locks,
-work directories, the inbox) are constants here too; storage/__init__.py describes how the
-store uses them.
+Callers never join names themselves: a version's files come from a files object built for
+its directory, e.g. ``ModelFiles.at(store.path("models", "champion")).weights`` (a Path).
+The store's own bookkeeping names (manifest, aliases, work directories, the inbox) are
+constants here too.
 
-    <root>/datasets/<id>/      headlines.parquet, quarantine.parquet         (DatasetFiles)
+    <root>/datasets/<id>/      headlines.parquet, quarantine.parquet                (DatasetFiles)
     <root>/models/<id>/        config.json, vocabulary.json, model.weights.h5,
-                               tensorboard/                                   (ModelFiles)
-    <root>/evaluations/<id>/   metrics.json, report.md, learning_curve.png    (EvaluationFiles)
-                               or comparison.md, comparison.json, comparison.png
-                                                                            (ComparisonFiles)
-                               or trend.md, trend.json, trend.png        (DriftTrendFiles)
-    <root>/generations/<id>/   headlines.txt, headlines.jsonl                 (GenerationFiles)
+                               tensorboard/                                           (ModelFiles)
+    <root>/evaluations/<id>/   metrics.json, report.md, learning_curve.png       (EvaluationFiles)
+                               or comparison.md, comparison.json, comparison.png (ComparisonFiles)
+                               or trend.md, trend.json, trend.png                (DriftTrendFiles)
+    <root>/generations/<id>/   headlines.txt, headlines.jsonl                    (GenerationFiles)
     <root>/.work/train-<key>/  tensorboard/, checkpoint/ (arrays.npz, state.json),
-                               best.npz                  (TrainingWorkFiles, CheckpointFiles)
-    <root>/.work/generate-<key>/shard-00000.jsonl (+ .json counts, .tmp)         (ShardFiles)
-    <root>/inbox/              CSVs waiting for the ingest flow, .claims/<name> (a run's
-                               claim on one), processed/<dataset id>/, processed/unchanged/,
-                               processed/rejected/  (inbox_key ...; protocol: storage.inbox)
-    <root>/feeds/              items.jsonl, validators.json, published.json, .lock
-                               (FeedFiles; format: storage.feeds)
+                               best.npz                       (TrainingWorkFiles, CheckpointFiles)
+    <root>/.work/generate-<key>/shard-00000.jsonl (+ .json counts, .tmp)              (ShardFiles)
+    <root>/inbox/              <name>.csv waiting, .claims/<name>, processed/<dataset id>/,
+                               processed/{unchanged,rejected}/           (protocol: storage.inbox)
+    <root>/feeds/              items.jsonl, validators.json, published.json, .lock     (FeedFiles)
 """
 
 from __future__ import annotations
@@ -30,38 +26,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = [
-    "ALIASES_DIR",
-    "ALIAS_HISTORY_FILE",
-    "DEFAULT_ROOT_NAME",
-    "MANIFEST",
-    "WORK_DIR",
-    "CheckpointFiles",
-    "ComparisonFiles",
-    "DatasetFiles",
-    "DriftTrendFiles",
-    "EvaluationFiles",
-    "FeedFiles",
-    "GenerationFiles",
-    "ModelFiles",
-    "ShardFiles",
-    "TrainingWorkFiles",
-    "demo_corpus_name",
-    "generation_work_name",
-    "inbox_archive_key",
-    "inbox_archive_prefix",
-    "inbox_claim_key",
-    "inbox_key",
-    "training_work_name",
-]
-
-# -- the store's bookkeeping, per kind (<root>/<kind>/...) and per store --------------------
+__all__ = ["ALIASES_DIR", "ALIAS_HISTORY_FILE", "DEFAULT_ROOT_NAME", "MANIFEST", "WORK_DIR",
+           "CheckpointFiles", "ComparisonFiles", "DatasetFiles", "DriftTrendFiles",
+           "EvaluationFiles", "FeedFiles", "GenerationFiles", "ModelFiles", "ShardFiles",
+           "TrainingWorkFiles", "demo_corpus_name", "generation_work_name", "inbox_archive_key",
+           "inbox_archive_prefix", "inbox_claim_key", "inbox_key", "training_work_name"]
 
 DEFAULT_ROOT_NAME = "charlm-store"  # the store root when $CHARLM_STORAGE is not set
 MANIFEST = "manifest.json"  # in every version; written last
-# Before the commit log (storage.log): one file per alias and the alias history, per kind.
-ALIASES_DIR = ".aliases"
-ALIAS_HISTORY_FILE = ".alias-history.jsonl"
+ALIASES_DIR = ".aliases"  # before the commit log (storage.log): one file per alias, per kind
+ALIAS_HISTORY_FILE = ".alias-history.jsonl"  # and the alias history, per kind
 WORK_DIR = ".work"  # <root>/.work/<name>/: scratch space of resumable jobs
 INBOX_DIR = "inbox"  # keys inbox/<name>.csv: CSVs waiting for the ingest flow
 CLAIMS_DIR = ".claims"  # inbox/.claims/<name>: a run's claim on a waiting CSV
@@ -174,17 +148,13 @@ class ShardFiles:
 
     @classmethod
     def at(cls, directory: str | Path, index: int) -> ShardFiles:
-        return cls._named(Path(directory) / f"shard-{index:05d}")
+        return cls.of(Path(directory) / f"shard-{index:05d}.jsonl")
 
     @classmethod
     def of(cls, records: str | Path) -> ShardFiles:
         """The files of the shard whose complete records file is `records`."""
-        return cls._named(Path(records).with_suffix(""))
-
-    @classmethod
-    def _named(cls, stem: Path) -> ShardFiles:
-        return cls(stem.with_suffix(".jsonl"), stem.with_suffix(".tmp"),
-                   stem.with_suffix(".json"))
+        stem = Path(records).with_suffix("")
+        return cls(*(stem.with_suffix(suffix) for suffix in (".jsonl", ".tmp", ".json")))
 
 
 @dataclass(frozen=True)
@@ -218,8 +188,7 @@ def inbox_archive_prefix(folder: str | None = None) -> str:
 
 
 def inbox_archive_key(folder: str, name: str) -> str:
-    """Where inbox file `name` is archived in `folder` (a dataset id, UNCHANGED_DIR or
-    REJECTED_DIR)."""
+    """Where inbox file `name` is archived in `folder` (dataset id, UNCHANGED_DIR, REJECTED_DIR)."""
     return inbox_archive_prefix(folder) + name
 
 
