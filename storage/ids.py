@@ -65,21 +65,16 @@ def looks_like_id_prefix(text: str) -> bool:
 def check_alias_name(name: object) -> str:
     """Return ``name`` if it is a valid alias name, else raise StorageError naming it."""
     if not isinstance(name, str) or _ALIAS_RE.fullmatch(name) is None:
-        raise StorageError(
-            f"bad alias name {name!r}: use 1-64 characters from a-z, 0-9, '_' and '-'"
-        )
+        raise StorageError(f"bad alias name {name!r}: use 1-64 characters from a-z, 0-9, '_' "
+                           "and '-'")
     if looks_like_id_prefix(name):
-        raise StorageError(
-            f"bad alias name {name!r}: it looks like a version id (names that start with a "
-            "date, or with a digit and use only 0-9, a-f and '-', are reserved for ids)"
-        )
+        raise StorageError(f"bad alias name {name!r}: it looks like a version id (names that "
+                           "start with a date, or with a digit and use only 0-9, a-f and '-', "
+                           "are reserved for ids)")
     return name
 
 
 def is_alias_name(text: object) -> bool:
     """Whether ``text`` is a syntactically valid alias name (see check_alias_name)."""
-    return (
-        isinstance(text, str)
-        and _ALIAS_RE.fullmatch(text) is not None
-        and not looks_like_id_prefix(text)
-    )
+    return isinstance(text, str) and _ALIAS_RE.fullmatch(text) is not None and \
+        not looks_like_id_prefix(text)
