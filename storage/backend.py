@@ -3,19 +3,11 @@
 `Backend` is the contract; `open_backend(root)` picks an implementation:
 
 - `ObstoreBackend` for a store URL: ``s3://``, ``gs://``, ``az://``/``abfs://``, ``https://``
-  through obstore (credentials and endpoint from the usual ``AWS_*``, ``GOOGLE_*`` and
-  ``AZURE_*`` variables), ``memory://NAME`` (in memory, one per name and process: tests).
-  Transient failures (5xx, dropped connections, timeouts) are retried with backoff (`RETRY`),
-  conflicts and missing keys never.
+  through obstore, ``memory://NAME`` (in memory, one per name and process: tests).
+  Credentials, endpoints and the retries of transient failures (`RETRY`; conflicts and
+  missing keys never): docs/object-store.md, "Which store, which credentials".
 - `DirectoryBackend` for anything else: key K is the file ``<root>/K``, possibly on a volume
   that several hosts share (docs/shared-volume.md, "The directory backend").
-
-Writes take a `mode`: ``"overwrite"``, ``"create"`` (`WriteConflict` if the key exists: S3
-``If-None-Match: *``, link(2) on a directory) or an ETag (`WriteConflict` unless the object
-still has exactly that ETag: S3 ``If-Match``, a per-key lock on a directory). Those two
-conditional writes are all the store engine needs to let several processes and machines
-share a store. Every failure is a one-line `StorageError` naming the store (credentials
-redacted) and the key.
 """
 
 from __future__ import annotations
@@ -31,7 +23,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -39,21 +31,18 @@ from typing import IO, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from storage.errors import StorageError, cause, redact
-from storage.fsutil import fsync_dir
+from storage.fsutil import DISK_FULL, fsync_dir
 
 __all__ = ["Backend", "DirectoryBackend", "ObjectInfo", "ObjectMissing", "ObstoreBackend",
            "WriteConflict", "is_store_url", "open_backend"]
 
 Mode = Literal["overwrite", "create"] | str  # or the ETag the object must still have
 
-# Transient errors only (obstore retries 5xx, connection errors and timeouts of safe requests,
-# never 4xx). An unreachable endpoint fails within ~2 s instead of obstore's 3 minutes.
-RETRY: dict[str, Any] = {
-    "max_retries": 4,
-    "retry_timeout": timedelta(seconds=30),
-    "backoff": {"init_backoff": timedelta(milliseconds=100),
-                "max_backoff": timedelta(seconds=5), "base": 2},
-}
+# obstore retries 5xx, connection errors and timeouts of safe requests, never 4xx. An
+# unreachable endpoint fails within ~2 s instead of obstore's 3 minutes.
+RETRY: dict[str, Any] = {"max_retries": 4, "retry_timeout": timedelta(seconds=30),
+                         "backoff": {"init_backoff": timedelta(milliseconds=100),
+                                     "max_backoff": timedelta(seconds=5), "base": 2}}
 CLIENT: dict[str, Any] = {"connect_timeout": "5s", "timeout": "300s"}  # whole-request cap
 _SCHEMES = ("s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "https", "http", "memory")
 _URL_RE = re.compile(r"([a-z][a-z0-9+.-]*)://(.*)", re.IGNORECASE)
@@ -66,7 +55,6 @@ LOCK_TIMEOUT_S = 300.0  # a key's lock is held for one small write: minutes mean
 _TEMP_RE = re.compile(r"\..+\.\d+\.[0-9a-f]{16}\.tmp")  # .<name>.<pid>.<hex>.tmp, by a key
 _ATTEMPTS = 5  # tries per write: a delete may remove the folder between our mkdir and link
 _CHUNK = 8 << 20
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 _BYTES = (bytes, bytearray, memoryview)
 
 
@@ -87,9 +75,13 @@ class ObjectInfo:
 
 
 class Backend(ABC):
-    """Bytes under '/'-separated keys, with create-only and compare-and-swap writes. Every
-    method raises a one-line `StorageError` naming `url` and the key when the store fails;
-    `ObjectMissing` and `WriteConflict` are the two failures callers act on."""
+    """Bytes under '/'-separated keys. Writes take a `mode`: ``"overwrite"``, ``"create"``
+    (`WriteConflict` if the key exists: S3 ``If-None-Match: *``, link(2) on a directory) or
+    an ETag (`WriteConflict` unless the object still has exactly that ETag: S3 ``If-Match``,
+    a per-key lock on a directory); those two conditional writes are all the store engine
+    needs to let several processes and machines share a store. Every method raises a
+    one-line `StorageError` naming `url` and the key when the store fails; `ObjectMissing`
+    and `WriteConflict` are the two failures callers act on."""
 
     url: str
     """The store's name in messages, with any credentials redacted (never used to connect)."""
@@ -106,7 +98,7 @@ class Backend(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes | Path, mode: Mode = "overwrite") -> str | None:
         """Write `data` (bytes, or the file at that path) at `key`, whole or not at all, as
-        `mode` says (module docstring; a missing object has no ETag); the new ETag."""
+        `mode` says (a missing object has no ETag); the new ETag."""
 
     @abstractmethod
     def head(self, key: str) -> ObjectInfo | None:
@@ -123,9 +115,9 @@ class Backend(ABC):
         """Remove `key`; no error if there is no such object."""
 
     def _key_parts(self, key: str, prefix: bool = False) -> list[str]:
-        """The parts of `key` (of the folder part of a list prefix, with `prefix`); a
-        StorageError for a key that some backend would not take as it is (obstore would drop
-        or refuse it, a directory would leave its root)."""
+        """The parts of `key` (of a list prefix's folder, with `prefix`); a StorageError for a
+        key some backend would not take as it is (obstore drops or refuses it, or it leaves a
+        directory's root)."""
         folder = key.rpartition("/")[0] if prefix else key
         parts = folder.split("/") if folder or not prefix else []
         why = ("keys are relative (no leading '/')" if key.startswith("/") else
@@ -217,9 +209,8 @@ def _endpoint(url: str) -> str:
 
 
 def _cause(error: BaseException, url: str) -> str:
-    """Why an obstore call on store `url` failed, on one line and without credentials
-    (obstore's messages quote the request's URL, userinfo and all), saying what the usual
-    failures mean: a missing bucket, an endpoint down, refused credentials."""
+    """Why an obstore call on store `url` failed, on one line without credentials, saying what
+    the usual failures mean: a missing bucket, an endpoint down, refused credentials."""
     text = str(error)
     bucket = re.search(r"<BucketName>([^<]*)</BucketName>", text)
     if "NoSuchBucket" in text:
@@ -248,8 +239,7 @@ class ObstoreBackend(Backend):
 
     @contextmanager
     def _call(self, key: str, prefix: bool = False) -> Iterator[Any]:
-        """The obstore module, for calls on `key` (checked first) whose failures become
-        StorageErrors."""
+        """The obstore module, for calls on `key` (checked first); failures become StorageErrors."""
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
@@ -286,11 +276,9 @@ class ObstoreBackend(Backend):
                                use_multipart=None if mode == "overwrite" else False)["e_tag"]
 
     def head(self, key: str) -> ObjectInfo | None:
-        try:
-            with self._call(key) as obstore:
-                return _info(obstore.head(self._store, key))
-        except ObjectMissing:
-            return None
+        with suppress(ObjectMissing), self._call(key) as obstore:
+            return _info(obstore.head(self._store, key))
+        return None
 
     def list(self, prefix: str, offset: str | None = None) -> list[ObjectInfo]:
         # obstore matches prefixes a path segment at a time ("a/k" lists "a/k/x", not
@@ -303,11 +291,8 @@ class ObstoreBackend(Backend):
         return sorted(found, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
-        try:
-            with self._call(key) as obstore:
-                obstore.delete(self._store, key)
-        except ObjectMissing:
-            pass
+        with suppress(ObjectMissing), self._call(key) as obstore:
+            obstore.delete(self._store, key)
 
 
 def _info(meta: Any) -> ObjectInfo:
@@ -334,19 +319,10 @@ def _source(data: bytes | Path) -> Iterator[bytes | IO[bytes]]:
             yield handle
 
 
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 class DirectoryBackend(Backend):
-    """Objects as files under `root`. Create-only writes link(2) a fsynced temporary file
-    onto the key; overwrites, compare-and-swaps and deletes hold the key's lock file while
-    they check and rename; readers take no lock, as a key's file is only ever replaced whole.
-    A directory cannot hold both ``a`` and ``a/b``: writing one where the other is fails
-    with a StorageError, not a WriteConflict. Needs and guarantees: docs/shared-volume.md."""
+    """Objects as files under `root`; how writes stay whole and exact across hosts, and what
+    the filesystem must provide: docs/shared-volume.md, "The directory backend". Writing
+    ``a`` where ``a/b`` is (or the reverse) fails with a StorageError, not a WriteConflict."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -381,7 +357,7 @@ class DirectoryBackend(Backend):
                                f"{LOCK_TIMEOUT_S:.0f} s") from None
         except OSError as error:
             why = cause(error)
-            if error.errno in _DISK_FULL:
+            if error.errno in DISK_FULL:
                 why = f"disk full ({why})"
             raise StorageError(f"store {self.url}: {key}: {why}") from None
 
@@ -432,7 +408,8 @@ class DirectoryBackend(Backend):
                 os.fsync(handle.fileno())
                 return handle.tell()
             except BaseException:
-                _unlink_quietly(target)  # no partial copy left behind
+                with suppress(OSError):
+                    os.unlink(target)  # no partial copy left behind
                 raise
 
     def head(self, key: str) -> ObjectInfo | None:
@@ -537,7 +514,8 @@ class DirectoryBackend(Backend):
                 try:
                     place(temp, path)
                 finally:
-                    _unlink_quietly(temp)  # gone already once renamed into place
+                    with suppress(OSError):
+                        os.unlink(temp)  # gone already once renamed into place
                 fsync_dir(path.parent)
                 return _etag(st)
             except FileNotFoundError:
@@ -562,7 +540,8 @@ class DirectoryBackend(Backend):
                 os.fsync(handle.fileno())
                 return temp, os.fstat(handle.fileno())
         except BaseException:
-            _unlink_quietly(temp)
+            with suppress(OSError):
+                os.unlink(temp)
             raise
 
     def delete(self, key: str) -> None:
