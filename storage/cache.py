@@ -188,7 +188,7 @@ class FileCache:
     def download_dir(self) -> Path:
         """An empty directory of this process's own to download files into (an inbox CSV);
         the caller removes it when done."""
-        return self._private("downloads")
+        return self._private()
 
     def blob(self, sha256: str) -> Path:
         return self.root / "blobs" / sha256[:2] / sha256
