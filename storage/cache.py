@@ -13,30 +13,25 @@
 Every entry appears by an atomic rename, so processes sharing the cache never see half a
 file, and a file is downloaded once per host whatever the versions or processes using it.
 
-Integrity. ``materialise(..., verify=True)`` (``ObjectStore.path``'s default) returns only
-files that match the manifest's sha256: a cached blob is hashed before it is linked into a
-new version, and a cached version that no longer matches is dropped, with its wrong blobs,
-and built again once. A corrupt cache thus heals with one download; only bytes wrong as
-downloaded raise (a ValueError naming the file). With ``verify=False`` cached files are
-trusted on their size alone.
+Integrity. ``materialise(..., verify=True)`` (``Store.path``'s default) returns only files
+that match the manifest's sha256: a cached blob is hashed before it is linked into a new
+version, and a cached version that no longer matches is dropped, with its wrong blobs, and
+built again once, so a corrupt cache heals with one download; only bytes wrong as downloaded
+raise (a ValueError naming the file). With ``verify=False`` a cached file's size is trusted.
 
 Bound. ``$CHARLM_CACHE_BYTES`` (default 20 GiB) bounds the blobs: `trim` drops the versions
 used least recently, then the blobs no version links, but never a version used within
 TRIM_GRACE_S, so while more than the bound is in use the cache holds more than the bound.
 
-Sharing. Processes (and threads) sharing the cache never fail because of trimming:
-
-- A flock on ``.lock`` is held SHARED for the short steps that find an entry and link it or
-  mark it used (never during a download or a hash), and EXCLUSIVE by trim, which skips its
-  turn when the lock is busy. Without it trim could not tell a blob about to be linked from
-  an orphan. The kernel releases a flock when its process dies: a killed process never
-  wedges the cache.
-- A blob going into a version is first linked into the version's private staging directory
-  (under the shared lock): with two links it is safe from trim, which drops only blobs with
-  one.
-- A version returned by `materialise` was marked used under the shared lock, and trim keeps
-  it for TRIM_GRACE_S: its caller opens the files later (open files survive a trim anyway).
-- Every step of trim tolerates entries that vanish under it.
+Sharing. Processes (and threads) sharing the cache never fail because of trimming. A flock
+on ``.lock`` is held SHARED for the short steps that find an entry and link it or mark it
+used (never during a download or a hash), EXCLUSIVE by trim, which skips its turn when the
+lock is busy (without it trim could not tell a blob about to be linked from an orphan); the
+kernel releases it when its holder dies. A blob going into a version is first linked into
+the version's staging directory under the shared lock: trim drops only blobs with one link.
+A version `materialise` returns was marked used under the shared lock, and trim keeps it for
+TRIM_GRACE_S, until its caller opens the files. Every step of trim tolerates entries that
+vanish under it.
 
 Disk space. Before a download the cache trims if the disk's free space is below the file's
 size plus FREE_MARGIN. If the download still fails for a full disk (ENOSPC, EDQUOT), it
@@ -55,11 +50,11 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from storage.errors import StorageError, cause
-from storage.fsutil import sha256_file
+from storage.fsutil import DISK_FULL, sha256_file
 from storage.layout import MANIFEST
 
 __all__ = ["CACHE_BYTES_VAR", "CACHE_VAR", "TRIM_GRACE_S", "FileCache"]
@@ -77,8 +72,6 @@ TRIM_GRACE_S = 600.0
 FREE_MARGIN = 64 << 20
 EVICT_WAIT_S = 30.0  # others hold the lock for milliseconds: a full disk waits this long
 
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
-
 Fetch = Callable[[str, Path], None]  # (file name in the version, new file to write) -> None
 
 
@@ -87,25 +80,22 @@ def _link(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError as error:
-        if error.errno in (errno.ENOENT, *_DISK_FULL):
+        if error.errno == errno.ENOENT or error.errno in DISK_FULL:
             raise
         shutil.copyfile(source, target)  # no hard links on this filesystem
 
 
 def _unlink_if_same(path: Path, seen: os.stat_result) -> None:
     """Remove `path` if it is still the file `seen`, not one another process put there."""
-    try:
+    with suppress(FileNotFoundError):
         if os.path.samestat(path.stat(), seen):
-            path.unlink(missing_ok=True)
-    except FileNotFoundError:
-        pass
+            path.unlink()
 
 
-def _matches(path: Path, entry: dict) -> bool:
-    """Whether the cached file `path` is there and matches its manifest `entry`."""
+def _matches(path: Path, size: int, sha256: str) -> bool:
+    """Whether the cached file `path` is there, with that size and sha256."""
     try:
-        return path.is_file() and path.stat().st_size == entry["size"] and \
-            sha256_file(path) == entry["sha256"]
+        return path.is_file() and path.stat().st_size == size and sha256_file(path) == sha256
     except FileNotFoundError:
         return False
 
@@ -115,7 +105,7 @@ def _disk_full(error: BaseException | None) -> bool:
     the backend raises a StorageError ``from None``, which keeps the OSError as context."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, OSError) and error.errno in _DISK_FULL:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
             return True
         seen.add(id(error))
         error = error.__cause__ or error.__context__
@@ -174,21 +164,18 @@ class FileCache:
         parent = self.root / "staging"
         parent.mkdir(parents=True, exist_ok=True)
         for old in parent.glob(".*"):
-            try:
+            with suppress(FileNotFoundError):
                 if time.time() - old.stat().st_mtime > LEFTOVER_S:
                     shutil.rmtree(old, ignore_errors=True)
-            except FileNotFoundError:
-                pass
         return Path(tempfile.mkdtemp(dir=parent, prefix=f".{os.getpid()}-"))
 
     def staging_dir(self) -> Path:
-        """An empty directory to write a version into before it is published."""
+        """An empty directory of this process's own: to write a version into before it is
+        published, or (as `download_dir`) to download files into, an inbox CSV, removed by
+        the caller when done."""
         return self._private()
 
-    def download_dir(self) -> Path:
-        """An empty directory of this process's own to download files into (an inbox CSV);
-        the caller removes it when done."""
-        return self._private()
+    download_dir = staging_dir
 
     def blob(self, sha256: str) -> Path:
         return self.root / "blobs" / sha256[:2] / sha256
@@ -225,17 +212,13 @@ class FileCache:
         `keep`: the version being built, which evicting for room must spare."""
         target = self.blob(sha256)
         found = self._find(target, size, link_to)
-        if found is not None and verify:
-            try:
-                good = sha256_file(link_to or target) == sha256
-            except FileNotFoundError:  # trimmed meanwhile (only possible without link_to)
-                good = False
-            if not good:
-                # Bit rot or an in-place write: never serve it, nor let it be linked again.
-                _unlink_if_same(target, found)
-                if link_to is not None:
-                    link_to.unlink(missing_ok=True)
-                found = None
+        # Without link_to, the blob may be gone (trimmed meanwhile): no match either.
+        if found is not None and verify and not _matches(link_to or target, size, sha256):
+            # Bit rot or an in-place write: never serve it, nor let it be linked again.
+            _unlink_if_same(target, found)
+            if link_to is not None:
+                link_to.unlink(missing_ok=True)
+            found = None
         if found is None:
             self._download(sha256, size, download, what, link_to, keep)
         return target
@@ -306,7 +289,7 @@ class FileCache:
         final = self.version_dir(store_key, kind, version_id)
         if self._mark_used(final):
             bad = [rel for rel, entry in manifest["files"].items()
-                   if verify and not _matches(final / rel, entry)]
+                   if verify and not _matches(final / rel, entry["size"], entry["sha256"])]
             if not bad:
                 return final
             self._drop_corrupt(final, manifest, bad)
@@ -352,13 +335,11 @@ class FileCache:
         for rel in bad:
             sha256 = manifest["files"][rel]["sha256"]
             blob = self.blob(sha256)
-            try:
+            with suppress(FileNotFoundError):
                 info = blob.stat()
                 linked = (final / rel).exists() and os.path.samefile(blob, final / rel)
                 if linked or sha256_file(blob) != sha256:
                     _unlink_if_same(blob, info)
-            except FileNotFoundError:
-                pass
         self._discard(final)
 
     def _discard(self, directory: Path) -> None:
@@ -366,9 +347,8 @@ class FileCache:
         (whole or gone), then removed there."""
         trash = self._private()
         try:
-            os.rename(directory, trash / "gone")
-        except FileNotFoundError:
-            pass  # another process removed it first
+            with suppress(FileNotFoundError):  # another process removed it first
+                os.rename(directory, trash / "gone")
         finally:
             shutil.rmtree(trash, ignore_errors=True)  # read-only files in writable dirs
 
@@ -379,10 +359,8 @@ class FileCache:
         named '.*' (glob skips them): temporaries, never blobs or versions."""
         found = []
         for name in glob.glob(pattern, root_dir=self.root):
-            try:
+            with suppress(FileNotFoundError):
                 found.append((self.root / name, os.lstat(self.root / name)))
-            except FileNotFoundError:
-                pass
         return found
 
     def size(self) -> int:
