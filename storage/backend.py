@@ -76,15 +76,17 @@ class ObjectInfo:
 
 class Backend(ABC):
     """Bytes under '/'-separated keys. Writes take a `mode`: ``"overwrite"``, ``"create"``
-    (`WriteConflict` if the key exists: S3 ``If-None-Match: *``, link(2) on a directory) or
-    an ETag (`WriteConflict` unless the object still has exactly that ETag: S3 ``If-Match``,
-    a per-key lock on a directory); those two conditional writes are all the store engine
-    needs to let several processes and machines share a store. Every method raises a
-    one-line `StorageError` naming `url` and the key when the store fails; `ObjectMissing`
-    and `WriteConflict` are the two failures callers act on."""
+    (`WriteConflict` if the key exists: S3 ``If-None-Match: *``, link(2) on a directory) or an
+    ETag (`WriteConflict` unless the object still has it: S3 ``If-Match``, a per-key lock on a
+    directory): the two conditional writes that let processes and machines share a store. Every
+    method raises a one-line `StorageError` naming `url` and the key when the store fails;
+    `ObjectMissing` and `WriteConflict` are the two failures callers act on."""
 
     url: str
     """The store's name in messages, with any credentials redacted (never used to connect)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
 
     @abstractmethod
     def get(self, key: str) -> tuple[bytes, str | None]:
@@ -106,9 +108,8 @@ class Backend(ABC):
 
     @abstractmethod
     def list(self, prefix: str, offset: str | None = None) -> list[ObjectInfo]:
-        """Every object whose key starts with `prefix` (a plain string prefix: "a/" is a
-        folder, "models/2026" also matches "models/20260101-..."), sorted by key; with
-        `offset`, only the keys after it (``key > offset``)."""
+        """Every object whose key starts with `prefix` (a string prefix: "models/2026" also
+        matches "models/20260101-..."), sorted by key; with `offset`, only keys > `offset`."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -116,8 +117,7 @@ class Backend(ABC):
 
     def _key_parts(self, key: str, prefix: bool = False) -> list[str]:
         """The parts of `key` (of a list prefix's folder, with `prefix`); a StorageError for a
-        key some backend would not take as it is (obstore drops or refuses it, or it leaves a
-        directory's root)."""
+        key obstore would drop or refuse, or that would leave a directory's root."""
         folder = key.rpartition("/")[0] if prefix else key
         parts = folder.split("/") if folder or not prefix else []
         why = ("keys are relative (no leading '/')" if key.startswith("/") else
@@ -151,8 +151,7 @@ def is_store_url(root: object) -> bool:
 def open_backend(root: str | Path) -> Backend:
     """The backend for `root`: a store URL (`is_store_url`) is served by obstore, anything
     else is a directory (``~`` expanded, made absolute; ``file://`` URLs taken as paths) that
-    the first write creates and that reads as empty until then. StorageError naming the URL
-    for an unknown scheme or a bad URL."""
+    the first write creates, empty until then. StorageError naming a bad URL or scheme."""
     if not is_store_url(root):
         text = os.fspath(root)
         if text.strip().lower().startswith("file://"):
@@ -219,9 +218,8 @@ def _cause(error: BaseException, url: str) -> str:
         endpoint = _endpoint(url)
         return f"cannot reach the endpoint{' ' + endpoint if endpoint else ''} " \
                "(connection failed after retries)"
-    if type(error).__name__ in ("PermissionDeniedError", "UnauthenticatedError") or \
-            any(s in text for s in ("403 Forbidden", "InvalidAccessKeyId",
-                                    "SignatureDoesNotMatch")):
+    if type(error).__name__ in ("PermissionDeniedError", "UnauthenticatedError") or any(
+            s in text for s in ("403 Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")):
         return "access denied: check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
     return f"{type(error).__name__}: {cause(error)[:300]}"  # cause() redacts, then we cut
 
@@ -233,9 +231,6 @@ class ObstoreBackend(Backend):
         self.url = redact(url)  # the store object holds the real URL; this is for messages
         self._raw_url = url
         self._store = store
-
-    def __repr__(self) -> str:
-        return f"ObstoreBackend({self.url!r})"
 
     @contextmanager
     def _call(self, key: str, prefix: bool = False) -> Iterator[Any]:
@@ -260,13 +255,12 @@ class ObstoreBackend(Backend):
             return bytes(result.bytes()), result.meta["e_tag"]
 
     def get_file(self, key: str, target: Path) -> int:
-        size = 0
         with self._call(key) as obstore, open(target, "xb") as handle:
             for chunk in obstore.get(self._store, key).stream(min_chunk_size=_CHUNK):
-                size += handle.write(chunk)
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
-        return size
+            return handle.tell()
 
     def put(self, key: str, data: bytes | Path, mode: Mode = "overwrite") -> str | None:
         put_mode: Any = mode if mode in ("overwrite", "create") else {"e_tag": mode}
@@ -328,9 +322,6 @@ class DirectoryBackend(Backend):
         self.root = Path(root)
         self.url = str(self.root)
 
-    def __repr__(self) -> str:
-        return f"DirectoryBackend({self.url!r})"
-
     @property
     def local_root(self) -> Path:
         return self.root
@@ -356,9 +347,7 @@ class DirectoryBackend(Backend):
             raise StorageError(f"store {self.url}: {key}: its lock stayed busy for "
                                f"{LOCK_TIMEOUT_S:.0f} s") from None
         except OSError as error:
-            why = cause(error)
-            if error.errno in DISK_FULL:
-                why = f"disk full ({why})"
+            why = f"disk full ({cause(error)})" if error.errno in DISK_FULL else cause(error)
             raise StorageError(f"store {self.url}: {key}: {why}") from None
 
     @contextmanager
@@ -428,11 +417,9 @@ class DirectoryBackend(Backend):
         found: list[ObjectInfo] = []
 
         def walk(directory: str, rel: str) -> None:  # rel: the folder's keys' prefix
-            try:
-                with os.scandir(directory) as scan:
-                    entries = [*scan]
-            except (FileNotFoundError, NotADirectoryError):
-                return
+            entries = []
+            with suppress(FileNotFoundError, NotADirectoryError), os.scandir(directory) as scan:
+                entries = [*scan]
             for entry in entries:
                 key = rel + entry.name
                 if entry.is_dir(follow_symlinks=False):
@@ -442,13 +429,11 @@ class DirectoryBackend(Backend):
                         walk(entry.path, sub)
                 elif key.startswith(prefix) and (offset is None or key > offset) and \
                         not _TEMP_RE.fullmatch(entry.name):
-                    try:
+                    with suppress(FileNotFoundError):  # deleted while we looked
                         st = entry.stat()
-                    except FileNotFoundError:  # deleted while we looked
-                        continue
-                    if stat.S_ISREG(st.st_mode):
-                        found.append(ObjectInfo(key, st.st_size, _etag(st),
-                                                st.st_mtime_ns / 1e9))
+                        if stat.S_ISREG(st.st_mode):
+                            found.append(ObjectInfo(key, st.st_size, _etag(st),
+                                                    st.st_mtime_ns / 1e9))
 
         with self._errors(prefix):
             walk(str(self.root.joinpath(*parts)), "".join(f"{part}/" for part in parts))
@@ -485,10 +470,9 @@ class DirectoryBackend(Backend):
 
     def _replace(self, key: str, path: Path, source: bytes | IO[bytes], mode: Mode) -> str:
         """Overwrite or compare-and-swap; the caller holds the key's lock."""
-        try:
-            current: os.stat_result | None = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            current = None
+        current: os.stat_result | None = None
+        with suppress(FileNotFoundError, NotADirectoryError):
+            current = os.stat(path)
         if current is not None and stat.S_ISDIR(current.st_mode):
             if mode == "overwrite":
                 raise StorageError(f"store {self.url}: {key}: a folder of keys is there")
@@ -574,10 +558,8 @@ class DirectoryBackend(Backend):
                     folders[:] = [name for name in folders if name != LOCKS_DIR]
                 for name in filter(_TEMP_RE.fullmatch, files):
                     path = os.path.join(directory, name)
-                    try:
+                    with suppress(FileNotFoundError):
                         if os.lstat(path).st_mtime < cutoff:
                             os.unlink(path)
                             removed += 1
-                    except FileNotFoundError:
-                        pass
         return removed
