@@ -19,10 +19,6 @@ version, and a cached version that no longer matches is dropped, with its wrong 
 built again once, so a corrupt cache heals with one download; only bytes wrong as downloaded
 raise (a ValueError naming the file). With ``verify=False`` a cached file's size is trusted.
 
-Bound. ``$CHARLM_CACHE_BYTES`` (default 20 GiB) bounds the blobs: `trim` drops the versions
-used least recently, then the blobs no version links, but never a version used within
-TRIM_GRACE_S, so while more than the bound is in use the cache holds more than the bound.
-
 Sharing. Processes (and threads) sharing the cache never fail because of trimming. A flock
 on ``.lock`` is held SHARED for the short steps that find an entry and link it or mark it
 used (never during a download or a hash), EXCLUSIVE by trim, which skips its turn when the
@@ -33,10 +29,10 @@ A version `materialise` returns was marked used under the shared lock, and trim 
 TRIM_GRACE_S, until its caller opens the files. Every step of trim tolerates entries that
 vanish under it.
 
-Disk space. Before a download the cache trims if the disk's free space is below the file's
-size plus FREE_MARGIN. If the download still fails for a full disk (ENOSPC, EDQUOT), it
-evicts the least recently used versions, in their grace period too, never the one being
-built, and tries once more; then a StorageError says the disk is full, naming the cache.
+Bound and disk space (docs/object-store.md, "The cache"). ``$CHARLM_CACHE_BYTES`` (default
+20 GiB) bounds the blobs, but `trim` spares the versions used within TRIM_GRACE_S. A download
+trims first if the disk has less free than its size plus FREE_MARGIN, and evicts and tries
+once more if it fails for a full disk (`_download`); then a StorageError says so.
 """
 
 from __future__ import annotations
@@ -64,8 +60,8 @@ CACHE_BYTES_VAR = "CHARLM_CACHE_BYTES"
 CACHE_LOCK = ".lock"  # the cache-wide flock: shared while linking, exclusive to trim
 DEFAULT_BYTES = 20 << 30  # room for a few datasets and dozens of models
 LEFTOVER_S = 86400.0  # a download or publish in progress never takes a day
-# A caller of path() opens the files later: a model is built (or a dataset's first shard
-# read) first, minutes on a slow host. The price: a cache above its bound meanwhile.
+# A caller of path() opens the files after building a model or reading a dataset's first
+# shard, minutes on a slow host. The price: a cache above its bound meanwhile.
 TRIM_GRACE_S = 600.0
 # Free space wanted beyond the file being downloaded, for the version's directories and
 # manifest and for the other writers on the same disk.
@@ -135,9 +131,8 @@ class FileCache:
 
     @contextmanager
     def _lock(self, exclusive: bool = False, wait_s: float = 0.0) -> Iterator[bool]:
-        """Hold the cache lock; whether it was got. Shared: waits while a trim runs
-        (milliseconds). Exclusive: waits `wait_s` at most. One open file per holder, so
-        threads of one process exclude each other too."""
+        """Hold the cache lock; whether it was got. Shared: waits while a trim runs. Exclusive:
+        waits `wait_s` at most. One open file per holder: threads exclude each other too."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / CACHE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -170,9 +165,8 @@ class FileCache:
         return Path(tempfile.mkdtemp(dir=parent, prefix=f".{os.getpid()}-"))
 
     def staging_dir(self) -> Path:
-        """An empty directory of this process's own: to write a version into before it is
-        published, or (as `download_dir`) to download files into, an inbox CSV, removed by
-        the caller when done."""
+        """An empty directory of this process's own, for a version before it is published or
+        (as `download_dir`) for downloaded files, an inbox CSV, which the caller removes."""
         return self._private()
 
     download_dir = staging_dir
@@ -201,15 +195,13 @@ class FileCache:
         return target
 
     def fetch(self, sha256: str, size: int, download: Callable[[Path], None], what: str, *,
-              verify: bool = False, link_to: Path | None = None,
-              keep: Path | None = None) -> Path:
-        """The blob of `sha256`, downloaded by `download(new file)` if this host lacks it,
-        and checked (a ValueError naming `what` when the downloaded bytes are wrong; a
-        StorageError when the disk is full even after evicting). A cached blob is trusted
-        on its size, or with `verify` hashed first (a bad one is downloaded again).
-        `link_to`: a new path in a private directory that gets the blob (a hard link)
-        before trim may run; without it the blob may be trimmed as soon as this returns.
-        `keep`: the version being built, which evicting for room must spare."""
+              verify: bool = False, link_to: Path | None = None, keep: Path | None = None) -> Path:
+        """The blob of `sha256`, downloaded by `download(new file)` if this host lacks it, and
+        checked (a ValueError naming `what` when the downloaded bytes are wrong; a StorageError
+        when the disk is full even after evicting). A cached blob is trusted on its size, or
+        with `verify` hashed first (a bad one is downloaded again). `link_to`: a new path in a
+        private directory that gets the blob (a hard link) before trim may run, else the blob
+        may go as soon as this returns; `keep`: the version being built, spared by eviction."""
         target = self.blob(sha256)
         found = self._find(target, size, link_to)
         # Without link_to, the blob may be gone (trimmed meanwhile): no match either.
@@ -248,10 +240,9 @@ class FileCache:
                 if not _disk_full(error):
                     raise
                 if evicted:
-                    raise StorageError(
-                        f"disk full: no room for {what} ({size} bytes) in the cache folder "
-                        f"{self.root}, even after evicting older versions ({cause(error)})"
-                    ) from None
+                    raise StorageError(f"disk full: no room for {what} ({size} bytes) in the cache "
+                                       f"folder {self.root}, even after evicting older versions "
+                                       f"({cause(error)})") from None
             if link_to is not None:
                 link_to.unlink(missing_ok=True)  # a partial copy, if that is what failed
             self._evict_for(need, keep)
@@ -283,9 +274,8 @@ class FileCache:
 
     def materialise(self, store_key: str, kind: str, version_id: str, manifest: dict,
                     manifest_bytes: bytes, fetch: Fetch, verify: bool = True) -> Path:
-        """The version as a local directory, each file fetched at most once per host and,
-        with `verify`, matching the manifest's sha256 (module docstring: "Integrity"); safe
-        from trim for TRIM_GRACE_S."""
+        """The version as a local directory, each file fetched at most once per host, matching
+        the manifest's sha256 with `verify` (module docstring: "Integrity")."""
         final = self.version_dir(store_key, kind, version_id)
         if self._mark_used(final):
             bad = [rel for rel, entry in manifest["files"].items()
@@ -312,10 +302,9 @@ class FileCache:
         try:
             for rel, entry in manifest["files"].items():
                 (temp / rel).parent.mkdir(parents=True, exist_ok=True)
-                self.fetch(entry["sha256"], entry["size"],
-                           lambda path, rel=rel: fetch(rel, path),
-                           f"{kind} version {version_id}: {rel}",
-                           verify=verify, link_to=temp / rel, keep=final)
+                self.fetch(entry["sha256"], entry["size"], lambda path, rel=rel: fetch(rel, path),
+                           f"{kind} version {version_id}: {rel}", verify=verify,
+                           link_to=temp / rel, keep=final)
             (temp / MANIFEST).write_bytes(manifest_bytes)
             os.chmod(temp / MANIFEST, 0o444)
             with self._lock():  # it appears, and is marked used, in one step for trim
@@ -343,8 +332,7 @@ class FileCache:
         self._discard(final)
 
     def _discard(self, directory: Path) -> None:
-        """Delete a directory, atomically for readers: renamed into a private directory
-        (whole or gone), then removed there."""
+        """Delete a directory atomically for readers: renamed into a private one, then removed."""
         trash = self._private()
         try:
             with suppress(FileNotFoundError):  # another process removed it first
@@ -367,10 +355,9 @@ class FileCache:
         return sum(info.st_size for _, info in self._entries("blobs/*/*"))
 
     def trim(self, keep: Path | None = None, *, free_bytes: int = 0) -> None:
-        """Drop least recently used versions, then unlinked blobs, until under max_bytes
-        (and, with `free_bytes`, until the disk has that much free); never `keep` nor a
-        version used within the grace period. Skipped, not waited for, while another
-        process holds the cache lock: the next version built trims."""
+        """Drop unlinked blobs and least recently used versions until under max_bytes (and
+        the disk has `free_bytes` free), sparing `keep` and the grace period. Skipped while
+        another process holds the cache lock: the next version built trims."""
         def enough(left: int) -> bool:
             return left <= self.max_bytes and (not free_bytes or self._free() >= free_bytes)
 
