@@ -1,16 +1,15 @@
 """The on-disk format of a dataset version: two Parquet files (names: storage.layout).
 
-- `headlines.parquet`: every clean headline so far (previous versions' rows first,
-  in their order, then the new rows), with the columns of `HEADLINES_SCHEMA`:
-  publish_date (Date), headline (String), split (one of `SPLITS`), source (file
-  name), row (1-based data row in its source).
-- `quarantine.parquet`: the rows the ingestion that made *this* version rejected
-  (earlier rejections live in earlier versions), with `QUARANTINE_SCHEMA`: source,
-  row, reason (why, see ingestion.reasons), raw (the rejected record's text).
+- `headlines.parquet`: every clean headline so far (previous versions' rows first, in their
+  order, then the new rows), with the columns of `HEADLINES_SCHEMA`: publish_date (Date),
+  headline (String), split (one of `SPLITS`), source (file name), row (1-based data row).
+- `quarantine.parquet`: the rows the ingestion that made *this* version rejected (earlier
+  rejections live in earlier versions), with `QUARANTINE_SCHEMA`: source, row, reason (why,
+  see ingestion.reasons), raw (the rejected record's text).
 
-`write_dataset` only writes into a directory it is given (a staging directory the
-caller publishes atomically, see storage.Store); it never picks a path itself. What
-the rows mean and how they are made is ingestion's business (the `ingestion` package).
+`write_dataset` only writes into a directory it is given (a staging directory the caller
+publishes atomically, see storage.Store); it never picks a path itself. What the rows mean
+and how they are made is ingestion's business (the `ingestion` package).
 """
 
 from __future__ import annotations

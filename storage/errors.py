@@ -37,8 +37,7 @@ def redact(text: str) -> str:
 
 
 def one_line(what: str | None, error: BaseException | str) -> str:
-    """The line a user reads about `error`: ``charlm: <what failed>: <cause>``
-    (``charlm: <cause>`` when nothing more specific than the program failed)."""
+    """The line a user reads about `error`; ``charlm: <cause>`` when `what` is empty."""
     return f"{PROGRAM}: {what}: {cause(error)}" if what else f"{PROGRAM}: {cause(error)}"
 
 

@@ -18,13 +18,11 @@ DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})  # the errnos of a full disk
 def hash_and_sync(path: Path) -> tuple[str, int]:
     """Return (sha256 hex, size) of a file and fsync it, reading it only once."""
     digest = hashlib.sha256()
-    size = 0
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-            size += len(chunk)
         os.fsync(handle.fileno())
-    return digest.hexdigest(), size
+        return digest.hexdigest(), handle.tell()
 
 
 def sha256_file(path: Path) -> str:

@@ -30,17 +30,16 @@ def default_root() -> Path | str:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """``git:<short sha>`` (plus ``-dirty`` with uncommitted changes to tracked files) of the
-    repository holding this package, or ``charlm <package version>`` when git cannot tell.
-    Once per process: a later edit of the checkout is not the code this process imported."""
+    """``git:<short sha>`` (``-dirty`` with uncommitted changes to tracked files) of this
+    package's repository, else ``charlm <package version>``; once per process (a later edit
+    of the checkout is not the code this process imported)."""
     return _git_version(Path(__file__).resolve().parent) or _package_version()
 
 
 def _git_version(directory: Path) -> str | None:
     def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
-                              text=True, timeout=10, check=True)
-        return done.stdout.strip()
+        return subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
 
     try:
         sha = git("rev-parse", "--short", "HEAD")
