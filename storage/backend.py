@@ -3,19 +3,11 @@
 `Backend` is the contract; `open_backend(root)` picks an implementation:
 
 - `ObstoreBackend` for a store URL: ``s3://``, ``gs://``, ``az://``/``abfs://``, ``https://``
-  through obstore (credentials and endpoint from the usual ``AWS_*``, ``GOOGLE_*`` and
-  ``AZURE_*`` variables), ``memory://NAME`` (in memory, one per name and process: tests).
-  Transient failures (5xx, dropped connections, timeouts) are retried with backoff (`RETRY`),
-  conflicts and missing keys never.
+  through obstore, ``memory://NAME`` (in memory, one per name and process: tests).
+  Credentials, endpoints and the retries of transient failures (`RETRY`; conflicts and
+  missing keys never): docs/object-store.md, "Which store, which credentials".
 - `DirectoryBackend` for anything else: key K is the file ``<root>/K``, possibly on a volume
   that several hosts share (docs/shared-volume.md, "The directory backend").
-
-Writes take a `mode`: ``"overwrite"``, ``"create"`` (`WriteConflict` if the key exists: S3
-``If-None-Match: *``, link(2) on a directory) or an ETag (`WriteConflict` unless the object
-still has exactly that ETag: S3 ``If-Match``, a per-key lock on a directory). Those two
-conditional writes are all the store engine needs to let several processes and machines
-share a store. Every failure is a one-line `StorageError` naming the store (credentials
-redacted) and the key.
 """
 
 from __future__ import annotations
@@ -31,7 +23,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -39,21 +31,18 @@ from typing import IO, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from storage.errors import StorageError, cause, redact
-from storage.fsutil import fsync_dir
+from storage.fsutil import DISK_FULL, fsync_dir
 
 __all__ = ["Backend", "DirectoryBackend", "ObjectInfo", "ObjectMissing", "ObstoreBackend",
            "WriteConflict", "is_store_url", "open_backend"]
 
 Mode = Literal["overwrite", "create"] | str  # or the ETag the object must still have
 
-# Transient errors only (obstore retries 5xx, connection errors and timeouts of safe requests,
-# never 4xx). An unreachable endpoint fails within ~2 s instead of obstore's 3 minutes.
-RETRY: dict[str, Any] = {
-    "max_retries": 4,
-    "retry_timeout": timedelta(seconds=30),
-    "backoff": {"init_backoff": timedelta(milliseconds=100),
-                "max_backoff": timedelta(seconds=5), "base": 2},
-}
+# obstore retries 5xx, connection errors and timeouts of safe requests, never 4xx. An
+# unreachable endpoint fails within ~2 s instead of obstore's 3 minutes.
+RETRY: dict[str, Any] = {"max_retries": 4, "retry_timeout": timedelta(seconds=30),
+                         "backoff": {"init_backoff": timedelta(milliseconds=100),
+                                     "max_backoff": timedelta(seconds=5), "base": 2}}
 CLIENT: dict[str, Any] = {"connect_timeout": "5s", "timeout": "300s"}  # whole-request cap
 _SCHEMES = ("s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "https", "http", "memory")
 _URL_RE = re.compile(r"([a-z][a-z0-9+.-]*)://(.*)", re.IGNORECASE)
@@ -66,7 +55,6 @@ LOCK_TIMEOUT_S = 300.0  # a key's lock is held for one small write: minutes mean
 _TEMP_RE = re.compile(r"\..+\.\d+\.[0-9a-f]{16}\.tmp")  # .<name>.<pid>.<hex>.tmp, by a key
 _ATTEMPTS = 5  # tries per write: a delete may remove the folder between our mkdir and link
 _CHUNK = 8 << 20
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 _BYTES = (bytes, bytearray, memoryview)
 
 
@@ -87,12 +75,18 @@ class ObjectInfo:
 
 
 class Backend(ABC):
-    """Bytes under '/'-separated keys, with create-only and compare-and-swap writes. Every
+    """Bytes under '/'-separated keys. Writes take a `mode`: ``"overwrite"``, ``"create"``
+    (`WriteConflict` if the key exists: S3 ``If-None-Match: *``, link(2) on a directory) or an
+    ETag (`WriteConflict` unless the object still has it: S3 ``If-Match``, a per-key lock on a
+    directory): the two conditional writes that let processes and machines share a store. Every
     method raises a one-line `StorageError` naming `url` and the key when the store fails;
     `ObjectMissing` and `WriteConflict` are the two failures callers act on."""
 
     url: str
     """The store's name in messages, with any credentials redacted (never used to connect)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
 
     @abstractmethod
     def get(self, key: str) -> tuple[bytes, str | None]:
@@ -106,7 +100,7 @@ class Backend(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes | Path, mode: Mode = "overwrite") -> str | None:
         """Write `data` (bytes, or the file at that path) at `key`, whole or not at all, as
-        `mode` says (module docstring; a missing object has no ETag); the new ETag."""
+        `mode` says (a missing object has no ETag); the new ETag."""
 
     @abstractmethod
     def head(self, key: str) -> ObjectInfo | None:
@@ -114,18 +108,16 @@ class Backend(ABC):
 
     @abstractmethod
     def list(self, prefix: str, offset: str | None = None) -> list[ObjectInfo]:
-        """Every object whose key starts with `prefix` (a plain string prefix: "a/" is a
-        folder, "models/2026" also matches "models/20260101-..."), sorted by key; with
-        `offset`, only the keys after it (``key > offset``)."""
+        """Every object whose key starts with `prefix` (a string prefix: "models/2026" also
+        matches "models/20260101-..."), sorted by key; with `offset`, only keys > `offset`."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove `key`; no error if there is no such object."""
 
     def _key_parts(self, key: str, prefix: bool = False) -> list[str]:
-        """The parts of `key` (of the folder part of a list prefix, with `prefix`); a
-        StorageError for a key that some backend would not take as it is (obstore would drop
-        or refuse it, a directory would leave its root)."""
+        """The parts of `key` (of a list prefix's folder, with `prefix`); a StorageError for a
+        key obstore would drop or refuse, or that would leave a directory's root."""
         folder = key.rpartition("/")[0] if prefix else key
         parts = folder.split("/") if folder or not prefix else []
         why = ("keys are relative (no leading '/')" if key.startswith("/") else
@@ -159,8 +151,7 @@ def is_store_url(root: object) -> bool:
 def open_backend(root: str | Path) -> Backend:
     """The backend for `root`: a store URL (`is_store_url`) is served by obstore, anything
     else is a directory (``~`` expanded, made absolute; ``file://`` URLs taken as paths) that
-    the first write creates and that reads as empty until then. StorageError naming the URL
-    for an unknown scheme or a bad URL."""
+    the first write creates, empty until then. StorageError naming a bad URL or scheme."""
     if not is_store_url(root):
         text = os.fspath(root)
         if text.strip().lower().startswith("file://"):
@@ -217,9 +208,8 @@ def _endpoint(url: str) -> str:
 
 
 def _cause(error: BaseException, url: str) -> str:
-    """Why an obstore call on store `url` failed, on one line and without credentials
-    (obstore's messages quote the request's URL, userinfo and all), saying what the usual
-    failures mean: a missing bucket, an endpoint down, refused credentials."""
+    """Why an obstore call on store `url` failed, on one line without credentials, saying what
+    the usual failures mean: a missing bucket, an endpoint down, refused credentials."""
     text = str(error)
     bucket = re.search(r"<BucketName>([^<]*)</BucketName>", text)
     if "NoSuchBucket" in text:
@@ -228,9 +218,8 @@ def _cause(error: BaseException, url: str) -> str:
         endpoint = _endpoint(url)
         return f"cannot reach the endpoint{' ' + endpoint if endpoint else ''} " \
                "(connection failed after retries)"
-    if type(error).__name__ in ("PermissionDeniedError", "UnauthenticatedError") or \
-            any(s in text for s in ("403 Forbidden", "InvalidAccessKeyId",
-                                    "SignatureDoesNotMatch")):
+    if type(error).__name__ in ("PermissionDeniedError", "UnauthenticatedError") or any(
+            s in text for s in ("403 Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")):
         return "access denied: check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
     return f"{type(error).__name__}: {cause(error)[:300]}"  # cause() redacts, then we cut
 
@@ -243,13 +232,9 @@ class ObstoreBackend(Backend):
         self._raw_url = url
         self._store = store
 
-    def __repr__(self) -> str:
-        return f"ObstoreBackend({self.url!r})"
-
     @contextmanager
     def _call(self, key: str, prefix: bool = False) -> Iterator[Any]:
-        """The obstore module, for calls on `key` (checked first) whose failures become
-        StorageErrors."""
+        """The obstore module, for calls on `key` (checked first); failures become StorageErrors."""
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
@@ -270,13 +255,12 @@ class ObstoreBackend(Backend):
             return bytes(result.bytes()), result.meta["e_tag"]
 
     def get_file(self, key: str, target: Path) -> int:
-        size = 0
         with self._call(key) as obstore, open(target, "xb") as handle:
             for chunk in obstore.get(self._store, key).stream(min_chunk_size=_CHUNK):
-                size += handle.write(chunk)
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
-        return size
+            return handle.tell()
 
     def put(self, key: str, data: bytes | Path, mode: Mode = "overwrite") -> str | None:
         put_mode: Any = mode if mode in ("overwrite", "create") else {"e_tag": mode}
@@ -286,11 +270,9 @@ class ObstoreBackend(Backend):
                                use_multipart=None if mode == "overwrite" else False)["e_tag"]
 
     def head(self, key: str) -> ObjectInfo | None:
-        try:
-            with self._call(key) as obstore:
-                return _info(obstore.head(self._store, key))
-        except ObjectMissing:
-            return None
+        with suppress(ObjectMissing), self._call(key) as obstore:
+            return _info(obstore.head(self._store, key))
+        return None
 
     def list(self, prefix: str, offset: str | None = None) -> list[ObjectInfo]:
         # obstore matches prefixes a path segment at a time ("a/k" lists "a/k/x", not
@@ -303,11 +285,8 @@ class ObstoreBackend(Backend):
         return sorted(found, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
-        try:
-            with self._call(key) as obstore:
-                obstore.delete(self._store, key)
-        except ObjectMissing:
-            pass
+        with suppress(ObjectMissing), self._call(key) as obstore:
+            obstore.delete(self._store, key)
 
 
 def _info(meta: Any) -> ObjectInfo:
@@ -334,26 +313,14 @@ def _source(data: bytes | Path) -> Iterator[bytes | IO[bytes]]:
             yield handle
 
 
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 class DirectoryBackend(Backend):
-    """Objects as files under `root`. Create-only writes link(2) a fsynced temporary file
-    onto the key; overwrites, compare-and-swaps and deletes hold the key's lock file while
-    they check and rename; readers take no lock, as a key's file is only ever replaced whole.
-    A directory cannot hold both ``a`` and ``a/b``: writing one where the other is fails
-    with a StorageError, not a WriteConflict. Needs and guarantees: docs/shared-volume.md."""
+    """Objects as files under `root`; how writes stay whole and exact across hosts, and what
+    the filesystem must provide: docs/shared-volume.md, "The directory backend". Writing
+    ``a`` where ``a/b`` is (or the reverse) fails with a StorageError, not a WriteConflict."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.url = str(self.root)
-
-    def __repr__(self) -> str:
-        return f"DirectoryBackend({self.url!r})"
 
     @property
     def local_root(self) -> Path:
@@ -380,9 +347,7 @@ class DirectoryBackend(Backend):
             raise StorageError(f"store {self.url}: {key}: its lock stayed busy for "
                                f"{LOCK_TIMEOUT_S:.0f} s") from None
         except OSError as error:
-            why = cause(error)
-            if error.errno in _DISK_FULL:
-                why = f"disk full ({why})"
+            why = f"disk full ({cause(error)})" if error.errno in DISK_FULL else cause(error)
             raise StorageError(f"store {self.url}: {key}: {why}") from None
 
     @contextmanager
@@ -432,7 +397,8 @@ class DirectoryBackend(Backend):
                 os.fsync(handle.fileno())
                 return handle.tell()
             except BaseException:
-                _unlink_quietly(target)  # no partial copy left behind
+                with suppress(OSError):
+                    os.unlink(target)  # no partial copy left behind
                 raise
 
     def head(self, key: str) -> ObjectInfo | None:
@@ -451,11 +417,9 @@ class DirectoryBackend(Backend):
         found: list[ObjectInfo] = []
 
         def walk(directory: str, rel: str) -> None:  # rel: the folder's keys' prefix
-            try:
-                with os.scandir(directory) as scan:
-                    entries = [*scan]
-            except (FileNotFoundError, NotADirectoryError):
-                return
+            entries = []
+            with suppress(FileNotFoundError, NotADirectoryError), os.scandir(directory) as scan:
+                entries = [*scan]
             for entry in entries:
                 key = rel + entry.name
                 if entry.is_dir(follow_symlinks=False):
@@ -465,13 +429,11 @@ class DirectoryBackend(Backend):
                         walk(entry.path, sub)
                 elif key.startswith(prefix) and (offset is None or key > offset) and \
                         not _TEMP_RE.fullmatch(entry.name):
-                    try:
+                    with suppress(FileNotFoundError):  # deleted while we looked
                         st = entry.stat()
-                    except FileNotFoundError:  # deleted while we looked
-                        continue
-                    if stat.S_ISREG(st.st_mode):
-                        found.append(ObjectInfo(key, st.st_size, _etag(st),
-                                                st.st_mtime_ns / 1e9))
+                        if stat.S_ISREG(st.st_mode):
+                            found.append(ObjectInfo(key, st.st_size, _etag(st),
+                                                    st.st_mtime_ns / 1e9))
 
         with self._errors(prefix):
             walk(str(self.root.joinpath(*parts)), "".join(f"{part}/" for part in parts))
@@ -508,10 +470,9 @@ class DirectoryBackend(Backend):
 
     def _replace(self, key: str, path: Path, source: bytes | IO[bytes], mode: Mode) -> str:
         """Overwrite or compare-and-swap; the caller holds the key's lock."""
-        try:
-            current: os.stat_result | None = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            current = None
+        current: os.stat_result | None = None
+        with suppress(FileNotFoundError, NotADirectoryError):
+            current = os.stat(path)
         if current is not None and stat.S_ISDIR(current.st_mode):
             if mode == "overwrite":
                 raise StorageError(f"store {self.url}: {key}: a folder of keys is there")
@@ -537,7 +498,8 @@ class DirectoryBackend(Backend):
                 try:
                     place(temp, path)
                 finally:
-                    _unlink_quietly(temp)  # gone already once renamed into place
+                    with suppress(OSError):
+                        os.unlink(temp)  # gone already once renamed into place
                 fsync_dir(path.parent)
                 return _etag(st)
             except FileNotFoundError:
@@ -562,7 +524,8 @@ class DirectoryBackend(Backend):
                 os.fsync(handle.fileno())
                 return temp, os.fstat(handle.fileno())
         except BaseException:
-            _unlink_quietly(temp)
+            with suppress(OSError):
+                os.unlink(temp)
             raise
 
     def delete(self, key: str) -> None:
@@ -595,10 +558,8 @@ class DirectoryBackend(Backend):
                     folders[:] = [name for name in folders if name != LOCKS_DIR]
                 for name in filter(_TEMP_RE.fullmatch, files):
                     path = os.path.join(directory, name)
-                    try:
+                    with suppress(FileNotFoundError):
                         if os.lstat(path).st_mtime < cutoff:
                             os.unlink(path)
                             removed += 1
-                    except FileNotFoundError:
-                        pass
         return removed

@@ -13,35 +13,26 @@
 Every entry appears by an atomic rename, so processes sharing the cache never see half a
 file, and a file is downloaded once per host whatever the versions or processes using it.
 
-Integrity. ``materialise(..., verify=True)`` (``ObjectStore.path``'s default) returns only
-files that match the manifest's sha256: a cached blob is hashed before it is linked into a
-new version, and a cached version that no longer matches is dropped, with its wrong blobs,
-and built again once. A corrupt cache thus heals with one download; only bytes wrong as
-downloaded raise (a ValueError naming the file). With ``verify=False`` cached files are
-trusted on their size alone.
+Integrity. ``materialise(..., verify=True)`` (``Store.path``'s default) returns only files
+that match the manifest's sha256: a cached blob is hashed before it is linked into a new
+version, and a cached version that no longer matches is dropped, with its wrong blobs, and
+built again once, so a corrupt cache heals with one download; only bytes wrong as downloaded
+raise (a ValueError naming the file). With ``verify=False`` a cached file's size is trusted.
 
-Bound. ``$CHARLM_CACHE_BYTES`` (default 20 GiB) bounds the blobs: `trim` drops the versions
-used least recently, then the blobs no version links, but never a version used within
-TRIM_GRACE_S, so while more than the bound is in use the cache holds more than the bound.
+Sharing. Processes (and threads) sharing the cache never fail because of trimming. A flock
+on ``.lock`` is held SHARED for the short steps that find an entry and link it or mark it
+used (never during a download or a hash), EXCLUSIVE by trim, which skips its turn when the
+lock is busy (without it trim could not tell a blob about to be linked from an orphan); the
+kernel releases it when its holder dies. A blob going into a version is first linked into
+the version's staging directory under the shared lock: trim drops only blobs with one link.
+A version `materialise` returns was marked used under the shared lock, and trim keeps it for
+TRIM_GRACE_S, until its caller opens the files. Every step of trim tolerates entries that
+vanish under it.
 
-Sharing. Processes (and threads) sharing the cache never fail because of trimming:
-
-- A flock on ``.lock`` is held SHARED for the short steps that find an entry and link it or
-  mark it used (never during a download or a hash), and EXCLUSIVE by trim, which skips its
-  turn when the lock is busy. Without it trim could not tell a blob about to be linked from
-  an orphan. The kernel releases a flock when its process dies: a killed process never
-  wedges the cache.
-- A blob going into a version is first linked into the version's private staging directory
-  (under the shared lock): with two links it is safe from trim, which drops only blobs with
-  one.
-- A version returned by `materialise` was marked used under the shared lock, and trim keeps
-  it for TRIM_GRACE_S: its caller opens the files later (open files survive a trim anyway).
-- Every step of trim tolerates entries that vanish under it.
-
-Disk space. Before a download the cache trims if the disk's free space is below the file's
-size plus FREE_MARGIN. If the download still fails for a full disk (ENOSPC, EDQUOT), it
-evicts the least recently used versions, in their grace period too, never the one being
-built, and tries once more; then a StorageError says the disk is full, naming the cache.
+Bound and disk space (docs/object-store.md, "The cache"). ``$CHARLM_CACHE_BYTES`` (default
+20 GiB) bounds the blobs, but `trim` spares the versions used within TRIM_GRACE_S. A download
+trims first if the disk has less free than its size plus FREE_MARGIN, and evicts and tries
+once more if it fails for a full disk (`_download`); then a StorageError says so.
 """
 
 from __future__ import annotations
@@ -55,11 +46,11 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from storage.errors import StorageError, cause
-from storage.fsutil import sha256_file
+from storage.fsutil import DISK_FULL, sha256_file
 from storage.layout import MANIFEST
 
 __all__ = ["CACHE_BYTES_VAR", "CACHE_VAR", "TRIM_GRACE_S", "FileCache"]
@@ -69,15 +60,13 @@ CACHE_BYTES_VAR = "CHARLM_CACHE_BYTES"
 CACHE_LOCK = ".lock"  # the cache-wide flock: shared while linking, exclusive to trim
 DEFAULT_BYTES = 20 << 30  # room for a few datasets and dozens of models
 LEFTOVER_S = 86400.0  # a download or publish in progress never takes a day
-# A caller of path() opens the files later: a model is built (or a dataset's first shard
-# read) first, minutes on a slow host. The price: a cache above its bound meanwhile.
+# A caller of path() opens the files after building a model or reading a dataset's first
+# shard, minutes on a slow host. The price: a cache above its bound meanwhile.
 TRIM_GRACE_S = 600.0
 # Free space wanted beyond the file being downloaded, for the version's directories and
 # manifest and for the other writers on the same disk.
 FREE_MARGIN = 64 << 20
 EVICT_WAIT_S = 30.0  # others hold the lock for milliseconds: a full disk waits this long
-
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 Fetch = Callable[[str, Path], None]  # (file name in the version, new file to write) -> None
 
@@ -87,25 +76,22 @@ def _link(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError as error:
-        if error.errno in (errno.ENOENT, *_DISK_FULL):
+        if error.errno == errno.ENOENT or error.errno in DISK_FULL:
             raise
         shutil.copyfile(source, target)  # no hard links on this filesystem
 
 
 def _unlink_if_same(path: Path, seen: os.stat_result) -> None:
     """Remove `path` if it is still the file `seen`, not one another process put there."""
-    try:
+    with suppress(FileNotFoundError):
         if os.path.samestat(path.stat(), seen):
-            path.unlink(missing_ok=True)
-    except FileNotFoundError:
-        pass
+            path.unlink()
 
 
-def _matches(path: Path, entry: dict) -> bool:
-    """Whether the cached file `path` is there and matches its manifest `entry`."""
+def _matches(path: Path, size: int, sha256: str) -> bool:
+    """Whether the cached file `path` is there, with that size and sha256."""
     try:
-        return path.is_file() and path.stat().st_size == entry["size"] and \
-            sha256_file(path) == entry["sha256"]
+        return path.is_file() and path.stat().st_size == size and sha256_file(path) == sha256
     except FileNotFoundError:
         return False
 
@@ -115,7 +101,7 @@ def _disk_full(error: BaseException | None) -> bool:
     the backend raises a StorageError ``from None``, which keeps the OSError as context."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, OSError) and error.errno in _DISK_FULL:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
             return True
         seen.add(id(error))
         error = error.__cause__ or error.__context__
@@ -145,9 +131,8 @@ class FileCache:
 
     @contextmanager
     def _lock(self, exclusive: bool = False, wait_s: float = 0.0) -> Iterator[bool]:
-        """Hold the cache lock; whether it was got. Shared: waits while a trim runs
-        (milliseconds). Exclusive: waits `wait_s` at most. One open file per holder, so
-        threads of one process exclude each other too."""
+        """Hold the cache lock; whether it was got. Shared: waits while a trim runs. Exclusive:
+        waits `wait_s` at most. One open file per holder: threads exclude each other too."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / CACHE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -174,21 +159,18 @@ class FileCache:
         parent = self.root / "staging"
         parent.mkdir(parents=True, exist_ok=True)
         for old in parent.glob(".*"):
-            try:
+            with suppress(FileNotFoundError):
                 if time.time() - old.stat().st_mtime > LEFTOVER_S:
                     shutil.rmtree(old, ignore_errors=True)
-            except FileNotFoundError:
-                pass
         return Path(tempfile.mkdtemp(dir=parent, prefix=f".{os.getpid()}-"))
 
     def staging_dir(self) -> Path:
-        """An empty directory to write a version into before it is published."""
+        """An empty directory of this process's own, for a version before it is published or
+        (as `download_dir`) for downloaded files, an inbox CSV, which the caller removes."""
         return self._private()
 
-    def download_dir(self) -> Path:
-        """An empty directory of this process's own to download files into (an inbox CSV);
-        the caller removes it when done."""
-        return self._private()
+    # A folder of this process's own to download into (an inbox CSV); the caller removes it.
+    download_dir = staging_dir
 
     def blob(self, sha256: str) -> Path:
         return self.root / "blobs" / sha256[:2] / sha256
@@ -214,28 +196,22 @@ class FileCache:
         return target
 
     def fetch(self, sha256: str, size: int, download: Callable[[Path], None], what: str, *,
-              verify: bool = False, link_to: Path | None = None,
-              keep: Path | None = None) -> Path:
-        """The blob of `sha256`, downloaded by `download(new file)` if this host lacks it,
-        and checked (a ValueError naming `what` when the downloaded bytes are wrong; a
-        StorageError when the disk is full even after evicting). A cached blob is trusted
-        on its size, or with `verify` hashed first (a bad one is downloaded again).
-        `link_to`: a new path in a private directory that gets the blob (a hard link)
-        before trim may run; without it the blob may be trimmed as soon as this returns.
-        `keep`: the version being built, which evicting for room must spare."""
+              verify: bool = False, link_to: Path | None = None, keep: Path | None = None) -> Path:
+        """The blob of `sha256`, downloaded by `download(new file)` if this host lacks it, and
+        checked (a ValueError naming `what` when the downloaded bytes are wrong; a StorageError
+        when the disk is full even after evicting). A cached blob is trusted on its size, or
+        with `verify` hashed first (a bad one is downloaded again). `link_to`: a new path in a
+        private directory that gets the blob (a hard link) before trim may run, else the blob
+        may go as soon as this returns; `keep`: the version being built, spared by eviction."""
         target = self.blob(sha256)
         found = self._find(target, size, link_to)
-        if found is not None and verify:
-            try:
-                good = sha256_file(link_to or target) == sha256
-            except FileNotFoundError:  # trimmed meanwhile (only possible without link_to)
-                good = False
-            if not good:
-                # Bit rot or an in-place write: never serve it, nor let it be linked again.
-                _unlink_if_same(target, found)
-                if link_to is not None:
-                    link_to.unlink(missing_ok=True)
-                found = None
+        # Without link_to, the blob may be gone (trimmed meanwhile): no match either.
+        if found is not None and verify and not _matches(link_to or target, size, sha256):
+            # Bit rot or an in-place write: never serve it, nor let it be linked again.
+            _unlink_if_same(target, found)
+            if link_to is not None:
+                link_to.unlink(missing_ok=True)
+            found = None
         if found is None:
             self._download(sha256, size, download, what, link_to, keep)
         return target
@@ -265,10 +241,9 @@ class FileCache:
                 if not _disk_full(error):
                     raise
                 if evicted:
-                    raise StorageError(
-                        f"disk full: no room for {what} ({size} bytes) in the cache folder "
-                        f"{self.root}, even after evicting older versions ({cause(error)})"
-                    ) from None
+                    raise StorageError(f"disk full: no room for {what} ({size} bytes) in the cache "
+                                       f"folder {self.root}, even after evicting older versions "
+                                       f"({cause(error)})") from None
             if link_to is not None:
                 link_to.unlink(missing_ok=True)  # a partial copy, if that is what failed
             self._evict_for(need, keep)
@@ -300,13 +275,12 @@ class FileCache:
 
     def materialise(self, store_key: str, kind: str, version_id: str, manifest: dict,
                     manifest_bytes: bytes, fetch: Fetch, verify: bool = True) -> Path:
-        """The version as a local directory, each file fetched at most once per host and,
-        with `verify`, matching the manifest's sha256 (module docstring: "Integrity"); safe
-        from trim for TRIM_GRACE_S."""
+        """The version as a local directory, each file fetched at most once per host, matching
+        the manifest's sha256 with `verify` (module docstring: "Integrity")."""
         final = self.version_dir(store_key, kind, version_id)
         if self._mark_used(final):
             bad = [rel for rel, entry in manifest["files"].items()
-                   if verify and not _matches(final / rel, entry)]
+                   if verify and not _matches(final / rel, entry["size"], entry["sha256"])]
             if not bad:
                 return final
             self._drop_corrupt(final, manifest, bad)
@@ -329,10 +303,9 @@ class FileCache:
         try:
             for rel, entry in manifest["files"].items():
                 (temp / rel).parent.mkdir(parents=True, exist_ok=True)
-                self.fetch(entry["sha256"], entry["size"],
-                           lambda path, rel=rel: fetch(rel, path),
-                           f"{kind} version {version_id}: {rel}",
-                           verify=verify, link_to=temp / rel, keep=final)
+                self.fetch(entry["sha256"], entry["size"], lambda path, rel=rel: fetch(rel, path),
+                           f"{kind} version {version_id}: {rel}", verify=verify,
+                           link_to=temp / rel, keep=final)
             (temp / MANIFEST).write_bytes(manifest_bytes)
             os.chmod(temp / MANIFEST, 0o444)
             with self._lock():  # it appears, and is marked used, in one step for trim
@@ -352,23 +325,19 @@ class FileCache:
         for rel in bad:
             sha256 = manifest["files"][rel]["sha256"]
             blob = self.blob(sha256)
-            try:
+            with suppress(FileNotFoundError):
                 info = blob.stat()
                 linked = (final / rel).exists() and os.path.samefile(blob, final / rel)
                 if linked or sha256_file(blob) != sha256:
                     _unlink_if_same(blob, info)
-            except FileNotFoundError:
-                pass
         self._discard(final)
 
     def _discard(self, directory: Path) -> None:
-        """Delete a directory, atomically for readers: renamed into a private directory
-        (whole or gone), then removed there."""
+        """Delete a directory atomically for readers: renamed into a private one, then removed."""
         trash = self._private()
         try:
-            os.rename(directory, trash / "gone")
-        except FileNotFoundError:
-            pass  # another process removed it first
+            with suppress(FileNotFoundError):  # another process removed it first
+                os.rename(directory, trash / "gone")
         finally:
             shutil.rmtree(trash, ignore_errors=True)  # read-only files in writable dirs
 
@@ -379,20 +348,17 @@ class FileCache:
         named '.*' (glob skips them): temporaries, never blobs or versions."""
         found = []
         for name in glob.glob(pattern, root_dir=self.root):
-            try:
+            with suppress(FileNotFoundError):
                 found.append((self.root / name, os.lstat(self.root / name)))
-            except FileNotFoundError:
-                pass
         return found
 
     def size(self) -> int:
         return sum(info.st_size for _, info in self._entries("blobs/*/*"))
 
     def trim(self, keep: Path | None = None, *, free_bytes: int = 0) -> None:
-        """Drop least recently used versions, then unlinked blobs, until under max_bytes
-        (and, with `free_bytes`, until the disk has that much free); never `keep` nor a
-        version used within the grace period. Skipped, not waited for, while another
-        process holds the cache lock: the next version built trims."""
+        """Drop unlinked blobs and least recently used versions until under max_bytes (and
+        the disk has `free_bytes` free), sparing `keep` and the grace period. Skipped while
+        another process holds the cache lock: the next version built trims."""
         def enough(left: int) -> bool:
             return left <= self.max_bytes and (not free_bytes or self._free() >= free_bytes)
 

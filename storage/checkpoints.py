@@ -1,16 +1,13 @@
 """Training checkpoints on disk: numbered arrays plus a JSON state, swapped in atomically.
 
-A training run's work directory (Store.work_dir; names in storage.layout.TrainingWorkFiles
-and CheckpointFiles) holds::
-
-    checkpoint/arrays.npz     every array the trainer handed over, in order (arr_0, arr_1, ...)
-    checkpoint/state.json     the trainer's JSON-able state (position, history, fingerprint)
-    best.npz                  the arrays of the best weights so far
-
-A new checkpoint is written to ``checkpoint.tmp``, fsynced, then swapped for the old one
-(``checkpoint`` -> ``checkpoint.old``, ``checkpoint.tmp`` -> ``checkpoint``), so a process killed
-at any moment leaves a whole checkpoint under one of the two names. This module stores arrays
-and JSON; it knows nothing of models (the trainer decides what the arrays are).
+A training run's work directory (Store.work_dir) holds a checkpoint (the arrays the trainer
+handed over, in order, and its JSON-able state: position, history, fingerprint) and the
+arrays of the best weights so far; file names in storage.layout (TrainingWorkFiles,
+CheckpointFiles). A new checkpoint is written to ``checkpoint.tmp``, fsynced, then swapped
+for the old one (``checkpoint`` -> ``checkpoint.old``, ``checkpoint.tmp`` -> ``checkpoint``),
+so a process killed at any moment leaves a whole checkpoint under one of the two names. This
+module stores arrays and JSON; it knows nothing of models (the trainer decides what the
+arrays are).
 """
 
 from __future__ import annotations
@@ -40,14 +37,12 @@ def _read_npz(path: Path) -> list[np.ndarray]:
 
 
 class CheckpointDir:
-    """The checkpoints of one training run, in `directory` (created on first save)."""
+    """The checkpoints of one training run, in `directory` (created on first save); `on_save`
+    runs after each save (an object store uploads the work directory: Store.save_work_dir)."""
 
-    def __init__(self, directory: str | Path,
-                 on_save: Callable[[], None] | None = None) -> None:
+    def __init__(self, directory: str | Path, on_save: Callable[[], None] | None = None) -> None:
         self.directory = Path(directory)
         self.files = TrainingWorkFiles.at(self.directory)
-        # Called after each save: an object store uploads the work directory then
-        # (Store.save_work_dir), so a run killed on one machine resumes on another.
         self.on_save = on_save
 
     def __str__(self) -> str:

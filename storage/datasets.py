@@ -1,16 +1,15 @@
 """The on-disk format of a dataset version: two Parquet files (names: storage.layout).
 
-- `headlines.parquet`: every clean headline so far (previous versions' rows first,
-  in their order, then the new rows), with the columns of `HEADLINES_SCHEMA`:
-  publish_date (Date), headline (String), split (one of `SPLITS`), source (file
-  name), row (1-based data row in its source).
-- `quarantine.parquet`: the rows the ingestion that made *this* version rejected
-  (earlier rejections live in earlier versions), with `QUARANTINE_SCHEMA`: source,
-  row, reason (why, see ingestion.reasons), raw (the rejected record's text).
+- `headlines.parquet`: every clean headline so far (previous versions' rows first, in their
+  order, then the new rows), with the columns of `HEADLINES_SCHEMA`: publish_date (Date),
+  headline (String), split (one of `SPLITS`), source (file name), row (1-based data row).
+- `quarantine.parquet`: the rows the ingestion that made *this* version rejected (earlier
+  rejections live in earlier versions), with `QUARANTINE_SCHEMA`: source, row, reason (why,
+  see ingestion.reasons), raw (the rejected record's text).
 
-`write_dataset` only writes into a directory it is given (a staging directory the
-caller publishes atomically, see storage.Store); it never picks a path itself. What
-the rows mean and how they are made is ingestion's business (the `ingestion` package).
+`write_dataset` only writes into a directory it is given (a staging directory the caller
+publishes atomically, see storage.Store); it never picks a path itself. What the rows mean
+and how they are made is ingestion's business (the `ingestion` package).
 """
 
 from __future__ import annotations
@@ -23,40 +22,19 @@ import polars as pl
 
 from storage.layout import DatasetFiles
 
-__all__ = [
-    "FORMAT",
-    "HEADLINES_SCHEMA",
-    "QUARANTINE_SCHEMA",
-    "RECENT",
-    "RECENT_DAYS",
-    "SPLITS",
-    "check_split",
-    "recent_days",
-    "read_headlines",
-    "read_quarantine",
-    "read_texts",
-    "read_view",
-    "value_counts",
-    "write_dataset",
-]
+__all__ = ["FORMAT", "HEADLINES_SCHEMA", "QUARANTINE_SCHEMA", "RECENT", "RECENT_DAYS", "SPLITS",
+           "check_split", "recent_days", "read_headlines", "read_quarantine", "read_texts",
+           "read_view", "value_counts", "write_dataset"]
 
 FORMAT = "charlm-headlines/1"  # bump when the files' columns or meaning change
 SPLITS: tuple[str, ...] = ("train", "validation", "test")  # values of the `split` column
 RECENT = "recent"  # the time-based view: "recent" or "recent:DAYS"
 RECENT_DAYS = 30  # days of the recent view when DAYS is not given (about a month of news)
 HEADLINES_SCHEMA: dict[str, pl.DataType] = {
-    "publish_date": pl.Date(),
-    "headline": pl.String(),
-    "split": pl.String(),
-    "source": pl.String(),
-    "row": pl.Int64(),
-}
+    "publish_date": pl.Date(), "headline": pl.String(), "split": pl.String(),
+    "source": pl.String(), "row": pl.Int64()}
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
-    "source": pl.String(),
-    "row": pl.Int64(),
-    "reason": pl.String(),
-    "raw": pl.String(),
-}
+    "source": pl.String(), "row": pl.Int64(), "reason": pl.String(), "raw": pl.String()}
 
 
 def _conform(frame: pl.LazyFrame | pl.DataFrame, schema: dict[str, pl.DataType],
@@ -76,16 +54,11 @@ def value_counts(frame: pl.DataFrame | pl.LazyFrame, column: str) -> dict[str, i
     return dict(zip(counts[column].to_list(), map(int, counts["len"].to_list()), strict=True))
 
 
-def write_dataset(
-    directory: Path,
-    headlines: pl.LazyFrame | pl.DataFrame,
-    quarantine: pl.LazyFrame | pl.DataFrame | None = None,
-) -> dict[str, Any]:
-    """Write a dataset version's files into an existing `directory`; return what they hold.
-
-    The summary is JSON-able: format, rows, splits (rows per split, every split named),
-    sources (clean rows per source file), quarantined_by_reason (rows per reason).
-    """
+def write_dataset(directory: Path, headlines: pl.LazyFrame | pl.DataFrame,
+                  quarantine: pl.LazyFrame | pl.DataFrame | None = None) -> dict[str, Any]:
+    """Write a dataset version's files into an existing `directory`; return what they hold,
+    JSON-able: format, rows, splits (rows per split, every split named), sources (clean rows
+    per source file), quarantined_by_reason (rows per reason)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise NotADirectoryError(f"{directory}: not an existing directory")
@@ -98,13 +71,10 @@ def write_dataset(
     heads.write_parquet(files.headlines, compression="zstd")
     quar.write_parquet(files.quarantine, compression="zstd")
     splits = value_counts(heads, "split")
-    return {
-        "format": FORMAT,
-        "rows": heads.height,
-        "splits": {name: splits.get(name, 0) for name in SPLITS},
-        "sources": value_counts(heads, "source"),
-        "quarantined_by_reason": value_counts(quar, "reason"),
-    }
+    return {"format": FORMAT, "rows": heads.height,
+            "splits": {name: splits.get(name, 0) for name in SPLITS},
+            "sources": value_counts(heads, "source"),
+            "quarantined_by_reason": value_counts(quar, "reason")}
 
 
 def _existing(path: Path) -> Path:

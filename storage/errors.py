@@ -18,9 +18,8 @@ PROGRAM = "charlm"  # every user-facing error line starts with "charlm: "
 
 def cause(error: BaseException | str) -> str:
     """What went wrong, on one line: the message's first non-empty line with its whitespace
-    collapsed (a library's multi-line report would break a log or a terminal line), else
-    the exception's type name. Credentials in URLs are redacted (`redact`): libraries quote
-    the URLs they failed on, userinfo and all."""
+    collapsed (a library's multi-line report would break a log or a terminal line), else the
+    exception's type name; `redact`ed, as libraries quote the URLs they failed on."""
     text = next((line for line in str(error).splitlines() if line.strip()), "")
     text = redact(" ".join(text.split()))
     return text or (type(error).__name__ if isinstance(error, BaseException) else "error")
@@ -32,15 +31,13 @@ _USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s/?#@]+@", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """`text` with the credentials of every ``scheme://user:password@host`` in it replaced by
-    ``***`` (``scheme://***@host``): store URLs and endpoints may carry them, and no message,
-    log line or repr may show them."""
+    """`text` with every ``scheme://user:password@host`` in it made ``scheme://***@host``:
+    store URLs and endpoints may carry credentials, which no message, log or repr may show."""
     return _USERINFO.sub(r"\1***@", text)
 
 
 def one_line(what: str | None, error: BaseException | str) -> str:
-    """The line a user reads about `error`: ``charlm: <what failed>: <cause>``
-    (``charlm: <cause>`` when nothing more specific than the program failed)."""
+    """The line a user reads about `error`; ``charlm: <cause>`` when `what` is empty."""
     return f"{PROGRAM}: {what}: {cause(error)}" if what else f"{PROGRAM}: {cause(error)}"
 
 

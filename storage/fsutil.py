@@ -1,31 +1,28 @@
-"""Small filesystem helpers for durable, atomic writes.
-
-The store's crash safety rests on three things done here: file contents are fsynced before
-they are renamed into view, directories are fsynced after entries are added or renamed, and
-small files (manifests, aliases) are replaced with ``os.replace`` so readers see either the old
-or the new content, never a torn one.
+"""Small filesystem helpers for durable, atomic writes: file contents are fsynced before they
+are renamed into view, directories after entries are added or renamed, and small files are
+replaced with ``os.replace``, so readers see the old or the new content, never a torn one.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
 from pathlib import Path
 
 _CHUNK = 1 << 20
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})  # the errnos of a full disk or quota
 
 
 def hash_and_sync(path: Path) -> tuple[str, int]:
     """Return (sha256 hex, size) of a file and fsync it, reading it only once."""
     digest = hashlib.sha256()
-    size = 0
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-            size += len(chunk)
         os.fsync(handle.fileno())
-    return digest.hexdigest(), size
+        return digest.hexdigest(), handle.tell()
 
 
 def sha256_file(path: Path) -> str:
@@ -55,8 +52,7 @@ def write_file(path: Path, data: bytes) -> None:
 
 def replace_file(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with ``data``: readers see the old or new content, whole."""
-    # The temporary name starts with a dot so directory listings that skip hidden entries never
-    # mistake it for the real file.
+    # A dot first: listings that skip hidden entries never mistake it for the real file.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
     try:
         write_file(tmp, data)

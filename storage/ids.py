@@ -19,9 +19,8 @@ KINDS = ("datasets", "models", "evaluations", "generations")
 _ID_RE = re.compile(r"\d{8}-\d{6}-\d{6}-[0-9a-f]{6}")
 _ID_TIME_FORMAT = "%Y%m%d-%H%M%S-%f"
 _ALIAS_RE = re.compile(r"[a-z0-9_-]{1,64}")
-# Anything made only of digits, hex letters and dashes that starts with a digit could be (a
-# prefix of) a version id, and anything starting with a date looks like one to a reader; such
-# names are reserved so that a ref is never ambiguous.
+# Reserved so that a ref is never ambiguous: what could be (a prefix of) a version id (digits,
+# hex letters and dashes, a digit first) and what starts with a date, like an id to a reader.
 _ID_LIKE_RE = re.compile(r"[0-9][0-9a-f-]*|[0-9]{8}.*")
 
 _last_time: datetime | None = None
@@ -65,21 +64,16 @@ def looks_like_id_prefix(text: str) -> bool:
 def check_alias_name(name: object) -> str:
     """Return ``name`` if it is a valid alias name, else raise StorageError naming it."""
     if not isinstance(name, str) or _ALIAS_RE.fullmatch(name) is None:
-        raise StorageError(
-            f"bad alias name {name!r}: use 1-64 characters from a-z, 0-9, '_' and '-'"
-        )
+        raise StorageError(f"bad alias name {name!r}: use 1-64 characters from a-z, 0-9, "
+                           "'_' and '-'")
     if looks_like_id_prefix(name):
-        raise StorageError(
-            f"bad alias name {name!r}: it looks like a version id (names that start with a "
-            "date, or with a digit and use only 0-9, a-f and '-', are reserved for ids)"
-        )
+        raise StorageError(f"bad alias name {name!r}: it looks like a version id (names that "
+                           "start with a date, or with a digit and use only 0-9, a-f and '-', "
+                           "are reserved for ids)")
     return name
 
 
 def is_alias_name(text: object) -> bool:
     """Whether ``text`` is a syntactically valid alias name (see check_alias_name)."""
-    return (
-        isinstance(text, str)
-        and _ALIAS_RE.fullmatch(text) is not None
-        and not looks_like_id_prefix(text)
-    )
+    return isinstance(text, str) and _ALIAS_RE.fullmatch(text) is not None and \
+        not looks_like_id_prefix(text)

@@ -19,13 +19,9 @@ ENV_VAR = "CHARLM_STORAGE"
 
 
 def default_root() -> Path | str:
-    """The store root: ``$CHARLM_STORAGE`` if set and non-empty, else ``./charlm-store``.
-
-    An object store URL (``s3://bucket/prefix``, see storage.backend) is returned as the
-    string it is. The fallback is relative to the current working directory, so running the
-    CLI from the project checkout keeps artifacts next to the code (``/charlm-store/`` is
-    git-ignored).
-    """
+    """The store root: ``$CHARLM_STORAGE`` if set and non-empty (a store URL as the string it
+    is), else ``./charlm-store``, relative to the working directory: the CLI run from the
+    checkout keeps artifacts next to the code (``/charlm-store/`` is git-ignored)."""
     value = os.environ.get(ENV_VAR, "").strip()
     if is_store_url(value):
         return value
@@ -34,25 +30,16 @@ def default_root() -> Path | str:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """``git:<short sha>`` (plus ``-dirty`` with uncommitted changes to tracked files) of the
-    repository holding this package, or ``charlm <package version>`` when git cannot tell.
-
-    Computed once per process: the code that runs is the code that was imported at start, so a
-    later edit of the checkout must not change what this process stamps on its artifacts.
-    """
+    """``git:<short sha>`` (``-dirty`` with uncommitted changes to tracked files) of this
+    package's repository, else ``charlm <package version>``; once per process (a later edit
+    of the checkout is not the code this process imported)."""
     return _git_version(Path(__file__).resolve().parent) or _package_version()
 
 
 def _git_version(directory: Path) -> str | None:
     def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(directory), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return done.stdout.strip()
+        return subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
 
     try:
         sha = git("rev-parse", "--short", "HEAD")
@@ -61,9 +48,7 @@ def _git_version(directory: Path) -> str | None:
         dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
-    if not sha:
-        return None
-    return f"git:{sha}{'-dirty' if dirty else ''}"
+    return f"git:{sha}{'-dirty' if dirty else ''}" if sha else None
 
 
 def _package_version() -> str:

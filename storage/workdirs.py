@@ -7,16 +7,13 @@ result is published. Names come from storage.layout (training_work_name, ...).
 
 On an object store (`MirroredWorkDirs`) the directory is a local copy in the host's cache,
 saved whole as one object, ``.work/<name>.tar``, so a job killed on one host resumes on
-another. The local copy remembers the ETag of the store copy it was restored from or last
-saved (`SAVED_AS`), which gives two guarantees:
-
-- a job resumes from the newest saved copy: `work_dir` replaces a local copy not in step
-  with the store's (another host saved since, or the store's was removed), so a host that
-  ran the job before never resumes from its old copy;
-- a save never overwrites a newer one: `save_work_dir` is a compare-and-swap against the
-  local copy's ETag (create-only when it has none), and uploads nothing when another run
-  saved meanwhile. The saves of one job on one host (generation shards finishing in several
-  threads) take turns on a lock file beside the local copy, so they never refuse each other.
+another (docs/object-store.md, "What is guaranteed"). The local copy remembers the ETag of
+the store copy it was restored from or last saved (`SAVED_AS`), so a job resumes from the
+newest saved copy (`work_dir` replaces a local copy not in step with the store's, never
+resuming from a host's old copy) and a save never overwrites a newer one (`save_work_dir`
+is a compare-and-swap against that ETag, create-only when there is none). The saves of one
+job on one host (generation shards finishing in several threads) take turns on a lock file
+beside the local copy, so they never refuse each other.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ import re
 import shutil
 import tarfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -49,9 +46,8 @@ SAVED_AS = ".saved-etag"
 
 def check_work_name(name: object) -> str:
     if not isinstance(name, str) or _WORK_NAME_RE.fullmatch(name) is None or ".." in name:
-        raise StorageError(
-            f"bad work directory name {name!r}: use letters, digits, '.', '_' and '-'"
-        )
+        raise StorageError(f"bad work directory name {name!r}: use letters, digits, '.', "
+                           "'_' and '-'")
     return name
 
 
@@ -69,8 +65,7 @@ def remove_work_dir(root: Path, directory: str | Path) -> None:
 
 
 def _work_path(directory: str | Path, path_of: Callable[[str], Path], store: object) -> Path:
-    """`path_of(name)` for the work directory `directory`, given as its name or its path
-    (which must then be that one)."""
+    """`path_of(name)` for the work directory `directory`, given as its name or as that path."""
     given = Path(directory)
     path = path_of(check_work_name(given.name))
     if len(given.parts) > 1 and Path(os.path.abspath(given)) != path:
@@ -99,8 +94,7 @@ def unpack_work_dir(data: bytes, directory: Path) -> None:
 
 
 class MirroredWorkDirs:
-    """Work directories of an object store, mixed into its Store: local copies in the host
-    cache, saved whole as ``.work/<name>.tar`` (module docstring)."""
+    """Work directories of an object store, mixed into its Store (module docstring)."""
 
     root: Any
     backend: Any
@@ -108,9 +102,8 @@ class MirroredWorkDirs:
     _key: str
 
     def work_dir(self, name: str) -> Path:
-        """A local directory holding the store's newest saved copy (`save_work_dir`), so a
-        job killed on one machine resumes on another; a local copy already in step with the
-        store is kept as it is (it may hold progress made after its last save)."""
+        """A local directory holding the store's newest saved copy; a local copy already in
+        step with the store is kept as it is (it may hold progress made after its last save)."""
         local = self.cache.work_dir(self._key, check_work_name(name))
         key = _archive_key(name)
         info = self.backend.head(key)
@@ -122,35 +115,27 @@ class MirroredWorkDirs:
         local.mkdir(parents=True)
         etag = ""
         if info is not None:
-            try:
+            with suppress(ObjectMissing):  # removed meanwhile: a fresh start
                 data, tag = self.backend.get(key)
                 unpack_work_dir(data, local)
                 etag = tag or ""
-            except ObjectMissing:  # removed meanwhile: a fresh start
-                pass
         replace_file(local / SAVED_AS, f"{etag}\n".encode())
         return local
 
     def save_work_dir(self, work_dir: str | Path) -> None:
-        """Upload the work directory whole, as one object, by a compare-and-swap on the copy
-        it was restored from or last saved as: a StorageError, and nothing uploaded, if
-        another run saved it meanwhile."""
+        """Upload the work directory whole, by a compare-and-swap on the copy it was restored
+        from or last saved as (module docstring): if another run saved meanwhile, a StorageError."""
         local = self._local_work(work_dir)
-        # The saves of one job on this host (its threads, each saving what it finished) take
-        # turns, each uploading the folder as it is then: else two would swap against the
-        # same ETag and one lose.
         with _save_turn(local):
             saved_as = _saved_as(local)
             try:
                 etag = self.backend.put(_archive_key(local.name),
-                                        pack_work_dir(local, skip=SAVED_AS),
-                                        saved_as or "create")
+                                        pack_work_dir(local, skip=SAVED_AS), saved_as or "create")
             except (WriteConflict, ObjectMissing):
-                raise StorageError(
-                    f"work directory {local.name} of store {self.root} was saved (or removed) "
-                    "by another run meanwhile: this run's copy was not uploaded, so as not to "
-                    "overwrite a newer one; rerun the job to resume from the newest copy"
-                ) from None
+                raise StorageError(f"work directory {local.name} of store {self.root} was saved "
+                                   "(or removed) by another run meanwhile: this run's copy was "
+                                   "not uploaded, so as not to overwrite a newer one; rerun the "
+                                   "job to resume from the newest copy") from None
             replace_file(local / SAVED_AS, f"{etag or ''}\n".encode())
 
     def remove_work_dir(self, work_dir: str | Path) -> None:
