@@ -536,9 +536,9 @@ class DirectoryBackend(Backend):
             with self._lock(key):
                 try:
                     os.unlink(path)
+                    fsync_dir(path.parent)  # gone already if another delete emptied it
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                     return
-                fsync_dir(path.parent)
         # Empty folders go, as in an object store (a writer losing its folder retries).
         folder = path.parent
         while folder != self.root and self.root in folder.parents:

@@ -10,29 +10,16 @@
                                         built, files being fetched, versions being deleted
     work/<store key>/<name>/            local copies of the store's work directories
 
-Every entry appears by an atomic rename, so processes sharing the cache never see half a
-file, and a file is downloaded once per host whatever the versions or processes using it.
-
-Integrity. ``materialise(..., verify=True)`` (``Store.path``'s default) returns only files
-that match the manifest's sha256: a cached blob is hashed before it is linked into a new
-version, and a cached version that no longer matches is dropped, with its wrong blobs, and
-built again once, so a corrupt cache heals with one download; only bytes wrong as downloaded
-raise (a ValueError naming the file). With ``verify=False`` a cached file's size is trusted.
-
-Sharing. Processes (and threads) sharing the cache never fail because of trimming. A flock
-on ``.lock`` is held SHARED for the short steps that find an entry and link it or mark it
-used (never during a download or a hash), EXCLUSIVE by trim, which skips its turn when the
-lock is busy (without it trim could not tell a blob about to be linked from an orphan); the
-kernel releases it when its holder dies. A blob going into a version is first linked into
-the version's staging directory under the shared lock: trim drops only blobs with one link.
-A version `materialise` returns was marked used under the shared lock, and trim keeps it for
-TRIM_GRACE_S, until its caller opens the files. Every step of trim tolerates entries that
-vanish under it.
-
-Bound and disk space (docs/object-store.md, "The cache"). ``$CHARLM_CACHE_BYTES`` (default
-20 GiB) bounds the blobs, but `trim` spares the versions used within TRIM_GRACE_S. A download
-trims first if the disk has less free than its size plus FREE_MARGIN, and evicts and tries
-once more if it fails for a full disk (`_download`); then a StorageError says so.
+Every entry appears by an atomic rename, so processes never see half a file, and a file is
+downloaded once per host. With ``verify=True`` (``Store.path``'s default) only files matching
+the manifest's sha256 are returned: a cached blob is hashed before it joins a new version, and
+a cached version that no longer matches is dropped and built again once; only bytes wrong as
+downloaded raise (a ValueError naming the file). A flock on ``.lock`` is held shared for the
+short steps that find and link an entry (never during a download), exclusive by `trim`, which
+skips its turn when busy, drops only blobs with one link and spares versions used within
+TRIM_GRACE_S; so processes sharing the cache never fail because of trimming. A download trims
+first when the disk is short of its size plus FREE_MARGIN, and evicts and retries once on a
+full disk. docs/object-store.md ("The cache") has the user's view.
 """
 
 from __future__ import annotations
@@ -169,7 +156,6 @@ class FileCache:
         (as `download_dir`) for downloaded files, an inbox CSV, which the caller removes."""
         return self._private()
 
-    # A folder of this process's own to download into (an inbox CSV); the caller removes it.
     download_dir = staging_dir
 
     def blob(self, sha256: str) -> Path:

@@ -1,17 +1,14 @@
-"""Exceptions raised by the artifact store, and the one way any error becomes a user's line.
-
-The store's exceptions are ``ValueError`` subclasses so callers (the CLI in particular) can
-report them as user errors: an unknown id, a misspelt kind, a corrupted version on disk.
-
-`one_line(what, error)` is the project's only format for an error a person reads, on a
-terminal or in a flow run's log alike: ``charlm: <what failed>: <cause>``, where `what`
-names the command, the bad value, file or URL. It lives here, at the bottom of the import
-graph (cli -> flows -> tasks -> {ingestion -> storage}), so that every layer can use it.
+"""What goes wrong in the store (exceptions, and the `Problem`s verify finds), and the one way
+any error becomes a user's line: `one_line(what, error)`, ``charlm: <what failed>: <cause>``,
+on a terminal or in a flow run's log alike. The exceptions are ``ValueError`` subclasses, so
+the CLI reports them as user errors. This module is at the bottom of the import graph, so
+every layer can use it.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 PROGRAM = "charlm"  # every user-facing error line starts with "charlm: "
 
@@ -59,3 +56,17 @@ class CorruptVersionError(StorageError):
 class AliasMovedError(StorageError):
     """An alias the caller built on moved while it was publishing (`Store.publish`'s
     `expect`): nothing was published; plan again on top of the alias's new target."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One inconsistency `Store.verify` found (it reports them all rather than raising)."""
+
+    kind: str
+    id: str
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.kind}/{self.id}" + (f"/{self.file}" if self.file else "")
+        return f"{where}: {self.reason}"

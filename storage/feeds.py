@@ -37,10 +37,9 @@ from datetime import date, datetime, timezone
 from functools import partial
 from typing import Any
 
-from storage.errors import StorageError
+from storage.errors import Problem, StorageError
 from storage.feed_files import ObjectFeedFiles
 from storage.layout import FeedFiles
-from storage.verify import Problem
 
 __all__ = ["BUFFER_PARAM", "BufferedItem", "FeedState"]
 

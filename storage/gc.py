@@ -43,8 +43,7 @@ def plan_gc(ids: dict[str, list[str]], aliased: Iterable[Version], keep: int,
                 if (parent_kind, parent_id) not in kept and parent_id in ids[parent_kind]:
                     kept.add((parent_kind, parent_id))
                     pending.append((parent_kind, parent_id))
-    # Children first (a version's parents are older and of the same or an earlier kind):
-    # what a removal lists reads in the order the lineage is undone. The removal itself is
-    # one log entry, so no order is ever half done.
+    # Children first: a version's parents are older, of the same or an earlier kind (the
+    # removal itself is one log entry, so no order is ever half done).
     doomed = [(k, i) for k in KINDS for i in ids[k] if (k, i) not in kept]
     return sorted(doomed, key=lambda v: (KINDS.index(v[0]), v[1]), reverse=True)

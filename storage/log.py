@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -85,20 +85,15 @@ class State:
                 if datetime.fromisoformat(p["until"]) > now]
 
     def to_json(self) -> bytes:
-        return json.dumps({"seq": self.seq, "versions": self.versions, "aliases": self.aliases,
-                           "history": self.history, "pins": self.pins,
-                           "tombstones": self.tombstones}, sort_keys=True).encode() + b"\n"
+        return json.dumps(asdict(self), sort_keys=True).encode() + b"\n"
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> State:
         try:
             raw = json.loads(data)
             state = cls(seq=int(raw["seq"]), pins=dict(raw["pins"]))
-            for kind in KINDS:
-                state.versions[kind] = list(raw["versions"].get(kind, []))
-                state.aliases[kind] = dict(raw["aliases"].get(kind, {}))
-                state.history[kind] = list(raw["history"].get(kind, []))
-                state.tombstones[kind] = list(raw["tombstones"].get(kind, []))
+            for name in ("versions", "aliases", "history", "tombstones"):
+                getattr(state, name).update((k, raw[name][k]) for k in KINDS if k in raw[name])
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise StorageError(f"{where}: not a store checkpoint ({error})") from None
         return state
@@ -109,9 +104,8 @@ def apply(state: State, entry: dict, where: str = "") -> State:
     seq = entry.get("seq")
     if seq != state.seq + 1:
         raise StorageError(f"{where}: log entry {seq!r} does not follow entry {state.seq}")
-    new = State(seq=seq, versions=copy.deepcopy(state.versions),
-                aliases=copy.deepcopy(state.aliases), history=copy.deepcopy(state.history),
-                pins=dict(state.pins), tombstones=copy.deepcopy(state.tombstones))
+    new = State(seq, *(copy.deepcopy(getattr(state, name)) for name in
+                       ("versions", "aliases", "history", "pins", "tombstones")))
     for action in entry.get("actions", []):
         try:
             _apply_action(new, action, entry.get("time", ""))

@@ -4,7 +4,7 @@ A manifest (``manifest.json`` in the version's directory) records the sha256 and
 every file, the versions the new one was made from (``parents``), the parameters, seed and
 code version that made it, and a free-form ``summary``. `build_manifest` hashes and seals
 a staging directory's files, `seal` writes the manifest and makes the tree durable, and
-`read_manifest` refuses anything that is not a well-formed manifest of the expected version.
+`parse_manifest` refuses anything that is not a well-formed manifest of the expected version.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from storage.ids import KINDS, id_time, is_version_id
 from storage.layout import MANIFEST
 from storage.provenance import code_version
 
-__all__ = ["FORMAT", "build_manifest", "parse_manifest", "read_manifest", "seal", "to_json"]
+__all__ = ["FORMAT", "build_manifest", "parse_manifest", "seal", "to_json"]
 
 FORMAT = 1
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
@@ -83,17 +83,6 @@ def seal(directory: Path, manifest: dict) -> None:
     directories = [Path(d) for d, _, _ in os.walk(directory)]
     for path in reversed(directories):
         fsync_dir(path)
-
-
-def read_manifest(directory: Path, kind: str, version_id: str) -> dict:
-    """The manifest of version `version_id` of `kind` in `directory`, checked."""
-    try:
-        raw = (directory / MANIFEST).read_bytes()
-    except FileNotFoundError:
-        raise CorruptVersionError(kind, version_id, MANIFEST, "missing") from None
-    except OSError as error:
-        raise CorruptVersionError(kind, version_id, MANIFEST, f"unreadable ({error})") from None
-    return parse_manifest(raw, kind, version_id)
 
 
 def parse_manifest(raw: bytes, kind: str, version_id: str) -> dict:

@@ -10,7 +10,6 @@ buffer (storage.feeds) and the inbox (storage.inbox).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -21,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,9 +29,9 @@ from typing import Any
 from storage import log
 from storage.backend import Backend, ObjectMissing, WriteConflict, open_backend
 from storage.cache import FileCache, store_key
-from storage.errors import AliasMovedError, CorruptVersionError, StorageError
+from storage.errors import AliasMovedError, CorruptVersionError, Problem, StorageError
 from storage.feeds import FeedState
-from storage.fsutil import sha256_file
+from storage.fsutil import DISK_FULL, sha256_file
 from storage.gc import Version, plan_gc
 from storage.ids import (
     KINDS,
@@ -47,17 +46,14 @@ from storage.inbox import Inbox
 from storage.layout import ALIAS_HISTORY_FILE, ALIASES_DIR, MANIFEST
 from storage.log import State
 from storage.manifests import build_manifest, parse_manifest, seal, to_json
-from storage.verify import Problem
-from storage.workdirs import MirroredWorkDirs, remove_work_dir, work_dir
+from storage.workdirs import MirroredWorkDirs
 
 __all__ = ["UNCHECKED", "Problem", "Staging", "Store"]
 
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 UPLOADS = 8  # files of one version uploaded at once (latency, not bandwidth, bounds them)
 COMMIT_TIMEOUT_S = 300.0  # losing the race for the next log entry this long means a stampede
-# Uploads no log entry commits are given up by gc only once this old: a publish never takes
-# a week, and a gc host whose clock runs ahead cannot catch one in progress (and if it did,
-# the publisher's commit would be refused rather than commit missing files).
+# Uploads no entry commits are given up by gc only once this old: no publish takes a week (and
+# one caught anyway is refused at its commit, never committed with missing files).
 UPLOAD_RETENTION_S = 7 * 86400.0
 PIN_HOURS = 7 * 24.0  # a pin a killed job never released lapses after this
 UNCHECKED: Any = object()  # set_alias's default `expect`: move the alias whatever it holds
@@ -96,11 +92,6 @@ class _Shared:
 
 _SHARED: dict[str, _Shared] = {}
 _SHARED_GUARD = threading.Lock()
-
-
-def _pause(attempt: int) -> None:
-    # Jittered so that writers that collided do not collide again in lockstep.
-    time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
 
 
 class Store(MirroredWorkDirs):
@@ -151,14 +142,10 @@ class Store(MirroredWorkDirs):
             return state
 
     def _parse_entry(self, data: bytes, seq: int) -> dict:
-        try:
-            entry = json.loads(data)
-        except ValueError as error:
-            raise StorageError(f"store {self.root}: log entry {seq} is not JSON ({error})") \
-                from None
-        if not isinstance(entry, dict):
-            raise StorageError(f"store {self.root}: log entry {seq} is not a JSON object")
-        return entry
+        with suppress(ValueError):
+            if isinstance(entry := json.loads(data), dict):
+                return entry
+        raise StorageError(f"store {self.root}: log entry {seq} is not a JSON object")
 
     def _load(self) -> State:
         """The state from the newest checkpoint and the entries after it."""
@@ -242,7 +229,8 @@ class Store(MirroredWorkDirs):
                 if time.monotonic() > deadline:
                     raise StorageError(f"store {self.root}: gave up committing after "
                                        f"{COMMIT_TIMEOUT_S:.0f} s of contention") from None
-                _pause(attempt)
+                # Jittered, so that writers that collided do not collide again in lockstep.
+                time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
                 attempt += 1
                 continue
             with self._shared.lock:
@@ -328,7 +316,7 @@ class Store(MirroredWorkDirs):
                 self._shared.manifests[(kind, version_id)] = (manifest, data)
                 self._keep_local_copy(path, kind, version_id, manifest, data)
         except OSError as error:
-            if error.errno not in _DISK_FULL:
+            if error.errno not in DISK_FULL:
                 raise
             raise StorageError(f"disk full while publishing {kind}: {error}") from error
         finally:
@@ -421,21 +409,18 @@ class Store(MirroredWorkDirs):
             check_kind(parent_kind)
             if isinstance(refs, str) or not isinstance(refs, Sequence):
                 raise StorageError(f"parents[{parent_kind!r}] must be a list of ids, got {refs!r}")
-            ids: list[str] = []
             known = self._shared.state
+            ids = []
             for ref in refs:
                 if known is not None and is_version_id(ref) and known.has(parent_kind, ref):
-                    if ref not in ids:  # an id this process saw committed (rechecked at commit)
-                        ids.append(ref)
+                    ids.append(ref)  # an id this process saw committed (rechecked at commit)
                     continue
                 try:
-                    version_id = self.resolve(parent_kind, ref)
+                    ids.append(self.resolve(parent_kind, ref))
                 except StorageError as error:
                     raise StorageError(f"cannot publish {kind}: parent {parent_kind} {ref!r} "
                                        f"does not exist ({error})") from None
-                if version_id not in ids:
-                    ids.append(version_id)
-            resolved[parent_kind] = ids
+            resolved[parent_kind] = list(dict.fromkeys(ids))
         return resolved
 
     def _check_expected(self, state: State, kind: str, expect: Mapping[str, str | None],
@@ -453,10 +438,8 @@ class Store(MirroredWorkDirs):
 
     def _manifest(self, kind: str, version_id: str, *, fresh: bool = False
                   ) -> tuple[dict, bytes]:
-        """A version's manifest and its bytes. An object store's are kept in memory once
-        read (a committed manifest never changes: a warm read costs no request); a
-        directory's are read each time (cheap, and a damaged file is noticed), as are
-        `fresh` ones (verify)."""
+        """A version's manifest and its bytes; an object store's kept in memory once read (it
+        never changes), a directory's and `fresh` ones read each time (damage is noticed)."""
         cached = self._shared.manifests.get((kind, version_id))
         if cached is not None and not fresh and not self.local:
             return cached
@@ -478,9 +461,8 @@ class Store(MirroredWorkDirs):
         return [self._manifest(kind, i)[0] for i in self._state().versions[kind]]
 
     def path(self, kind: str, ref: str, *, verify: bool = True) -> Path:
-        """A local directory holding version `ref`: the version itself in a directory store,
-        a cached copy of an object store's (downloaded once per host). With `verify`, every
-        file is checked against the manifest's sha256 first."""
+        """A local directory holding version `ref` (an object store's: the host cache's copy);
+        with `verify`, every file is checked against the manifest's sha256 first."""
         version_id = self.resolve(kind, ref)
         manifest, data = self._manifest(kind, version_id)
         if self.local:
@@ -520,12 +502,9 @@ class Store(MirroredWorkDirs):
 
     def set_alias(self, kind: str, name: str, version_id: str, reason: str = "", *,
                   expect: Any = UNCHECKED) -> None:
-        """Point alias `name` at an existing version and record the change, with `reason`, in
-        the alias history: one log entry, so the move and its record are never apart.
-
-        With `expect` (a version id, or None: the alias must not exist yet) this is a
-        compare-and-swap: the alias moves only if it still holds `expect` at the commit, else
-        `AliasMovedError` and nothing changes."""
+        """Point alias `name` at a version and record it, with `reason`, in the alias history
+        (one entry: never apart). With `expect` (an id, or None: unset) a compare-and-swap:
+        the alias moves only if it still holds `expect`, else `AliasMovedError`."""
         check_kind(kind)
         check_alias_name(name)
         if not isinstance(version_id, str) or not is_version_id(version_id):
@@ -543,8 +522,8 @@ class Store(MirroredWorkDirs):
         self._commit(plan)
 
     def alias_history(self, kind: str, name: str | None = None) -> list[dict]:
-        """Changes made by `set_alias` to alias `name` (every alias when None), oldest
-        first: dicts with time, alias, id, previous and reason."""
+        """`set_alias`'s changes of `name` (of every alias: None), oldest first: dicts with
+        time, alias, id, previous and reason."""
         check_kind(kind)
         return [dict(r) for r in self._state().history[kind]
                 if name is None or r["alias"] == name]
@@ -552,8 +531,7 @@ class Store(MirroredWorkDirs):
     # -- pins --------------------------------------------------------------------------
 
     def pin(self, kind: str, ref: str, holder: str, hours: float = PIN_HOURS) -> str:
-        """Keep version `ref` through gc until `unpin` (or for `hours`, should the holder be
-        killed); the pin's token."""
+        """Keep version `ref` through gc until `unpin` (or `hours`: a killed holder); a token."""
         version_id = self.resolve(kind, ref)
         token = secrets.token_hex(8)
         until = (datetime.now(timezone.utc) + timedelta(hours=hours)).isoformat()
@@ -587,9 +565,9 @@ class Store(MirroredWorkDirs):
     # -- integrity and clean-up --------------------------------------------------------
 
     def verify(self, kind: str | None = None, *, quick: bool = False) -> list[Problem]:
-        """Check every version of `kind` (default: all kinds, and the feed buffer) against
-        its manifest: each file's presence, size and sha256 (``quick``: manifests, parents
-        and aliases only, nothing hashed), no unexpected file, parents and aliases whole."""
+        """Every version of `kind` (default: all, and the feed buffer) against its manifest:
+        each file present with its size and sha256, no other file, parents and aliases
+        whole (``quick``: manifests, parents and aliases only)."""
         kinds = KINDS if kind is None else (check_kind(kind),)
         state = self._state()
         problems: list[Problem] = []
@@ -617,8 +595,7 @@ class Store(MirroredWorkDirs):
         return problems + (self.feeds.problems() if kind is None else [])
 
     def _listing(self, kind: str) -> dict[str, dict[str, int]]:
-        """{first key part under `kind`/: {file in it: size}}, bookkeeping (dot) names left
-        out."""
+        """{first key part under `kind`/: {file in it: size}}, dot names left out."""
         found: dict[str, dict[str, int]] = {}
         for info in self.backend.list(f"{kind}/"):
             first, _, rest = info.key[len(kind) + 1:].partition("/")
@@ -653,11 +630,9 @@ class Store(MirroredWorkDirs):
 
     def gc(self, keep: int = 5, apply: bool = False,
            retention_s: float = UPLOAD_RETENTION_S) -> list[Version]:
-        """The (kind, id) pairs that are (``apply``) or would be (dry run) removed: every
-        version but the aliased, pinned and newest `keep` of each kind and their lineage
-        (storage.gc), children first. With ``apply`` the removal is committed at once, then
-        the files go, and uploads no entry commits are given up once older than
-        `retention_s`."""
+        """The (kind, id) pairs (``apply``: removed, else would be) that no alias, pin or the
+        newest `keep` of a kind needs (storage.gc). Applied, the removal is one entry, then
+        the files go, then `clean_staging(retention_s)`."""
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
             raise StorageError(f"keep must be a non-negative int, got {keep!r}")
         if not isinstance(retention_s, (int, float)) or retention_s < 0:
@@ -687,10 +662,8 @@ class Store(MirroredWorkDirs):
         return list(doomed)
 
     def clean_staging(self, retention_s: float = UPLOAD_RETENTION_S) -> int:
-        """Remove what interrupted publishes and gc runs left: files of removed versions at
-        once, uploads no entry commits once older than `retention_s` (given up by an
-        ``abandon`` entry first, so their publisher can never commit them); how many
-        versions' worth."""
+        """Remove files of removed versions, and uploads no entry commits once older than
+        `retention_s` (an ``abandon`` entry first: never committable); how many versions."""
         cutoff = time.time() - retention_s
         state = self._state()
         stale: dict[str, list[str]] = {}
@@ -726,8 +699,7 @@ class Store(MirroredWorkDirs):
 
     def _empty_folders(self, kind: str, state: State, listed: Mapping[str, float]
                        ) -> list[Path]:
-        """A directory store's version folders that hold no file (a publish killed before
-        it wrote one): no key names them, so only the folder's age tells."""
+        """A directory store's version folders with no file in them (no key names them)."""
         if not self.local or not (self.local / kind).is_dir():
             return []
         return [entry for entry in (self.local / kind).iterdir()
@@ -738,9 +710,7 @@ class Store(MirroredWorkDirs):
 
     @property
     def inbox(self) -> Inbox:
-        """Where new headline CSVs wait for the ingest flow, each claimed and archived by
-        exactly one run (storage.inbox): the keys ``inbox/*.csv``, i.e. the folder
-        ``<root>/inbox`` of a directory store and the prefix ``inbox/`` of an object store."""
+        """Where headline CSVs (keys ``inbox/*.csv``) wait for the ingest flow (storage.inbox)."""
         return Inbox(self.backend, lambda: self.cache)
 
     @property
@@ -748,34 +718,9 @@ class Store(MirroredWorkDirs):
         """The live feeds' state: validators per URL and the item buffer (storage.feeds)."""
         return FeedState(self)
 
-    def work_dir(self, name: str) -> Path:
-        """A persistent scratch directory for resumable jobs (storage.workdirs), created if
-        missing; call `remove_work_dir` once the job's result is published."""
-        if self.local:
-            return work_dir(self.local, name)
-        return super().work_dir(name)
-
-    def save_work_dir(self, work_dir: str | Path) -> None:
-        """Make a work directory's content durable in the store: a directory store's is
-        already; an object store's is uploaded whole."""
-        if not self.local:
-            super().save_work_dir(work_dir)
-
-    def remove_work_dir(self, work_dir: str | Path) -> None:
-        """Delete a directory made by `work_dir` (given as its name or its path)."""
-        if self.local:
-            remove_work_dir(self.local, work_dir)
-        else:
-            super().remove_work_dir(work_dir)
-
 
 def _check_alias_list(aliases: Sequence[str]) -> list[str]:
     """`aliases` as a list of valid, distinct names; StorageError naming a bad one."""
     if isinstance(aliases, str) or not isinstance(aliases, Sequence):
         raise StorageError(f"aliases must be a list of names, got {aliases!r}")
-    names: list[str] = []
-    for name in aliases:
-        check_alias_name(name)
-        if name not in names:
-            names.append(name)
-    return names
+    return list(dict.fromkeys(check_alias_name(name) for name in aliases))

@@ -1,4 +1,5 @@
-"""Work directories: persistent scratch space of resumable jobs, ``<root>/.work/<name>``.
+"""Work directories: persistent scratch space of resumable jobs (`MirroredWorkDirs`, mixed
+into storage.Store); a directory store's are ``<root>/.work/<name>``.
 
 Unlike staging, a work directory survives its process so a rerun with the same name can
 pick up where a killed one stopped (training checkpoints, generation shards). It is not
@@ -25,7 +26,6 @@ import shutil
 import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,7 @@ from storage.errors import StorageError
 from storage.fsutil import replace_file
 from storage.layout import WORK_DIR
 
-__all__ = ["MirroredWorkDirs", "check_work_name", "pack_work_dir", "remove_work_dir",
-           "unpack_work_dir", "work_dir"]
+__all__ = ["MirroredWorkDirs", "check_work_name", "pack_work_dir", "unpack_work_dir"]
 
 _WORK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 # In a local copy, left out of its archive: the ETag of the store copy it was restored from
@@ -49,19 +48,6 @@ def check_work_name(name: object) -> str:
         raise StorageError(f"bad work directory name {name!r}: use letters, digits, '.', "
                            "'_' and '-'")
     return name
-
-
-def work_dir(root: Path, name: str) -> Path:
-    """``<root>/.work/<name>``, created if missing."""
-    path = root / WORK_DIR / check_work_name(name)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def remove_work_dir(root: Path, directory: str | Path) -> None:
-    """Delete a work directory of the store at `root`, given as its name or its path."""
-    path = _work_path(directory, lambda name: root / WORK_DIR / name, root)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _work_path(directory: str | Path, path_of: Callable[[str], Path], store: object) -> Path:
@@ -94,17 +80,22 @@ def unpack_work_dir(data: bytes, directory: Path) -> None:
 
 
 class MirroredWorkDirs:
-    """Work directories of an object store, mixed into its Store (module docstring)."""
+    """A store's work directories (module docstring): a directory store's own folders, or
+    local copies mirrored to an object store."""
 
     root: Any
     backend: Any
     cache: Any
     _key: str
+    local: Path | None = None  # a directory store's root
 
     def work_dir(self, name: str) -> Path:
-        """A local directory holding the store's newest saved copy; a local copy already in
-        step with the store is kept as it is (it may hold progress made after its last save)."""
-        local = self.cache.work_dir(self._key, check_work_name(name))
+        """A local directory holding the newest saved copy; a local copy already in step with
+        the store is kept as it is (it may hold progress made after its last save)."""
+        local = self._path_of(check_work_name(name))
+        if self.local:
+            local.mkdir(parents=True, exist_ok=True)
+            return local
         key = _archive_key(name)
         info = self.backend.head(key)
         if _saved_as(local) == ((info.etag or "") if info else ""):
@@ -126,6 +117,8 @@ class MirroredWorkDirs:
         """Upload the work directory whole, by a compare-and-swap on the copy it was restored
         from or last saved as (module docstring): if another run saved meanwhile, a StorageError."""
         local = self._local_work(work_dir)
+        if self.local:
+            return  # it lives in the store already
         with _save_turn(local):
             saved_as = _saved_as(local)
             try:
@@ -140,12 +133,16 @@ class MirroredWorkDirs:
 
     def remove_work_dir(self, work_dir: str | Path) -> None:
         local = self._local_work(work_dir)
-        self.backend.delete(_archive_key(local.name))
+        if not self.local:
+            self.backend.delete(_archive_key(local.name))
         shutil.rmtree(local, ignore_errors=True)
         (local.parent / f".{local.name}.save-lock").unlink(missing_ok=True)
 
     def _local_work(self, work_dir: str | Path) -> Path:
-        return _work_path(work_dir, partial(self.cache.work_dir, self._key), self.root)
+        return _work_path(work_dir, self._path_of, self.root)
+
+    def _path_of(self, name: str) -> Path:
+        return self.local / WORK_DIR / name if self.local else self.cache.work_dir(self._key, name)
 
 
 @contextmanager
