@@ -6,9 +6,11 @@ challenger, evaluate it and the current champion on the same test split, and pro
 challenger only if its bits per character is lower (the first model is promoted
 unopposed). The decision is a compare-and-swap on the alias (`challenge_champion`): trainings
 that finish together on any number of hosts leave the best of the models compared as the
-champion. `promote` crowns a model by hand (`charlm promote`). Every decision, promotion or
-rejection, is recorded with its reason in the store's alias history (`charlm versions`); a
-rejection is recorded as the champion kept in place.
+champion. gc running beside them fails none: the challenger is pinned from its training to
+its decision and the champion while it is scored, so a model dethroned meanwhile is still
+there to compare with. `promote` crowns a model by hand (`charlm promote`). Every decision,
+promotion or rejection, is recorded with its reason in the store's alias history (`charlm
+versions`); a rejection is recorded as the champion kept in place.
 
 A model version's manifest lists the dataset it was trained on in parents["datasets"],
 which is how the training flow tells whether the champion has already seen the newest
@@ -18,6 +20,7 @@ headlines (`champion_status`).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -123,8 +126,11 @@ def challenge_champion(storage: str | None, challenger: EvaluationOutcome,
     while True:
         held = store.aliases("models").get(CHAMPION)  # what the compare-and-swap expects
         champion_id = _existing_model(storage, held)  # None: no champion, or dangling
-        champion = (run_task(evaluate_model, storage, champion_id, dataset_id, "test")
-                    if champion_id else None)
+        try:
+            champion = _evaluate_pinned(storage, champion_id, dataset_id) \
+                if champion_id else None
+        except _Removed:
+            continue  # dethroned and removed by gc before we pinned it: read the new one
         challenger_bpc = challenger.metrics["bits_per_char"]
         champion_bpc = champion.metrics["bits_per_char"] if champion else None
         promoted = should_promote(challenger_bpc, champion_bpc)
@@ -141,6 +147,28 @@ def challenge_champion(storage: str | None, challenger: EvaluationOutcome,
             return champion, promoted
         run_logger().info("the champion moved from %s while model %s was compared with it: "
                           "comparing with the new champion", held, challenger.model_id)
+
+
+class _Removed(Exception):
+    """The champion was removed (by gc, once dethroned) before it could be pinned."""
+
+
+def _evaluate_pinned(storage: str | None, model_id: str, dataset_id: str) -> EvaluationOutcome:
+    """Score the champion `model_id` on the test split, pinned meanwhile: another run may
+    dethrone it while it is scored, and gc would then remove it, failing the evaluation's
+    publish; pinned, it is scored and the decision taken against it is refused instead
+    (record_decision), so the challenger meets the new champion."""
+    store = open_store(storage)
+    try:
+        token = store.pin("models", model_id, f"champion evaluation pid {os.getpid()}")
+    except StorageError:
+        if store.aliases("models").get(CHAMPION) == model_id:
+            raise  # still the champion: not a race
+        raise _Removed() from None
+    try:
+        return run_task(evaluate_model, storage, model_id, dataset_id, "test")
+    finally:
+        store.unpin(token)
 
 
 def _existing_model(storage: str | None, model_id: str | None) -> str | None:
@@ -180,10 +208,17 @@ def train_challenger(storage: str | None, dataset: str, network: ModelConfig,
     (`challenge_champion`)."""
     trained = run_task(train_model, storage, dataset, network, training, precision, callbacks,
                        devices, start_from)
-    challenger = run_task(evaluate_model, storage, trained.model_id, trained.dataset_id,
-                          "test")
-    # The alias history says how the challenger was trained: warm (from which model) or cold.
-    start = (f"warm-started from {trained.started_from}" if trained.started_from
-             else "trained from scratch")
-    champion, promoted = challenge_champion(storage, challenger, trained.dataset_id, start)
+    # Pinned until the decision: neither aliased nor (once other runs publish) among the
+    # newest, the challenger would otherwise be gc's to remove while it is evaluated, and
+    # the run would fail after its training. (gc may still plan in the moment between the
+    # model's publish and this pin.)
+    with open_store(storage).pinned("models", trained.model_id,
+                                    f"train-challenger pid {os.getpid()}"):
+        challenger = run_task(evaluate_model, storage, trained.model_id, trained.dataset_id,
+                              "test")
+        # The alias history says how the challenger was trained: warm (from which model) or
+        # cold.
+        start = (f"warm-started from {trained.started_from}" if trained.started_from
+                 else "trained from scratch")
+        champion, promoted = challenge_champion(storage, challenger, trained.dataset_id, start)
     return Challenge(trained, challenger, champion, promoted)

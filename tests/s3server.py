@@ -1,16 +1,17 @@
 """A real S3 API on 127.0.0.1 for tests: moto in server mode, in a child process.
 
-moto checks a conditional write's ``If-Match`` / ``If-None-Match`` and then writes, with
-nothing between the two steps, so two concurrent conditional writes of one key can both
-win; real S3 decides them atomically. The child (this file run as a script) therefore
-serves moto's app with every conditional request under one lock, which restores the
-guarantee the store's commit log is built on and leaves plain reads and uploads parallel.
-
-`S3Server()` starts ``python -m moto.server`` on a free port and waits until it answers;
-`bucket()` creates a fresh bucket with an unsigned PUT and returns its ``s3://`` URL;
+`S3Server()` starts moto's server (this file run as a script) on a free port and waits until it
+answers; `bucket()` creates a fresh bucket with an unsigned PUT and returns its ``s3://`` URL;
 `env` holds the standard AWS_* variables that point obstore at it; `close()` stops the
 process by its pid. Its request log (one line per request, on stderr) goes to `log_path`,
 so tests and benchmarks can count the GETs of a key.
+
+moto checks a conditional write (``If-None-Match: *``, ``If-Match``) and stores the object
+in separate steps, under no lock, in whichever of its request threads runs: two concurrent
+create-only PUTs of one key can both be answered 200 (3 keys of 400 raced by 16 threads on a
+loaded 2-core machine), so two store commits could take the same log entry and one be lost,
+which real S3 never allows. `SerialWrites` makes moto handle conditional writes and deletes
+one at a time, as S3 decides them atomically; reads and plain uploads stay concurrent.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class S3Server:
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="moto-", suffix=".log")[1])
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, __file__, str(self.port)],
+            [sys.executable, str(Path(__file__).resolve()), "127.0.0.1", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=self._log,
             env={**os.environ, **({} if auth_after is None else
                                   {"INITIAL_NO_AUTH_ACTION_COUNT": str(auth_after)})})
@@ -133,28 +134,34 @@ class CuttingProxy:
             sock.close()
 
 
-def serve(port: int) -> None:
-    """moto's S3 server on 127.0.0.1:`port`, conditional requests one at a time (see the
-    module docstring)."""
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
+class SerialWrites:
+    """WSGI middleware: conditional requests and DELETEs reach `app` one at a time, each
+    with its whole response made before the next starts, so that moto's check of a condition
+    and its write are one step (see the module docstring)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if not ("HTTP_IF_MATCH" in environ or "HTTP_IF_NONE_MATCH" in environ
+                or environ.get("REQUEST_METHOD") == "DELETE"):
+            return self.app(environ, start_response)
+        with self.lock:
+            return list(self.app(environ, start_response))
+
+
+def serve(host: str, port: int) -> None:
+    """Run moto's server, as ``python -m moto.server`` does, with `SerialWrites`."""
+    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
 
+    os.environ.setdefault("MOTO_PORT", str(port))  # as moto.server: its URLs name the port
     app = DomainDispatcherApplication(create_backend_app)
-    conditional = threading.Lock()
-
-    def guarded(environ, start_response):
-        if "HTTP_IF_MATCH" in environ or "HTTP_IF_NONE_MATCH" in environ:
-            with conditional:
-                return list(app(environ, start_response))  # the whole answer under the lock
-        return app(environ, start_response)
-
+    app.debug = True
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    run_simple("127.0.0.1", port, guarded, threaded=True, request_handler=MotoRequestHandler)
+    run_simple(host, port, SerialWrites(app), threaded=True, request_handler=MotoRequestHandler)
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(sys.argv[1], int(sys.argv[2]))

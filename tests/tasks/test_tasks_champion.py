@@ -11,9 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 import tasks.champion
+from charlm.config import ModelConfig, TrainConfig
 from storage import AliasMovedError, StorageError, Store
 from tasks.champion import champion_status, should_promote
 from tasks.evaluate import EvaluationOutcome
+from tasks.train import TrainOutcome
 
 
 def test_no_champion_yet(storage, publish):
@@ -192,3 +194,68 @@ def run_races(storages: list[str]) -> None:
         for model in challengers:
             [decision] = [h for h in history if f"challenger {model} " in h["reason"]]
             assert (decision["id"] == model) == ("promoted" in decision["reason"])
+
+
+def evaluated(scores: dict[str, float], meanwhile=lambda model: None):
+    """Like `scored`, but `meanwhile(model)` runs while the model is scored (other runs, gc)
+    and the model must then still exist, as publishing its evaluation needs it."""
+    def evaluate_model(storage, model, dataset, split):
+        meanwhile(model)
+        Store(storage).resolve("models", model)  # StorageError once gc removed it
+        return EvaluationOutcome("", model, dataset, split, {"bits_per_char": scores[model]}, "")
+
+    return SimpleNamespace(fn=evaluate_model)
+
+
+def trained(model: str, dataset: str):
+    """A stand-in for train_model that "trains" `model` (already published)."""
+    return SimpleNamespace(fn=lambda *args, **kwargs: TrainOutcome(model, dataset, 1.0, 1,
+                                                                   "epochs", 0.0))
+
+
+def test_gc_while_a_challenger_is_compared_keeps_it(storage, publish, monkeypatch):
+    """Other trainings publish newer models and gc --apply runs while the challenger is
+    evaluated: it is neither aliased nor the newest, but its run pins it until the decision
+    (found by benchmarks/soak_store.py: the run failed, "parent models version ... was
+    removed while publishing")."""
+    dataset = publish("datasets")
+    champion, challenger = publish("models"), publish("models")
+    store = Store(storage)
+    store.set_alias("models", "champion", champion, reason="before")
+
+    def others_and_gc(model):
+        if model == challenger:
+            publish("models"), publish("models")
+            store.gc(keep=1, apply=True)
+
+    monkeypatch.setattr(tasks.champion, "train_model", trained(challenger, dataset))
+    monkeypatch.setattr(tasks.champion, "evaluate_model",
+                        evaluated({champion: 2.0, challenger: 1.9}, others_and_gc))
+    challenge = tasks.champion.train_challenger(storage, dataset, ModelConfig(), TrainConfig())
+    assert challenge.promoted and store.resolve("models", "champion") == challenger
+    assert store.pins() == []
+
+
+def test_gc_while_the_champion_is_evaluated_keeps_it_until_compared(storage, publish,
+                                                                     monkeypatch):
+    """While the champion is scored, a rival takes the title and gc --apply removes every
+    model no alias or pin keeps: the old champion is pinned while it is scored, the
+    decision taken against it is refused, and the challenger meets the rival."""
+    dataset = publish("datasets")
+    old, rival, challenger = publish("models"), publish("models"), publish("models")
+    store = Store(storage)
+    store.set_alias("models", "champion", old, reason="before")
+
+    def rival_wins_and_gc(model):
+        if model == old and store.resolve("models", "champion") == old:
+            store.set_alias("models", "champion", rival, reason="another run", expect=old)
+            store.gc(keep=0, apply=True)
+
+    monkeypatch.setattr(tasks.champion, "train_model", trained(challenger, dataset))
+    monkeypatch.setattr(tasks.champion, "evaluate_model",
+                        evaluated({old: 2.0, rival: 1.8, challenger: 1.9}, rival_wins_and_gc))
+    challenge = tasks.champion.train_challenger(storage, dataset, ModelConfig(), TrainConfig())
+    assert (challenge.champion.model_id, challenge.promoted) == (rival, False)
+    assert store.resolve("models", "champion") == rival
+    assert [h["id"] for h in store.alias_history("models", "champion")] == [old, rival, rival]
+    assert store.pins() == []
