@@ -95,9 +95,13 @@ template <> inline bfloat16 from_float<bfloat16>(float v) {
 }
 
 // exp by Cody-Waite range reduction and a degree-6 polynomial (relative error ~2e-7): pure
-// arithmetic, so loops of it vectorise.
+// arithmetic, so loops of it vectorise. A NaN passes through, as in TensorFlow's ops: the
+// clamp's comparisons are false for it (std::fmin/fmax would return the bound, e^-87, and a
+// NaN in a gate or a logit became a finite number, so training went on with NaN weights
+// instead of stopping). This needs NaNs honoured at compile time: charlm/kernels.py builds
+// with -ffast-math but -fno-finite-math-only.
 inline float exp_(float v) {
-  v = std::fmin(std::fmax(v, -87.0f), 88.0f);
+  v = v < -87.0f ? -87.0f : (v > 88.0f ? 88.0f : v);
   float n = std::nearbyint(v * 1.44269504088896341f);
   float r = std::fma(n, -0.693359375f, v);
   r = std::fma(n, 2.12194440e-4f, r);
@@ -108,7 +112,8 @@ inline float exp_(float v) {
   p = std::fma(p, r, 0.5f);
   p = std::fma(p, r, 1.0f);
   p = std::fma(p, r, 1.0f);
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // n is NaN only when v is (then so is p): 0 keeps the conversion defined.
+  int32_t bits = ((n == n ? static_cast<int32_t>(n) : 0) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
   return p * scale;
@@ -980,6 +985,30 @@ class SparseXentGrad : public OpKernel {
     });
   }
 };
+
+// The instruction sets this build uses, as its compiler saw them (-march=native on the CPU
+// that built it): the AVX-512 matmul tiles, AVX512_BF16 dot products, and what the compiler
+// vectorises the gate math with. charlm.kernels reads it (ctypes) for `charlm kernels` and
+// the record of every training.
+extern "C" const char* charlm_kernel_features() {
+  return ""
+#if defined(__AVX2__)
+         " avx2"
+#endif
+#if defined(__FMA__)
+         " fma"
+#endif
+#if defined(__AVX512F__)
+         " avx512f"
+#endif
+#if defined(__AVX512BF16__)
+         " avx512_bf16"
+#endif
+#if defined(__ARM_NEON)
+         " neon"
+#endif
+      ;
+}
 
 #define REGISTER(NAME, KERNEL)                                                              \
   REGISTER_KERNEL_BUILDER(                                                                 \
