@@ -211,8 +211,11 @@ def _load_from(folders: tuple[Path, ...]) -> _Build:
     import tensorflow as tf
 
     fallback, passed = fallback_dir(), []
+    failed: _Build | None = None  # the compiler's failure: any folder would fail the same way
     for folder in folders:
         target = library_path(folder)
+        if failed is not None and not target.exists():
+            continue  # only a build made earlier can still help
         try:
             if folder == fallback:
                 _private(folder)
@@ -221,17 +224,19 @@ def _load_from(folders: tuple[Path, ...]) -> _Build:
         except OSError as err:  # the folder cannot take the build: the next one may
             passed.append(f"{folder}: {_reason(err)}")
             continue
-        except KernelsUnavailable as err:  # the compiler's: any folder fails the same way
-            return _Build(None, None, folder, str(err))
+        except KernelsUnavailable as err:
+            failed = _Build(None, None, folder, str(err))
+            continue
         try:
             module = tf.load_op_library(str(target))
         except (tf.errors.OpError, OSError) as err:
             return _Build(None, target, folder, f"{target} does not load: {_reason(err)}")
         if passed:
-            logging.getLogger("charlm").info("kernels built in %s (passed over %s)", folder,
+            logging.getLogger("charlm").info("kernels loaded from %s (passed over %s)", folder,
                                              "; ".join(passed))
         return _Build(module, target, folder)
-    return _Build(None, None, None, "no folder can hold the build: " + "; ".join(passed))
+    return failed or _Build(None, None, None,
+                            "no folder can hold the build: " + "; ".join(passed))
 
 
 def _load() -> _Build:
