@@ -12,7 +12,7 @@ processes, keyed by the source, TensorFlow's version, the flags and this CPU's f
 
 Where the cache lives: `CHARLM_KERNEL_DIR`, else `$XDG_CACHE_HOME/charlm/kernels`, else
 `$HOME/.cache/charlm/kernels`, else (no HOME, as for some services and containers)
-`fallback_dir()`, a private folder in the system's temporary folder. A cache folder that
+`fallback_dir()`, a private folder in $TMPDIR (else /tmp). A cache folder that
 cannot take a build (read-only, full) is passed over for that private folder; a build already
 in it loads without writing anything, so a read-only image that holds one uses it. Concurrent
 processes build once (a file lock; the others wait and load the result); a killed build's
@@ -44,12 +44,15 @@ from types import ModuleType
 from typing import Any
 
 SOURCE = Path(__file__).parent / "native" / "gates.cc"
-# -ffast-math for its reassociation (vectorised sums) and contraction, but NaN and infinity
-# honoured (-fno-finite-math-only): a NaN in the gates or the logits must reach the loss,
-# where training stops on it, as on Keras' path (tests/charlm/test_lm_kernels.py; the cost of
-# each choice is measured in docs/model.md).
-FLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp-simd",
-         "-shared", "-fPIC", "-w"]
+# -ffast-math's optimisations but two: not -ffinite-math-only, which lets the compiler assume
+# no NaN or infinity (a NaN in the gates or the logits must reach the loss, where training
+# stops on it, as on Keras' path), and not the flag itself, with which GCC before 13 links a
+# start-up file that switches the thread loading the library (and the threads it starts) to
+# flush denormals to zero, numpy's and Python's floats included. What each choice costs:
+# docs/model.md (benchmarks/bench_fast_math.py).
+SAFE_FAST_MATH = ["-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros",
+                  "-fassociative-math", "-freciprocal-math"]
+FLAGS = ["-O3", "-march=native", *SAFE_FAST_MATH, "-fopenmp-simd", "-shared", "-fPIC", "-w"]
 COMPILE_SECONDS = 300  # a generous bound for a loaded 2-core machine
 # How long a process waits for another one's build of the same library before it builds its
 # own in the private fallback folder (a builder is killed after COMPILE_SECONDS).

@@ -627,3 +627,11 @@ def test_a_failed_build_still_finds_one_made_earlier_in_the_private_folder(box):
                                TMPDIR=str(temporary)))
     assert state["path"] == "keras" and state["reason"].startswith("/bin/false failed")
     assert not private.exists()
+
+
+def test_loading_the_kernels_leaves_denormals_alone():
+    # A library built with -ffast-math by GCC < 13 switched the loading thread to flush
+    # denormals to zero on load: every float of the process (numpy's, Python's) after it.
+    assert kernels.ops() is not None
+    assert np.float32(1e-38) / np.float32(100) > 0
+    assert 1e-310 / 10 > 0
