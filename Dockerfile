@@ -17,8 +17,10 @@ ENV PYTHONUNBUFFERED=1 \
     CHARLM_PROJECT_DIR=/app \
     TF_CPP_MIN_LOG_LEVEL=2
 
-# g++ builds charlm's fused CPU recurrent kernels on first use (charlm/kernels.py); without
-# it training still runs, on Keras' slower loops.
+# g++ builds charlm's fused CPU recurrent kernels (charlm/kernels.py): in the image, below,
+# and again in a container whose CPU differs from the one that built the image (the build is
+# keyed by the CPU's flags: -march=native); without it training still runs, on Keras'
+# slower loops, and says so.
 RUN apt-get update && apt-get install -y --no-install-recommends g++ \
     && rm -rf /var/lib/apt/lists/*
 
@@ -40,3 +42,10 @@ COPY cli/ cli/
 COPY prefect.yaml ./
 # The project itself (the `charlm` command, the packages flow runs import).
 RUN pip install --no-deps .
+# The kernels, built and checked once in the image rather than at every container's first
+# training: in a folder any user reads (containers may run as another user, read-only). A
+# container on another CPU builds its own once, here if the folder is writable, else in a
+# private folder under $TMPDIR; `charlm kernels` fails the image build if they cannot be
+# built (the cause is its last line).
+ENV CHARLM_KERNEL_DIR=/opt/charlm/kernels
+RUN charlm kernels && chmod -R a+rX /opt/charlm

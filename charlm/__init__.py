@@ -6,6 +6,9 @@
 | `vocab` | the article's 118-symbol alphabet and the encoding of headlines to ids |
 | `model` | `build_model(config)`, stepping the cells, saving/loading to paths it is given |
 | `devices` | device facts, `--devices` (one device, MirroredStrategy over GPUs or logical CPUs) |
+| `recurrent` | the CPU LSTM and GRU layers: the whole sequence in one fused op each way |
+| `kernels` | building and loading those fused ops; which recurrent path training takes (`status`) |
+| `loss` | the per-character softmax cross-entropy (a fused op on a CPU) |
 | `data` | the encoded corpus (zero-copy tensors), batch plans, batches cut in the compiled step |
 | `optim` | Adam with clipping / weight decay / loss scaling, the learning-rate schedule |
 | `train` | the training loop; side effects only through `Callback`s, checkpoints via `Checkpoint` |

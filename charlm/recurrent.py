@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from charlm import kernels
@@ -371,3 +372,61 @@ class LSTM(keras.layers.LSTM):
             tf.cast(w, dtype) for w in (cell.kernel, cell.recurrent_kernel)),
             tf.cast(cell.bias, F32), lookup=embedding_lookup(sequences))
         return h, outputs, [h, c]
+
+
+def _outputs_and_grads(layer: keras.layers.RNN, x: tf.Tensor) -> list[np.ndarray]:
+    """A layer's outputs, final states and the gradients of a fixed weighting of them with
+    respect to x and every weight."""
+    probe = tf.sin(tf.range(1.0, 1.0 + layer.units, dtype=F32))  # (H,): not symmetric
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs, *states = layer(x)
+        loss = tf.reduce_sum(outputs * probe) + sum(tf.reduce_sum(s * probe) for s in states)
+    grads = tape.gradient(loss, [x, *layer.trainable_variables])
+    return [np.asarray(t) for t in (outputs, *states, *grads)]
+
+
+def check_kernels(tolerance: float = 1e-4) -> None:
+    """Run the fused ops once against Keras' own loops on a small float32 batch (the LSTM's
+    and the GRU's outputs, final states and every gradient; the loss op against TensorFlow's)
+    and check that a NaN in the input reaches the same outputs as in Keras: a build that
+    loads but computes wrong (a compiler's fast-math taking NaN for a number, say) fails
+    here, not in a week's training. kernels.KernelsUnavailable naming what differs.
+    `charlm kernels` runs it after the build."""
+    from charlm.loss import token_nll
+
+    if kernels.ops() is None:
+        raise kernels.KernelsUnavailable("the kernels are not loaded")
+    rng = np.random.default_rng(0)
+    for cell, ours, theirs in (("lstm", LSTM, keras.layers.LSTM), ("gru", GRU, keras.layers.GRU)):
+        x = rng.normal(size=(3, 5, 4)).astype("float32")
+        pair = [cls(7, return_sequences=True, return_state=True) for cls in (ours, theirs)]
+        for layer in pair:
+            layer.use_cudnn = False
+            layer.build(x.shape)
+        for a, b in zip(pair[0].weights, pair[1].weights):
+            value = rng.normal(size=a.shape).astype("float32") * 0.4
+            a.assign(value)
+            b.assign(value)
+        got, want = (_outputs_and_grads(layer, tf.constant(x)) for layer in pair)
+        worst = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want))
+        if not worst <= tolerance:
+            raise kernels.KernelsUnavailable(
+                f"the fused {cell} differs from Keras' loop by {worst:.3g} (> {tolerance})")
+        x[1, 2, 0] = np.nan
+        got_nan, want_nan = (np.isnan(np.asarray(layer(x)[0])) for layer in pair)
+        if not want_nan.any() or not np.array_equal(got_nan, want_nan):
+            raise kernels.KernelsUnavailable(
+                f"the fused {cell} does not pass a NaN on as Keras' loop does "
+                f"({int(got_nan.sum())} NaN outputs, Keras {int(want_nan.sum())})")
+    logits = rng.normal(size=(2, 3, 118)).astype("float32")
+    logits[1, 0, 5] = np.nan
+    targets = rng.integers(0, 118, size=(2, 3))
+    targets[1, 0] = 7  # the NaN is another character's logit: the whole row's loss is NaN
+    got = np.asarray(token_nll(tf.constant(targets), tf.constant(logits)))
+    want = np.asarray(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))
+    finite = np.isfinite(want)
+    if (not np.array_equal(np.isnan(got), np.isnan(want))
+            or not np.allclose(got[finite], want[finite], rtol=tolerance, atol=tolerance)):
+        raise kernels.KernelsUnavailable(f"the fused loss differs from TensorFlow's: {got} "
+                                         f"against {want}")

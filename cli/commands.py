@@ -220,6 +220,32 @@ def cmd_status(args: argparse.Namespace) -> Callable[[], None]:
     return run
 
 
+def cmd_kernels(args: argparse.Namespace) -> Callable[[], None]:
+    def run() -> None:
+        from charlm import kernels
+        from charlm.recurrent import check_kernels
+
+        if not any(kernels.library_path(folder).exists()
+                   for folder in (kernels.cache_dir(), kernels.fallback_dir())):
+            err(f"building the fused CPU kernels in {kernels.cache_dir()} (about 15 s, once "
+                "per machine)")
+        try:
+            built = kernels.prepare()  # builds them once; the cause when they cannot be
+            check_kernels()  # a build that loads but computes wrong fails here
+        except kernels.KernelsUnavailable as error:
+            raise RuntimeError(f"{error}; training runs Keras' loops ({kernels.SLOWER})") from None
+        here = kernels.status()  # what a training at the default precision takes here
+        out("kernels    built and checked: the LSTM, the GRU and the loss match Keras' and "
+            "TensorFlow's ops, NaN included")
+        out(f"cpu        {' '.join(built.cpu_features) or 'no SIMD extension'} "
+            "(compiled with -march=native)")
+        out(f"training   {here.describe()}")
+        out(f"folder     {built.folder}")
+        out(str(built.library))
+
+    return run
+
+
 def cmd_gc(args: argparse.Namespace) -> Callable[[], None]:
     def run() -> None:
         removed = open_store(args.storage).gc(keep=args.keep, apply=args.apply,
@@ -311,7 +337,7 @@ def cmd_demo(args: argparse.Namespace) -> Callable[[], None]:
 COMMANDS: dict[str, Command] = {
     "ingest": cmd_ingest, "ingest-feed": cmd_ingest_feed, "train": cmd_train,
     "evaluate": cmd_evaluate, "generate": cmd_generate, "promote": cmd_promote,
-    "versions": cmd_versions, "status": cmd_status,
+    "versions": cmd_versions, "status": cmd_status, "kernels": cmd_kernels,
     "verify": cmd_verify, "gc": cmd_gc, "import-article": cmd_import_article,
     "compare": cmd_compare, "drift": cmd_drift, "demo": cmd_demo,
 }

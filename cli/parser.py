@@ -252,6 +252,16 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true",
                    help="the same facts as JSON, for scripts and monitoring (default: off)")
 
+    what = ("build and check the fused CPU recurrent kernels ahead of time (once per "
+            "machine): where they are, which CPU features they use; exit 1 naming why they "
+            "cannot be built")
+    sub.add_parser("kernels", help=what, description=(
+        f"{what[0].upper()}{what[1:]} (training then runs Keras' loops, about 2x slower). "
+        "The build is cached in $CHARLM_KERNEL_DIR, else $XDG_CACHE_HOME/charlm/kernels, else "
+        "~/.cache/charlm/kernels, else $TMPDIR/charlm-kernels-UID (also where a read-only "
+        "cache's build goes); prints the CPU features, the recurrent path a training takes "
+        "here, the folder and, last, the library. CHARLM_KERNELS=0 turns them off."))
+
     p = sub.add_parser("gc", help="remove old versions (dry run unless --apply)")
     p.add_argument("--keep", type=positive_int, default=5,
                    help="newest versions kept per kind (default: %(default)s)")

@@ -17,6 +17,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from charlm.kernels import KernelStatus
 from charlm.report import drift_trend_table
 from storage import one_line
 from tasks.common import in_prefect_run, open_store, run_logger
@@ -38,6 +39,7 @@ class ModelRow:
     epochs: int | None
     parameters: int | None
     started_from: str | None = None  # the model whose weights it started from (warm start)
+    recurrent: str | None = None  # the recurrent path that trained it (None: not recorded)
 
 
 def model_row(storage: str | None, model_id: str, metrics: dict[str, Any] | None) -> ModelRow:
@@ -45,10 +47,12 @@ def model_row(storage: str | None, model_id: str, metrics: dict[str, Any] | None
     manifest = open_store(storage).manifest("models", model_id)
     summary = manifest.get("summary", {})
     metrics = metrics or {}
+    recurrent = summary.get("recurrent")  # models trained before it was recorded have none
     return ModelRow(model_id, ",".join(manifest.get("parents", {}).get("datasets", [])) or "?",
                     summary.get("validation_bpc"), metrics.get("bits_per_char"),
                     metrics.get("perplexity"), summary.get("epochs"), summary.get("parameters"),
-                    (manifest.get("parents", {}).get("models") or [None])[0])
+                    (manifest.get("parents", {}).get("models") or [None])[0],
+                    KernelStatus.from_dict(recurrent).describe() if recurrent else None)
 
 
 def _cell(value: Any, digits: int = 4) -> str:
@@ -80,6 +84,9 @@ def train_report_markdown(dataset_id: str, challenger: ModelRow, champion: Model
         ("test perplexity", lambda r: _cell(r.test_perplexity, 3)),
         ("epochs", lambda r: _cell(r.epochs)),
         ("parameters", lambda r: _cell(r.parameters)),
+        # which recurrent path trained it (charlm.kernels): `kernels, <precision>`, or
+        # `keras, <precision>: <why>`; the reason may hold a compiler's `|`
+        ("recurrent path", lambda r: _cell(r.recurrent).replace("|", "\\|")),
     ]
     lines = [f"# Training report: dataset `{dataset_id}`", "",
              "| | " + " | ".join(name for name, _ in columns) + " |",

@@ -3,7 +3,8 @@
 `pipeline_status(storage)` gathers the facts from the store's public reading API alone
 (manifests, aliases, the alias history, the feed buffer, a quick `Store.verify`): the
 champion and its lineage, the latest dataset, the last drift measurement and whether drift
-is rising, the feed buffer, the last generation, the last training run and its outcome, and
+is rising, the feed buffer, the last generation, the last training run and its outcome (and,
+for it and the champion, the recurrent path that trained them: charlm.kernels), and
 an integrity check that reads manifests and aliases but hashes nothing (`charlm verify`
 does). It never writes: a store that was never created stays uncreated, and no lock is
 taken (the readers used here read whole files that writers replace atomically).
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from charlm.kernels import KernelStatus
 from storage import KINDS, StorageError, Store
 from tasks.common import current_champion, json_safe, open_store
 from tasks.drift import drift_batches, evaluations_on_test, own_test_evaluation
@@ -48,6 +50,12 @@ def _network(manifest: dict) -> str:
     return f"{model.get('cell')} {model.get('hidden')}x{model.get('depth')}"
 
 
+def _recurrent(manifest: dict) -> dict | None:
+    """The recurrent path that trained a model (charlm.kernels.KernelStatus.to_dict); None
+    for a model trained before it was recorded, or imported."""
+    return manifest["summary"].get("recurrent")
+
+
 def _newest(versions: list[dict], alias_target: str | None) -> dict | None:
     """The version an alias names, else the newest one (None when there is none)."""
     named = [m for m in versions if m["id"] == alias_target]
@@ -66,6 +74,7 @@ def _champion(store: Store, storage: str | None, history: list[dict]) -> dict | 
             "dataset": dataset, "trained_at": manifest["created_at"],
             # a warm-started model names the model it started from among its parents
             "started_from": (manifest["parents"].get("models") or [None])[0],
+            "recurrent": _recurrent(manifest),
             "crowned_at": crowned[0]["time"] if crowned else None,
             "crowned_because": crowned[0]["reason"] if crowned else None}
 
@@ -158,7 +167,7 @@ def _training(store: Store, models: list[dict], history: list[dict]) -> dict | N
             "started_from": (last["parents"].get("models") or [None])[0],
             "validation_bits_per_char": last["summary"].get("validation_bpc"),
             "test_bits_per_char": _bpc(own_test_evaluation(store, last["id"], dataset)),
-            "outcome": outcome, "why": why}
+            "recurrent": _recurrent(last), "outcome": outcome, "why": why}
 
 
 def _integrity(store: Store, counts: dict[str, int]) -> dict:
@@ -206,6 +215,13 @@ def _line(label: str, text: str) -> list[str]:
                          subsequent_indent=" " * 12, break_on_hyphens=False)
 
 
+def _path(recurrent: dict | None) -> str:
+    """`trained on kernels, mixed_bfloat16` or `trained on keras, float32: <why>`."""
+    if not recurrent:
+        return "recurrent path not recorded"
+    return f"trained on {KernelStatus.from_dict(recurrent).describe()}"
+
+
 def _champion_lines(champion: dict | None) -> list[str]:
     if not champion:
         return _line("champion", "none yet: `charlm train` crowns the first model")
@@ -215,7 +231,8 @@ def _champion_lines(champion: dict | None) -> list[str]:
                   + f", trained on dataset {champion['dataset']} "
                     f"{_when(champion['trained_at'])}; "
                   + (f"started from model {champion['started_from']}"
-                     if champion["started_from"] else "trained from scratch"))
+                     if champion["started_from"] else "trained from scratch")
+                  + f"; {_path(champion.get('recurrent'))}")
     if champion["crowned_because"]:
         lines += _line("", f"crowned {_when(champion['crowned_at'])}: "
                            f"{champion['crowned_because']}")
@@ -264,7 +281,8 @@ def _training_lines(training: dict | None) -> list[str]:
     if not training:
         return _line("training", "no training run yet")
     return _line("training", f"model {training['model']} {training['network']} on dataset "
-                             f"{training['dataset']}, {_when(training['trained_at'])}: "
+                             f"{training['dataset']}, {_when(training['trained_at'])} "
+                             f"({_path(training.get('recurrent'))}): "
                              f"{training['outcome']}: {training['why']}")
 
 

@@ -3,6 +3,12 @@
 A run's checkpoints live in a work directory keyed by a fingerprint of the dataset, the
 configs and the precision, so rerunning the same command after a crash resumes it.
 Progress, logs and TensorBoard curves come from the callbacks in tasks.callbacks.
+
+Which recurrent path trains the model (charlm.kernels.status: the fused CPU kernels, or
+Keras' loops and why) is logged before the first epoch, as a warning when the kernels would
+run here but cannot (in a Prefect run, its run log), and recorded with the model: in its
+config file and its manifest's summary, where the training report and `charlm status` read
+it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from charlm import kernels
 from charlm.config import ModelConfig, TrainConfig, to_dict
 from charlm.data import Corpus
 from charlm.devices import make_strategy
@@ -42,6 +49,7 @@ class TrainOutcome:
     stopped: str  # "epochs", "early_stopping" or "time_budget"
     seconds: float
     started_from: str | None = None  # the model whose weights it started from (warm start)
+    recurrent: kernels.KernelStatus | None = None  # the recurrent path that trained it
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
@@ -98,6 +106,13 @@ def _train(store: Store, dataset_id: str, network: ModelConfig, training: TrainC
              network.hidden, network.depth, dtype, strategy.num_replicas_in_sync,
              f"warm from model {start} (peak learning rate {training.learning_rate})"
              if start else "from scratch", work)
+    # Before the model is built: building it is what would otherwise find the kernels
+    # missing, and the reason must reach this run's log, not only the process's stderr.
+    path = kernels.status(dtype, network.cell, network.gru_variant)
+    if path.fallback:
+        log.warning("recurrent path: %s; `charlm kernels` says more", path.detail())
+    else:
+        log.info("recurrent path: %s", path.detail())
     with strategy.scope():
         model = build_model(network, precision=dtype)
         if start:
@@ -118,16 +133,17 @@ def _train(store: Store, dataset_id: str, network: ModelConfig, training: TrainC
         save_model(model, network, files,
                    extra={"train": to_dict(training), "dataset": dataset_id,
                           "precision": dtype, "replicas": replicas, "started_from": start,
-                          "result": result.to_dict()})
+                          "recurrent": path.to_dict(), "result": result.to_dict()})
         staging.copy_in(tensorboard, files.tensorboard.name)
         staging.summary.update(
             validation_bpc=result.best_validation_bpc, best_epoch=result.best_epoch,
             epochs=len(result.history), stopped=result.stopped, seconds=result.seconds,
             steps=result.steps, characters=result.characters, started_from=start,
-            parameters=count_parameters(model), history=result.history)
+            parameters=count_parameters(model), recurrent=path.to_dict(),
+            history=result.history)
     store.remove_work_dir(work)
     log.info("published model %s (validation %.4f bits/char after %d epochs: %s)",
              staging.id, result.best_validation_bpc, len(result.history),
              STOPPED.get(result.stopped, result.stopped))
     return TrainOutcome(staging.id, dataset_id, result.best_validation_bpc,
-                        len(result.history), result.stopped, result.seconds, start)
+                        len(result.history), result.stopped, result.seconds, start, path)

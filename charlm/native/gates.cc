@@ -95,9 +95,14 @@ template <> inline bfloat16 from_float<bfloat16>(float v) {
 }
 
 // exp by Cody-Waite range reduction and a degree-6 polynomial (relative error ~2e-7): pure
-// arithmetic, so loops of it vectorise.
+// arithmetic, so loops of it vectorise. A NaN passes through, as in TensorFlow's ops: the
+// clamp's comparisons are false for it (std::fmin/fmax would return the bound, e^-87, and a
+// NaN in a gate or a logit became a finite number: 0 NaN outputs where Keras' loop had 12).
+// That needs NaN honoured at compile time: charlm/kernels.py builds without
+// -ffinite-math-only (which lets the compiler assume there is none; docs/model.md measures
+// what the flags buy).
 inline float exp_(float v) {
-  v = std::fmin(std::fmax(v, -87.0f), 88.0f);
+  v = v < -87.0f ? -87.0f : (v > 88.0f ? 88.0f : v);
   float n = std::nearbyint(v * 1.44269504088896341f);
   float r = std::fma(n, -0.693359375f, v);
   r = std::fma(n, 2.12194440e-4f, r);
@@ -108,7 +113,13 @@ inline float exp_(float v) {
   p = std::fma(p, r, 0.5f);
   p = std::fma(p, r, 1.0f);
   p = std::fma(p, r, 1.0f);
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // 2^n from the bits of n + 1.5 2^23, whose low mantissa bits hold the integer n (|n| <=
+  // 127): integer arithmetic, defined for a NaN too (converting it to int is not; p is NaN
+  // then anyway), and cheaper than a conversion with a NaN check.
+  float shifted = n + 12582912.0f;
+  uint32_t bits;
+  std::memcpy(&bits, &shifted, 4);
+  bits = (bits - 0x4B400000u + 127u) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
   return p * scale;
@@ -254,6 +265,7 @@ void matmul(const float* A, int64_t lda, const Packed<float>& B, float* C, int64
   for (int64_t j = wide; j < N; ++j)
     for (int64_t r = 0; r < rows; ++r) {
       float s = 0.0f;
+#pragma omp simd reduction(+ : s)
       for (int64_t k = 0; k < B.K; ++k) s += A[r * lda + k] * B.data[B.index(k, j)];
       C[r * N + j] = s;
     }
@@ -312,6 +324,7 @@ void matmul(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
   for (int64_t j = wide; j < N; ++j)
     for (int64_t r = 0; r < rows; ++r) {
       float s = 0.0f;
+#pragma omp simd reduction(+ : s)
       for (int64_t k = 0; k < B.K; ++k)
         s += to_float(A[r * lda + k]) * to_float(B.data[B.index(k, j)]);
       C[r * N + j] = s;
@@ -325,6 +338,7 @@ void matmul(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < N; ++j) {
       float s = 0.0f;
+#pragma omp simd reduction(+ : s)
       for (int64_t k = 0; k < B.K; ++k)
         s += to_float(A[r * lda + k]) * to_float(B.data[B.index(k, j)]);
       C[r * N + j] = s;
@@ -927,8 +941,11 @@ class SparseXent : public OpKernel {
     for_blocks(ctx, plan_blocks(ctx, N, N * V * 16), [&](int64_t, int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n) {
         const float* row = logits + n * V;
+        // The pragma lets the maximum vectorise where NaN is honoured (std::fmax would be a
+        // call per logit); a NaN logit makes the sum below NaN whatever top is.
         float top = row[0];
-        for (int64_t v = 1; v < V; ++v) top = std::fmax(top, row[v]);
+#pragma omp simd reduction(max : top)
+        for (int64_t v = 1; v < V; ++v) top = row[v] > top ? row[v] : top;
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
         for (int64_t v = 0; v < V; ++v) sum += exp_(row[v] - top);
@@ -980,6 +997,30 @@ class SparseXentGrad : public OpKernel {
     });
   }
 };
+
+// The instruction sets this build uses, as its compiler saw them (-march=native on the CPU
+// that built it): the AVX-512 matmul tiles, AVX512_BF16 dot products, and what the compiler
+// vectorises the gate math with. charlm.kernels reads it (ctypes) for `charlm kernels` and
+// the record of every training.
+extern "C" const char* charlm_kernel_features() {
+  return ""
+#if defined(__AVX2__)
+         " avx2"
+#endif
+#if defined(__FMA__)
+         " fma"
+#endif
+#if defined(__AVX512F__)
+         " avx512f"
+#endif
+#if defined(__AVX512BF16__)
+         " avx512_bf16"
+#endif
+#if defined(__ARM_NEON)
+         " neon"
+#endif
+      ;
+}
 
 #define REGISTER(NAME, KERNEL)                                                              \
   REGISTER_KERNEL_BUILDER(                                                                 \

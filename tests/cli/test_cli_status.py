@@ -196,3 +196,36 @@ def test_status_says_why_the_last_challenger_was_not_promoted(capsys, pipeline, 
     assert training["why"] == (f"champion {champion} kept: 6.2500 <= 9.5000 bits/char on the "
                                f"test split of dataset {dataset}")
     assert training["test_bits_per_char"] == 9.5
+
+
+def test_status_says_which_recurrent_path_trained_the_models(capsys, pipeline, tmp_path):
+    store = Store(pipeline["store"])
+    code, out, _ = run(capsys, store.root, "status", "--json")
+    facts = json.loads(out)
+    champion = store.resolve("models", "champion")
+    for part, model in (("champion", champion), ("training", pipeline["model2"])):
+        recorded = store.manifest("models", model)["summary"]["recurrent"]
+        assert facts[part]["recurrent"] == recorded and recorded["path"] in ("kernels", "keras")
+    code, out, _ = run(capsys, store.root, "status")
+    text = " ".join(out.split())
+    from charlm.kernels import KernelStatus
+
+    said = KernelStatus.from_dict(facts["champion"]["recurrent"]).describe()
+    assert f"trained on {said}" in text
+    # A champion trained on Keras' loops says why; one from before the record says so.
+    copy = Store(shutil.copytree(pipeline["store"], tmp_path / "store"))
+    fallback = KernelStatus("keras", "float32", "no C++ compiler (g++ or $CXX) on PATH (about "
+                            "2x slower)", True)
+    for summary in ({"recurrent": fallback.to_dict()}, {}):
+        with copy.publish("models", parents={"datasets": [pipeline["dataset"]]},
+                          params=store.manifest("models", champion)["params"]) as staging:
+            (staging.path / "weights.bin").write_bytes(b"stand-in")
+            staging.summary.update(summary)
+        copy.set_alias("models", "champion", staging.id, reason="by hand")
+        code, out, _ = run(capsys, copy.root, "status", "--json")
+        assert json.loads(out)["champion"]["recurrent"] == (summary.get("recurrent"))
+        code, out, _ = run(capsys, copy.root, "status")
+        text = " ".join(out.split())
+        assert code == 0 and (
+            "trained on keras, float32: no C++ compiler (g++ or $CXX) on PATH (about 2x "
+            "slower)" if summary else "recurrent path not recorded") in text

@@ -136,8 +136,9 @@ def _read_events(name: str, resource_id: str | None = None, timeout: float = 20.
         time.sleep(0.5)
 
 
-def _flow_run_logs(flow_run_id) -> list[str]:
-    """Messages the flow run (and its task runs) logged to the test server."""
+def _flow_run_logs(flow_run_id, level: int = 0) -> list[str]:
+    """Messages the flow run (and its task runs) logged to the test server, at `level` or
+    above (a logging level)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
     from prefect.logging.handlers import APILogWorker
@@ -146,4 +147,4 @@ def _flow_run_logs(flow_run_id) -> list[str]:
     with get_client(sync_client=True) as client:
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
             any_=[flow_run_id])), limit=200)
-    return [log.message for log in logs]
+    return [log.message for log in logs if log.level >= level]

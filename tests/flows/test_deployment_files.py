@@ -93,3 +93,18 @@ def test_every_deployment_carries_the_deploying_shells_store(monkeypatch):
 def test_scripts_use_the_pool_list(script):
     text = (ROOT / "scripts" / script).read_text()
     assert "$CHARLM_POOLS" in text and "charlm-process" not in text
+
+
+def test_the_image_builds_the_kernels_once_after_installing_charlm():
+    steps = dockerfile_instructions()
+
+    def first(op: str, text: str) -> int:
+        return next(i for i, (o, args) in enumerate(steps) if o == op and text in args)
+
+    compiler, install = first("RUN", "install -y --no-install-recommends g++"), \
+        first("RUN", "pip install --no-deps .")
+    folder, build = first("ENV", "CHARLM_KERNEL_DIR=/opt/charlm/kernels"), \
+        first("RUN", "charlm kernels")
+    # the compiler, then charlm, then the build into a fixed folder every user can read
+    assert compiler < install < build and folder < build
+    assert "chmod -R a+rX /opt/charlm" in steps[build][1]

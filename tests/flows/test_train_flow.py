@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 from prefect import task
 
 import tasks.champion
+from charlm.kernels import KernelStatus
 from flows.train import EVALUATION_KEY, train_headlines
 from storage import Store
 from storage.layout import DriftTrendFiles
@@ -51,6 +53,25 @@ def test_first_run_trains_promotes_and_reports(trained, read_artifact):
     assert "## The champion's drift" in report and run.trend_id in report
     plot = DriftTrendFiles.at(store.path("evaluations", run.trend_id)).plot
     assert plot.as_uri() in report and f"| retrain | `{trained.dataset_id}` |" in report
+    # which recurrent path trained it, as training recorded it
+    path = KernelStatus.from_dict(manifest["summary"]["recurrent"])
+    assert f"| recurrent path | {path.describe()} |" in report
+
+
+def test_a_run_without_the_kernels_warns_in_its_log_and_its_report(trained, tiny, read_artifact,
+                                                                   flow_run_logs, monkeypatch):
+    monkeypatch.setenv("CHARLM_KERNELS", "0")
+    state = train_headlines(network=tiny[0], training=tiny[1], force=True, samples=0,
+                            storage=trained.storage, return_state=True)
+    run_id = state.state_details.flow_run_id
+    said = "turned off by CHARLM_KERNELS=0 (about 2x slower)"
+    warnings = flow_run_logs(run_id, logging.WARNING)
+    assert any(m.startswith("recurrent path: keras, ") and said in m for m in warnings), warnings
+    logs = flow_run_logs(run_id)
+    path_line = next(i for i, m in enumerate(logs) if m.startswith("recurrent path: "))
+    assert path_line < next(i for i, m in enumerate(logs) if m.startswith("epoch 1:"))
+    report = read_artifact(REPORT_KEY, run_id).data
+    assert f": {said} |" in report and "| recurrent path | keras, " in report
 
 
 def test_rerun_without_new_headlines_does_nothing(trained, tiny, read_artifact, flow_run_logs):
