@@ -57,9 +57,9 @@ BEFORE = {
   std::memcpy(&bits, &shifted, 4);
   bits = (bits - 0x4B400000u + 127u) << 23;""":
         "  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;",
-    """#pragma omp simd reduction(max : top)
-        for (int64_t v = 1; v < V; ++v) top = row[v] > top ? row[v] : top;""":
-        "for (int64_t v = 1; v < V; ++v) top = std::fmax(top, row[v]);",
+    "const float top = row_max(row, V);":
+        "float top = row[0];\n"
+        "        for (int64_t v = 1; v < V; ++v) top = std::fmax(top, row[v]);",
 }
 
 
@@ -226,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.2f}; {args.hidden}x{args.depth}, batch {args.batch}, "
-          f"{args.precision}, {args.calls} timed calls of {args.steps_per_call} steps, "
-          f"{args.threads or 'default'} thread(s)")
+          f"{args.precision}, {args.calls} timed calls "
+          + ("of each op" if args.ops else f"of {args.steps_per_call} steps")
+          + f", {args.threads or 'default'} thread(s)")
     with tempfile.TemporaryDirectory(prefix="bench-fast-math-") as folder:
         for cell in args.cells:
             fastest: dict[str, list[float]] = {name: [] for name in args.builds}
