@@ -906,17 +906,22 @@ class _RaceLog(logging.Handler):
 
 def _instrument(context: Context) -> None:
     import storage.feed_files
-    import storage.store
+    from storage.backend import DirectoryBackend, ObstoreBackend, WriteConflict
 
     storage.feed_files.LEASE_S = context.config.lease_s
-    pause = storage.store._pause
 
-    def counted_pause(attempt: int) -> None:
-        # Store._commit pauses once for every log entry another writer took first.
-        context.ledger.write({"op": "event", "event": "log"})
-        pause(attempt)
+    def counted(put: Any) -> Any:
+        def put_counted(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return put(self, key, *args, **kwargs)
+            except WriteConflict:
+                if key.startswith("_log/"):  # a log entry another writer took first
+                    context.ledger.write({"op": "event", "event": "log"})
+                raise
+        return put_counted
 
-    storage.store._pause = counted_pause
+    for backend in (DirectoryBackend, ObstoreBackend):
+        backend.put = counted(backend.put)
     logger = logging.getLogger("charlm")
     logger.setLevel(logging.INFO)
     logger.addHandler(_RaceLog(context.ledger))
