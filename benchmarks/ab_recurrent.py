@@ -22,7 +22,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import DEFAULT_CSV, load_headlines, split_headlines  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    DEFAULT_CSV,
+    add_shape_options,
+    load_headlines,
+    split_headlines,
+)
 
 PATHS = ("keras", "plain", "fused")
 
@@ -30,12 +35,9 @@ PATHS = ("keras", "plain", "fused")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell", choices=("gru", "lstm"), default="gru")
-    parser.add_argument("--hidden", type=int, default=384)
-    parser.add_argument("--depth", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=128)
+    add_shape_options(parser, hidden=384)
     parser.add_argument("--embedding", type=int, default=64)
     parser.add_argument("--dropout", type=float, default=0.15)
-    parser.add_argument("--precision", default="mixed_bfloat16")
     parser.add_argument("--rows", type=int, default=3000, help="first CSV rows")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--reps", type=int, default=1)

@@ -45,6 +45,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import add_shape_options  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILDS = ("before", "fast-math", "ieee", "ships")
 BASE = "ships"  # what the others are compared with
@@ -202,10 +204,7 @@ def ops_child(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", nargs="+", choices=("lstm", "gru"), default=["lstm", "gru"])
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--depth", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--precision", default="auto")
+    add_shape_options(parser, hidden=128, precision="auto")
     parser.add_argument("--calls", type=int, default=20, help="timed calls per process")
     parser.add_argument("--steps-per-call", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0,

@@ -9,9 +9,10 @@ model first through the same task the CLI runs (`charlm train`).
     python benchmarks/bench_quality.py --storage STORE \\
         --csv ../shared/data/abcnews-2003-02-to-09.csv --train-minutes 30 [--seed 1]
 
-With --train-minutes the model is trained with `charlm train`'s defaults (charlm.config)
-but for the time budget; --epochs and --hidden override one field each, to compare a
-candidate recipe with the default on the same machine.
+With --train-minutes the model is trained by `charlm train` itself with its defaults
+(charlm.config) but for the time budget and the seed; any other option is one of `charlm
+train`'s and is passed to it (e.g. `--hidden 512 --dropout 0.3`), to compare a candidate
+recipe with the default on the same machine by the command a user runs.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ngram import KneserNeyLM, tune_order  # noqa: E402
-from charlm.config import ModelConfig, TrainConfig  # noqa: E402
+from charlm.config import TrainConfig  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--storage", required=True, help="charlm store")
     parser.add_argument("--model", default="champion", help="model id or alias")
     parser.add_argument("--csv", help="ingest this CSV first (a new dataset version)")
@@ -37,18 +38,22 @@ def main(argv: list[str] | None = None) -> None:
                         help="train a model with the default recipe for this long first")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed,
                         help="seed of weights, batches and dropout, as charlm train --seed")
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs,
-                        help="epoch cap, with --train-minutes (default: charlm train's)")
-    parser.add_argument("--hidden", type=int, default=ModelConfig.hidden,
-                        help="recurrent units per layer, with --train-minutes")
     parser.add_argument("--max-order", type=int, default=12)
     parser.add_argument("--target-margin", type=float, default=0.06,
                         help="bits/char the model should be below the n-gram (issue 13)")
-    args = parser.parse_args(argv)
-    if not args.train_minutes and (args.epochs, args.hidden) != (TrainConfig.epochs,
-                                                                  ModelConfig.hidden):
-        parser.error("--epochs and --hidden shape the model trained by --train-minutes; "
-                     "give --train-minutes too")
+    args, train_options = parser.parse_known_args(argv)
+    if train_options and not args.train_minutes:
+        parser.error(f"{' '.join(train_options)}: options of charlm train shape the model "
+                     "trained by --train-minutes; give --train-minutes too")
+    train_argv = ["--storage", args.storage, "train", *train_options,
+                  "--max-minutes", str(args.train_minutes), "--seed", str(args.seed)]
+    if args.train_minutes:
+        from cli.parser import UsageError, build_parser
+
+        try:  # charlm train's own options and checks, before anything is opened
+            build_parser().parse_args(train_argv)
+        except UsageError as e:
+            parser.error(str(e))
 
     from charlm.data import Corpus
     from charlm.evaluate import evaluate
@@ -64,13 +69,11 @@ def main(argv: list[str] | None = None) -> None:
 
         ingest_csvs.fn(args.storage, [args.csv])
     if args.train_minutes:
-        from tasks.train import train_model
+        from cli.main import main as charlm
 
-        outcome = train_model.fn(args.storage, "latest",
-                                 network=ModelConfig(hidden=args.hidden, seed=args.seed),
-                                 training=TrainConfig(max_minutes=args.train_minutes,
-                                                      epochs=args.epochs, seed=args.seed))
-        model_ref = outcome.model_id
+        if charlm(train_argv) != 0:  # the command a user runs; it prints the new model's id
+            sys.exit("charlm train failed (its error is above)")
+        model_ref = "latest"
     model_id = store.resolve("models", model_ref)
     model_files = ModelFiles.at(store.path("models", model_id))
     dataset_id = read_config(model_files)[1]["dataset"]

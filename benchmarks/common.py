@@ -7,6 +7,7 @@ numbers.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from charlm.vocab import ALPHABET
 from ingestion.split import split_of
 from storage.datasets import SPLITS
 
-__all__ = ["DEFAULT_CSV", "END_CHAR", "VOCABULARY", "VOCAB_SIZE", "load_headlines",
-           "split_headlines", "split_of"]
+__all__ = ["DEFAULT_CSV", "END_CHAR", "VOCABULARY", "VOCAB_SIZE", "add_shape_options",
+           "load_headlines", "split_headlines", "split_of"]
 
 # The article's vocabulary: ASCII 10..127, newline (index 0) doubling as end-of-headline.
 VOCABULARY: tuple[str, ...] = tuple(ALPHABET)
@@ -24,6 +25,16 @@ END_CHAR: str = VOCABULARY[0]  # "\n": the character that ends a headline
 
 # The shared ABC data beside the repository (../shared/data), as in CI.
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "abcnews-2003-02-to-09.csv"
+
+
+def add_shape_options(parser: argparse.ArgumentParser, hidden: int,
+                      precision: str = "mixed_bfloat16") -> None:
+    """--hidden, --depth, --batch and --precision: the shape of the network a speed
+    benchmark times (each benchmark picks its default width and precision)."""
+    parser.add_argument("--hidden", type=int, default=hidden)
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--precision", default=precision)
 
 
 def split_headlines(texts: Iterable[str]) -> dict[str, list[str]]:

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import DEFAULT_CSV, load_headlines  # noqa: E402
+from benchmarks.common import DEFAULT_CSV, add_shape_options, load_headlines  # noqa: E402
 
 
 def op_times(logdir: str) -> tuple[collections.Counter, collections.Counter,
@@ -59,12 +59,8 @@ def op_times(logdir: str) -> tuple[collections.Counter, collections.Counter,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--depth", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=128)
+    add_shape_options(parser, hidden=128)
     parser.add_argument("--rows", type=int, default=12_000, help="first CSV rows (90%% train)")
-    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"),
-                        default="mixed_bfloat16")
     parser.add_argument("--top", type=int, default=20, help="op types shown")
     parser.add_argument("--ops", action="store_true", help="also the matmuls and fused ops "
                         "by name")

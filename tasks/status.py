@@ -270,20 +270,17 @@ def _feeds_lines(feeds: dict) -> list[str]:
 
 
 def _generation_lines(generation: dict | None) -> list[str]:
-    if not generation:
-        return _line("generation", "none yet (`charlm generate champion -n 20`)")
-    return _line("generation", f"{generation['id']}: {generation['headlines']} headlines from "
-                               f"model {generation['model']}, "
-                               f"{_when(generation['generated_at'])}")
+    return _line("generation", "none yet (`charlm generate champion -n 20`)" if not generation
+                 else f"{generation['id']}: {generation['headlines']} headlines from model "
+                      f"{generation['model']}, {_when(generation['generated_at'])}")
 
 
 def _training_lines(training: dict | None) -> list[str]:
-    if not training:
-        return _line("training", "no training run yet")
-    return _line("training", f"model {training['model']} {training['network']} on dataset "
-                             f"{training['dataset']}, {_when(training['trained_at'])} "
-                             f"({_path(training.get('recurrent'))}): "
-                             f"{training['outcome']}: {training['why']}")
+    return _line("training", "no training run yet" if not training
+                 else f"model {training['model']} {training['network']} on dataset "
+                      f"{training['dataset']}, {_when(training['trained_at'])} "
+                      f"({_path(training.get('recurrent'))}): "
+                      f"{training['outcome']}: {training['why']}")
 
 
 def _integrity_lines(integrity: dict) -> list[str]:

@@ -254,6 +254,21 @@ void columns_f32(const float* A, int64_t lda, const Packed<float>& B, float* C, 
   for (; r < rows; ++r) tile_f32<1, V>(A + r * lda, lda, B, C + r * B.N, j, k0, k1);
 }
 
+// C[:, j0:N] = A @ B[:, j0:N] a column at a time: the columns right of the last 16-wide
+// panel, and every column where no tile kernel applies.
+template <typename T>
+void plain_columns(const T* A, int64_t lda, const Packed<T>& B, float* C, int64_t rows,
+                   int64_t j0) {
+  for (int64_t j = j0; j < B.N; ++j)
+    for (int64_t r = 0; r < rows; ++r) {
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (int64_t k = 0; k < B.K; ++k)
+        s += to_float(A[r * lda + k]) * to_float(B.data[B.index(k, j)]);
+      C[r * B.N + j] = s;
+    }
+}
+
 void matmul(const float* A, int64_t lda, const Packed<float>& B, float* C, int64_t rows) {
   const int64_t N = B.N, wide = N / 16 * 16;
   for (int64_t k0 = 0; k0 < B.K; k0 += KBLOCK) {
@@ -262,13 +277,7 @@ void matmul(const float* A, int64_t lda, const Packed<float>& B, float* C, int64
     for (; j + 64 <= N; j += 64) columns_f32<4>(A, lda, B, C, rows, j, k0, k1);
     for (; j + 16 <= N; j += 16) columns_f32<1>(A, lda, B, C, rows, j, k0, k1);
   }
-  for (int64_t j = wide; j < N; ++j)
-    for (int64_t r = 0; r < rows; ++r) {
-      float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-      for (int64_t k = 0; k < B.K; ++k) s += A[r * lda + k] * B.data[B.index(k, j)];
-      C[r * N + j] = s;
-    }
+  plain_columns(A, lda, B, C, rows, wide);
 }
 
 #if defined(__AVX512BF16__)
@@ -321,28 +330,13 @@ void matmul(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
     for (; j + 64 <= N; j += 64) columns_bf16<4>(A, lda, B, C, rows, j, p0, p1);
     for (; j + 16 <= N; j += 16) columns_bf16<1>(A, lda, B, C, rows, j, p0, p1);
   }
-  for (int64_t j = wide; j < N; ++j)
-    for (int64_t r = 0; r < rows; ++r) {
-      float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-      for (int64_t k = 0; k < B.K; ++k)
-        s += to_float(A[r * lda + k]) * to_float(B.data[B.index(k, j)]);
-      C[r * N + j] = s;
-    }
+  plain_columns(A, lda, B, C, rows, wide);
 }
 #else
 // No bfloat16 dot-product instructions: exact products in float, slower.
 void matmul(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
             int64_t rows) {
-  const int64_t N = B.N;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < N; ++j) {
-      float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-      for (int64_t k = 0; k < B.K; ++k)
-        s += to_float(A[r * lda + k]) * to_float(B.data[B.index(k, j)]);
-      C[r * N + j] = s;
-    }
+  plain_columns(A, lda, B, C, rows, 0);
 }
 #endif
 
@@ -472,6 +466,107 @@ int64_t sequence_steps(OpKernelContext* ctx, const Tensor& xz, int64_t vocab, in
   return vocab > 0 ? ids.dim_size(1) : xz.dim_size(1);
 }
 
+// A gradient op's last two outputs: the bias sums of each block of rows (blocks, G), or
+// (blocks, 2, G) with a recurrent bias of its own, and the embedding table (vocab, G).
+Status grad_sums_shapes(InferenceContext* c, DimensionHandle G, bool two_biases) {
+  int64_t vocab;
+  TF_RETURN_IF_ERROR(c->GetAttr("vocab", &vocab));
+  c->set_output(3, two_biases ? c->MakeShape({c->UnknownDim(), 2, G})
+                              : c->Matrix(c->UnknownDim(), G));
+  c->set_output(4, c->Matrix(c->MakeDim(vocab), G));
+  return Status();
+}
+
+// The recurrent ops' base: the `vocab` attr (> 0: xz and its gradient go by input id).
+class VocabKernel : public OpKernel {
+ public:
+  explicit VocabKernel(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("vocab", &vocab_));
+  }
+  // A forward op's xz and ids for B rows, and u (H, gates x H), checked: the steps and the
+  // ids (nullptr without vocab), or the op's status set (check ctx->status()).
+  int64_t forward_steps(OpKernelContext* ctx, const Tensor& xz, const Tensor& u, int64_t B,
+                        int64_t H, int gates, const int64_t** ids) const {
+    const int64_t S = sequence_steps(ctx, xz, vocab_, B, gates * H);
+    if (ctx->status().ok()) *ids = table_ids(ctx, vocab_, B, S);
+    if (ctx->status().ok() &&
+        !(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == gates * H))
+      ctx->SetStatus(absl::InvalidArgumentError("u must be (H, " + std::to_string(gates) +
+                                                "H)"));
+    return S;
+  }
+
+ protected:
+  int64_t vocab_ = 0;
+};
+
+// The forward recurrence shared by both cells' ops: for each block of batch rows and each
+// step, rz = h(t-1) @ u for the block's rows (h(-1): the state's h_first), then
+// `cell.step(state, b, t, r, x, z)` computes batch row b's (the block's r-th) gates and new
+// state from its xz row x (by id with a vocab) and its row z of rz, writing h(t) into hs.
+template <typename T, typename Cell>
+void forward_through_time(OpKernelContext* ctx, const Blocks& blocks, const Cell& cell,
+                          const Tensor& u, const T* xz, const int64_t* ids, const T* hs) {
+  const int64_t S = cell.S, H = cell.H, G = u.dim_size(1);
+  const Packed<T> U = pack<T>(u.flat<T>().data(), H, G, false);
+  for_blocks(ctx, blocks, [&](int64_t, int64_t b0, int64_t b1) {
+    const int64_t rows = b1 - b0;
+    std::vector<float> rz(rows * G);
+    typename Cell::State state = cell.start(b0, b1);
+    for (int64_t t = 0; t < S; ++t) {
+      if (t == 0) {
+        matmul(state.h_first.data(), H, U, rz.data(), rows);
+      } else {
+        matmul(hs + (b0 * S + t - 1) * H, S * H, U, rz.data(), rows);  // rows T apart
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t row = (b0 + r) * S + t;
+        cell.step(state, b0 + r, t, r, xz + (ids != nullptr ? ids[row] : row) * G,
+                  rz.data() + r * G);
+      }
+    }
+    cell.finish(state, b0, b1);
+  });
+}
+
+// Backpropagation through time, shared by both cells' gradient ops. For each block of batch
+// rows and each step from the last to the first, `cell.step(state, b, t, r)` writes batch
+// row b's (the block's r-th) gate gradients (G = gates x H wide) from the gradient reaching h(t) through the recurrence
+// (state.dh_rec); the step's gradients are then summed into the block's biases and embedding
+// table rows, and state.dh_rec = d_rec(t) @ u^T (u: (H, G)) carries the gradient to step
+// t - 1. The blocks' bias rows and tables are summed by the caller (biases) and here (tables).
+// d_in gets the input bias and the table, d_rec the recurrent bias (when it is another
+// array: the GRU's (2, 3H) biases) and the matmul; the LSTM passes one array as both.
+template <typename T, typename Cell>
+void backward_through_time(OpKernelContext* ctx, const Blocks& blocks, const Cell& cell,
+                           const T* d_in, const T* d_rec, const Tensor& u, const int64_t* ids,
+                           int64_t vocab, Tensor* d_bias_t, Tensor* d_table_t) {
+  const int64_t S = cell.S, H = cell.H, G = u.dim_size(1);
+  const Packed<T> UT = pack<T>(u.flat<T>().data(), G, H, true);  // (G, H)
+  float* d_bias = d_bias_t->flat<float>().data();
+  std::fill(d_bias, d_bias + d_bias_t->NumElements(), 0.0f);
+  std::vector<float> tables(blocks.count * vocab * G, 0.0f);  // one per block
+  const bool split = d_in != d_rec;
+  const int64_t stride = S * G;  // one row's steps: rows of one step are T apart
+  for_blocks(ctx, blocks, [&](int64_t block, int64_t b0, int64_t b1) {
+    const int64_t rows = b1 - b0;
+    typename Cell::State state = cell.start(b0, b1);
+    float* bias = d_bias + block * (split ? 2 : 1) * G;
+    for (int64_t t = S - 1; t >= 0; --t) {
+      for (int64_t r = 0; r < rows; ++r) cell.step(state, b0 + r, t, r);
+      const int64_t first = (b0 * S + t) * G;
+      add_columns(d_in + first, stride, rows, G, bias);
+      if (split) add_columns(d_rec + first, stride, rows, G, bias + G);
+      if (ids != nullptr)
+        add_rows_by_id(d_in + first, stride, rows, G, ids + b0 * S + t, S,
+                       tables.data() + block * vocab * G);
+      matmul(d_rec + first, stride, UT, state.dh_rec.data(), rows);
+    }
+    cell.finish(state, b0, b1);
+  });
+  sum_tables(tables, blocks.count, d_table_t->flat<float>().data());
+}
+
 REGISTER_OP("CharlmLstmSequence")
     .Attr("T: {float, bfloat16}")
     .Input("xz: T")       // (B, T, 4H): x @ kernel, every step; or (vocab, 4H), see ids
@@ -493,75 +588,121 @@ REGISTER_OP("CharlmLstmSequence")
       return Status();
     });
 
+// The LSTM's step of forward_through_time: gates i f g o, c and h of one row; the gates
+// and c are saved for the gradient op.
 template <typename T>
-class LstmSequence : public OpKernel {
- public:
-  explicit LstmSequence(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("vocab", &vocab_));
+struct LstmForward {
+  int64_t S, H;
+  const float* bias;  // (4H,)
+  const T* h0;        // (B, H)
+  const float* c0;    // (B, H)
+  T* hs;              // (B, T, H)
+  T* gates;           // (B, T, 4H)
+  float* cs;          // (B, T, H)
+  struct State {
+    std::vector<T> h_first;  // (rows, H)
+  };
+  State start(int64_t b0, int64_t b1) const {
+    return {std::vector<T>(h0 + b0 * H, h0 + b1 * H)};
   }
+  void step(State&, int64_t b, int64_t t, int64_t, const T* x, const float* z) const {
+    const int64_t row = b * S + t;
+    const float* bp = bias;
+    T* gv = gates + row * 4 * H;
+    float* cv = cs + row * H;
+    const float* cprev = t > 0 ? cs + (row - 1) * H : c0 + b * H;
+    T* h = hs + row * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      float i = sigmoid(to_float(x[j]) + bp[j] + z[j]);
+      float f = sigmoid(to_float(x[H + j]) + bp[H + j] + z[H + j]);
+      float g = tanh_(to_float(x[2 * H + j]) + bp[2 * H + j] + z[2 * H + j]);
+      float o = sigmoid(to_float(x[3 * H + j]) + bp[3 * H + j] + z[3 * H + j]);
+      float cn = f * cprev[j] + i * g;
+      h[j] = from_float<T>(o * tanh_(cn));
+      gv[j] = from_float<T>(i);
+      gv[H + j] = from_float<T>(f);
+      gv[2 * H + j] = from_float<T>(g);
+      gv[3 * H + j] = from_float<T>(o);
+      cv[j] = cn;
+    }
+  }
+  void finish(const State&, int64_t, int64_t) const {}
+};
+
+template <typename T>
+class LstmSequence : public VocabKernel {
+ public:
+  using VocabKernel::VocabKernel;
   void Compute(OpKernelContext* ctx) override {
     const Tensor &xz = ctx->input(0), &bias = ctx->input(1), &u = ctx->input(2),
                  &h0 = ctx->input(3), &c0 = ctx->input(4);
     const int64_t B = c0.dim_size(0), H = c0.dim_size(1);
-    const int64_t S = sequence_steps(ctx, xz, vocab_, B, 4 * H);
-    if (!ctx->status().ok()) return;
-    const int64_t* ids = table_ids(ctx, vocab_, B, S);
+    const int64_t* ids = nullptr;
+    const int64_t S = forward_steps(ctx, xz, u, B, H, 4, &ids);
     if (!ctx->status().ok()) return;
     OP_REQUIRES_OK(ctx, check(bias.NumElements() == 4 * H, "bias must be (4H,)"));
-    OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 4 * H,
-                              "u must be (H, 4H)"));
     OP_REQUIRES_OK(ctx, check(h0.dim_size(0) == B && h0.dim_size(1) == H, "h0 must be (B, H)"));
     Tensor *hs_t, *gates_t, *cs_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, H}), &hs_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, S, 4 * H}), &gates_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, S, H}), &cs_t));
-    const Packed<T> U = pack<T>(u.flat<T>().data(), H, 4 * H, false);
-    const T* xzp = xz.flat<T>().data();
-    const float* bp = bias.flat<float>().data();
-    const T* h0p = h0.flat<T>().data();
-    const float* c0p = c0.flat<float>().data();
-    T* hs = hs_t->flat<T>().data();
-    T* gates = gates_t->flat<T>().data();
-    float* cs = cs_t->flat<float>().data();
-    const Blocks blocks = plan_blocks(ctx, B, S * B * H * 8 * H);
-    for_blocks(ctx, blocks, [&](int64_t, int64_t b0, int64_t b1) {
-      const int64_t rows = b1 - b0;
-      std::vector<float> rz(rows * 4 * H);
-      for (int64_t t = 0; t < S; ++t) {
-        if (t == 0) {
-          matmul(h0p + b0 * H, H, U, rz.data(), rows);
-        } else {
-          matmul(hs + (b0 * S + t - 1) * H, S * H, U, rz.data(), rows);  // rows T apart
-        }
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t row = (b0 + r) * S + t;
-          const T* x = xzp + (ids != nullptr ? ids[row] : row) * 4 * H;
-          const float* z = rz.data() + r * 4 * H;
-          T* gv = gates + row * 4 * H;
-          float* cv = cs + row * H;
-          const float* cprev = t > 0 ? cs + (row - 1) * H : c0p + (b0 + r) * H;
-          T* h = hs + row * H;
-#pragma omp simd
-          for (int64_t j = 0; j < H; ++j) {
-            float i = sigmoid(to_float(x[j]) + bp[j] + z[j]);
-            float f = sigmoid(to_float(x[H + j]) + bp[H + j] + z[H + j]);
-            float g = tanh_(to_float(x[2 * H + j]) + bp[2 * H + j] + z[2 * H + j]);
-            float o = sigmoid(to_float(x[3 * H + j]) + bp[3 * H + j] + z[3 * H + j]);
-            float cn = f * cprev[j] + i * g;
-            h[j] = from_float<T>(o * tanh_(cn));
-            gv[j] = from_float<T>(i);
-            gv[H + j] = from_float<T>(f);
-            gv[2 * H + j] = from_float<T>(g);
-            gv[3 * H + j] = from_float<T>(o);
-            cv[j] = cn;
-          }
-        }
-      }
-    });
+    const LstmForward<T> cell{S, H, bias.flat<float>().data(), h0.flat<T>().data(),
+                              c0.flat<float>().data(), hs_t->flat<T>().data(),
+                              gates_t->flat<T>().data(), cs_t->flat<float>().data()};
+    forward_through_time(ctx, plan_blocks(ctx, B, S * B * H * 8 * H), cell, u,
+                         xz.flat<T>().data(), ids, cell.hs);
   }
+};
 
- private:
-  int64_t vocab_ = 0;
+// The LSTM's step of backward_through_time, from the gates (i f g o) and cell states the
+// forward op saved; a block's state: the gradients reaching h and c through the recurrence.
+template <typename T>
+struct LstmBackward {
+  int64_t S, H;
+  const T* gates;        // (B, T, 4H)
+  const float* cs;       // (B, T, H)
+  const float* c0;       // (B, H)
+  const T* d_out;        // (B, T, H)
+  const float* dh_last;  // (B, H)
+  const float* dc_last;  // (B, H)
+  T* dz;                 // (B, T, 4H)
+  float* dh0;            // (B, H)
+  float* dc0;            // (B, H)
+  struct State {
+    std::vector<float> dh_rec, dc;  // (rows, H)
+  };
+  State start(int64_t b0, int64_t b1) const {
+    return {std::vector<float>(dh_last + b0 * H, dh_last + b1 * H),
+            std::vector<float>(dc_last + b0 * H, dc_last + b1 * H)};
+  }
+  void step(State& state, int64_t b, int64_t t, int64_t r) const {
+    const int64_t row = b * S + t;
+    const T* gv = gates + row * 4 * H;
+    const float* cprev = t > 0 ? cs + (row - 1) * H : c0 + b * H;
+    const float* c = cs + row * H;
+    const T* dout = d_out + row * H;
+    const float* dhr = state.dh_rec.data() + r * H;
+    float* dcr = state.dc.data() + r * H;
+    T* d = dz + row * 4 * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      float i = to_float(gv[j]), f = to_float(gv[H + j]), g = to_float(gv[2 * H + j]),
+            o = to_float(gv[3 * H + j]);
+      float tc = tanh_(c[j]);
+      float dh = to_float(dout[j]) + dhr[j];
+      float dct = dcr[j] + dh * o * (1.0f - tc * tc);
+      d[j] = from_float<T>(dct * g * i * (1.0f - i));
+      d[H + j] = from_float<T>(dct * cprev[j] * f * (1.0f - f));
+      d[2 * H + j] = from_float<T>(dct * i * (1.0f - g * g));
+      d[3 * H + j] = from_float<T>(dh * tc * o * (1.0f - o));
+      dcr[j] = dct * f;
+    }
+  }
+  void finish(const State& state, int64_t b0, int64_t) const {
+    std::copy(state.dh_rec.begin(), state.dh_rec.end(), dh0 + b0 * H);
+    std::copy(state.dc.begin(), state.dc.end(), dc0 + b0 * H);
+  }
 };
 
 REGISTER_OP("CharlmLstmSequenceGrad")
@@ -581,25 +722,17 @@ REGISTER_OP("CharlmLstmSequenceGrad")
     .Output("d_bias: float")  // (P, 4H): dz summed over steps and rows, one row per block
     .Output("d_table: float")  // (vocab, 4H): dz summed by id
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle gates = c->input(0);
-      DimensionHandle batch = c->Dim(gates, 0), steps = c->Dim(gates, 1),
-                      units = c->Dim(c->input(2), 1), four = c->Dim(gates, 2);
-      int64_t vocab;
-      TF_RETURN_IF_ERROR(c->GetAttr("vocab", &vocab));
-      c->set_output(0, c->MakeShape({batch, steps, four}));
-      c->set_output(1, c->Matrix(batch, units));
-      c->set_output(2, c->Matrix(batch, units));
-      c->set_output(3, c->Matrix(c->UnknownDim(), four));
-      c->set_output(4, c->Matrix(c->MakeDim(vocab), four));
-      return Status();
+      ShapeHandle gates = c->input(0);  // (B, T, 4H)
+      c->set_output(0, gates);
+      c->set_output(1, c->input(2));  // dh0 and dc0 as c0: (B, H)
+      c->set_output(2, c->input(2));
+      return grad_sums_shapes(c, c->Dim(gates, 2), false);
     });
 
 template <typename T>
-class LstmSequenceGrad : public OpKernel {
+class LstmSequenceGrad : public VocabKernel {
  public:
-  explicit LstmSequenceGrad(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("vocab", &vocab_));
-  }
+  using VocabKernel::VocabKernel;
   void Compute(OpKernelContext* ctx) override {
     const Tensor &gates_t = ctx->input(0), &cs_t = ctx->input(1), &c0 = ctx->input(2),
                  &d_out_t = ctx->input(3), &dh_t = ctx->input(4), &dc_t = ctx->input(5),
@@ -627,9 +760,6 @@ class LstmSequenceGrad : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dc0_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({blocks.count, 4 * H}), &db_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({vocab_, 4 * H}), &dt_t));
-    std::vector<float> tables(blocks.count * vocab_ * 4 * H, 0.0f);  // one per block
-    float* d_table = tables.data();
-    const Packed<T> UT = pack<T>(u.flat<T>().data(), 4 * H, H, true);  // (4H, H)
     const T* gates = gates_t.flat<T>().data();
     const float* cs = cs_t.flat<float>().data();
     const float* c0p = c0.flat<float>().data();
@@ -639,50 +769,9 @@ class LstmSequenceGrad : public OpKernel {
     T* dz = dz_t->flat<T>().data();
     float* dh0 = dh0_t->flat<float>().data();
     float* dc0 = dc0_t->flat<float>().data();
-    float* d_bias = db_t->flat<float>().data();
-    std::fill(d_bias, d_bias + blocks.count * 4 * H, 0.0f);
-    for_blocks(ctx, blocks, [&](int64_t block, int64_t b0, int64_t b1) {
-      const int64_t rows = b1 - b0;
-      std::vector<float> dh_rec(dhp + b0 * H, dhp + b1 * H);  // the final h's, then h @ u's
-      std::vector<float> dc(dcp + b0 * H, dcp + b1 * H);
-      for (int64_t t = S - 1; t >= 0; --t) {
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t row = (b0 + r) * S + t;
-          const T* gv = gates + row * 4 * H;
-          const float* cprev = t > 0 ? cs + (row - 1) * H : c0p + (b0 + r) * H;
-          const T* dout = d_out + row * H;
-          const float* dhr = dh_rec.data() + r * H;
-          float* dcr = dc.data() + r * H;
-          T* d = dz + row * 4 * H;
-#pragma omp simd
-          for (int64_t j = 0; j < H; ++j) {
-            float i = to_float(gv[j]), f = to_float(gv[H + j]), g = to_float(gv[2 * H + j]),
-                  o = to_float(gv[3 * H + j]);
-            float tc = tanh_(cs[row * H + j]);
-            float dh = to_float(dout[j]) + dhr[j];
-            float dct = dcr[j] + dh * o * (1.0f - tc * tc);
-            d[j] = from_float<T>(dct * g * i * (1.0f - i));
-            d[H + j] = from_float<T>(dct * cprev[j] * f * (1.0f - f));
-            d[2 * H + j] = from_float<T>(dct * i * (1.0f - g * g));
-            d[3 * H + j] = from_float<T>(dh * tc * o * (1.0f - o));
-            dcr[j] = dct * f;
-          }
-        }
-        const T* dz_t0 = dz + (b0 * S + t) * 4 * H;  // rows T apart
-        add_columns(dz_t0, S * 4 * H, rows, 4 * H, d_bias + block * 4 * H);
-        if (ids != nullptr)
-          add_rows_by_id(dz_t0, S * 4 * H, rows, 4 * H, ids + b0 * S + t, S,
-                         d_table + block * vocab_ * 4 * H);
-        matmul(dz_t0, S * 4 * H, UT, dh_rec.data(), rows);
-      }
-      std::copy(dh_rec.begin(), dh_rec.end(), dh0 + b0 * H);
-      std::copy(dc.begin(), dc.end(), dc0 + b0 * H);
-    });
-    sum_tables(tables, blocks.count, dt_t->flat<float>().data());
+    const LstmBackward<T> cell{S, H, gates, cs, c0p, d_out, dhp, dcp, dz, dh0, dc0};
+    backward_through_time(ctx, blocks, cell, dz, dz, u, ids, vocab_, db_t, dt_t);
   }
-
- private:
-  int64_t vocab_ = 0;
 };
 
 // ------------------------------------------------------------------ GRU
@@ -709,79 +798,126 @@ REGISTER_OP("CharlmGruSequence")
       return Status();
     });
 
+// The GRU's step of forward_through_time (Keras' reset_after form): z, r, the candidate hh
+// and the new h of one row, with what the gradient op needs saved; a block's state is h in
+// float (hs holds it in T).
 template <typename T>
-class GruSequence : public OpKernel {
- public:
-  explicit GruSequence(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("vocab", &vocab_));
+struct GruForward {
+  int64_t S, H;
+  const float* bias;  // (2, 3H): input, recurrent
+  const float* h0;    // (B, H)
+  T* hs;              // (B, T, H)
+  float* saved;       // (B, T, 5H): z r hh rh h_prev
+  float* h_last;      // (B, H)
+  struct State {
+    std::vector<T> h_first;  // (rows, H)
+    std::vector<float> h;    // (rows, H)
+  };
+  State start(int64_t b0, int64_t b1) const {
+    State state{std::vector<T>((b1 - b0) * H), std::vector<float>(h0 + b0 * H, h0 + b1 * H)};
+    for (int64_t k = 0; k < (b1 - b0) * H; ++k) state.h_first[k] = from_float<T>(state.h[k]);
+    return state;
   }
+  void step(State& state, int64_t b, int64_t t, int64_t r, const T* x, const float* z) const {
+    const int64_t row = b * S + t;
+    const float* ib = bias;
+    const float* rb = bias + 3 * H;
+    float* sv = saved + row * 5 * H;
+    float* hr = state.h.data() + r * H;
+    T* out = hs + row * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      float zg = sigmoid(to_float(x[j]) + ib[j] + z[j] + rb[j]);
+      float rg = sigmoid(to_float(x[H + j]) + ib[H + j] + z[H + j] + rb[H + j]);
+      float rh = z[2 * H + j] + rb[2 * H + j];
+      float hh = tanh_(to_float(x[2 * H + j]) + ib[2 * H + j] + rg * rh);
+      float prev = hr[j];
+      float hn = hh + zg * (prev - hh);
+      hr[j] = hn;
+      out[j] = from_float<T>(hn);
+      sv[j] = zg;
+      sv[H + j] = rg;
+      sv[2 * H + j] = hh;
+      sv[3 * H + j] = rh;
+      sv[4 * H + j] = prev;
+    }
+  }
+  void finish(const State& state, int64_t b0, int64_t) const {
+    std::copy(state.h.begin(), state.h.end(), h_last + b0 * H);
+  }
+};
+
+template <typename T>
+class GruSequence : public VocabKernel {
+ public:
+  using VocabKernel::VocabKernel;
   void Compute(OpKernelContext* ctx) override {
     const Tensor &xz = ctx->input(0), &bias = ctx->input(1), &u = ctx->input(2),
                  &h0 = ctx->input(3);
     const int64_t B = h0.dim_size(0), H = h0.dim_size(1);
-    const int64_t S = sequence_steps(ctx, xz, vocab_, B, 3 * H);
+    const int64_t* ids = nullptr;
+    const int64_t S = forward_steps(ctx, xz, u, B, H, 3, &ids);
     if (!ctx->status().ok()) return;
-    const int64_t* ids = table_ids(ctx, vocab_, B, S);
-    if (!ctx->status().ok()) return;
-    OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 3 * H,
-                              "u must be (H, 3H)"));
     OP_REQUIRES_OK(ctx, check(bias.NumElements() == 6 * H, "bias must be (2, 3H)"));
     Tensor *hs_t, *saved_t, *h_t;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, H}), &hs_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, S, 5 * H}), &saved_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &h_t));
-    const Packed<T> U = pack<T>(u.flat<T>().data(), H, 3 * H, false);
-    const T* xzp = xz.flat<T>().data();
-    const float* ib = bias.flat<float>().data();
-    const float* rb = ib + 3 * H;
-    const float* h0p = h0.flat<float>().data();
-    T* hs = hs_t->flat<T>().data();
-    float* saved = saved_t->flat<float>().data();
-    float* h_last = h_t->flat<float>().data();
-    const Blocks blocks = plan_blocks(ctx, B, S * B * H * 6 * H);
-    for_blocks(ctx, blocks, [&](int64_t, int64_t b0, int64_t b1) {
-      const int64_t rows = b1 - b0;
-      std::vector<float> rz(rows * 3 * H);
-      std::vector<float> h(h0p + b0 * H, h0p + b1 * H);  // the state, in float
-      std::vector<T> h_first(rows * H);
-      for (int64_t k = 0; k < rows * H; ++k) h_first[k] = from_float<T>(h[k]);
-      for (int64_t t = 0; t < S; ++t) {
-        if (t == 0) {
-          matmul(h_first.data(), H, U, rz.data(), rows);
-        } else {
-          matmul(hs + (b0 * S + t - 1) * H, S * H, U, rz.data(), rows);  // rows T apart
-        }
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t row = (b0 + r) * S + t;
-          const T* x = xzp + (ids != nullptr ? ids[row] : row) * 3 * H;
-          const float* z = rz.data() + r * 3 * H;
-          float* sv = saved + row * 5 * H;
-          float* hr = h.data() + r * H;
-          T* out = hs + row * H;
-#pragma omp simd
-          for (int64_t j = 0; j < H; ++j) {
-            float zg = sigmoid(to_float(x[j]) + ib[j] + z[j] + rb[j]);
-            float rg = sigmoid(to_float(x[H + j]) + ib[H + j] + z[H + j] + rb[H + j]);
-            float rh = z[2 * H + j] + rb[2 * H + j];
-            float hh = tanh_(to_float(x[2 * H + j]) + ib[2 * H + j] + rg * rh);
-            float prev = hr[j];
-            float hn = hh + zg * (prev - hh);
-            hr[j] = hn;
-            out[j] = from_float<T>(hn);
-            sv[j] = zg;
-            sv[H + j] = rg;
-            sv[2 * H + j] = hh;
-            sv[3 * H + j] = rh;
-            sv[4 * H + j] = prev;
-          }
-        }
-      }
-      std::copy(h.begin(), h.end(), h_last + b0 * H);
-    });
+    const GruForward<T> cell{S, H, bias.flat<float>().data(), h0.flat<float>().data(),
+                             hs_t->flat<T>().data(), saved_t->flat<float>().data(),
+                             h_t->flat<float>().data()};
+    forward_through_time(ctx, plan_blocks(ctx, B, S * B * H * 6 * H), cell, u,
+                         xz.flat<T>().data(), ids, cell.hs);
   }
+};
 
- private:
-  int64_t vocab_ = 0;
+// The GRU's step of backward_through_time, from z r hh rh h_prev the forward op saved; a
+// block's state: the gradient reaching h(t) through u (dh_rec) and through h(t+1)'s z.
+template <typename T>
+struct GruBackward {
+  int64_t S, H;
+  const float* saved;    // (B, T, 5H)
+  const T* d_out;        // (B, T, H)
+  const float* dh_last;  // (B, H)
+  T* d_in;               // (B, T, 3H): the input-side gate gradients
+  T* d_rec;              // (B, T, 3H): the recurrent side's
+  float* dh0;            // (B, H)
+  struct State {
+    std::vector<float> dh_rec, carry;  // (rows, H): dh(t+1) z(t+1), then the final h's
+  };
+  State start(int64_t b0, int64_t b1) const {
+    return {std::vector<float>((b1 - b0) * H, 0.0f),
+            std::vector<float>(dh_last + b0 * H, dh_last + b1 * H)};
+  }
+  void step(State& state, int64_t b, int64_t t, int64_t r) const {
+    const int64_t row = b * S + t;
+    const float* sv = saved + row * 5 * H;
+    const T* dout = d_out + row * H;
+    const float* dhr = state.dh_rec.data() + r * H;
+    float* cr = state.carry.data() + r * H;
+    T* di = d_in + row * 3 * H;
+    T* dq = d_rec + row * 3 * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      float zg = sv[j], rg = sv[H + j], hh = sv[2 * H + j], rh = sv[3 * H + j];
+      float prev = sv[4 * H + j];
+      float dh = to_float(dout[j]) + dhr[j] + cr[j];
+      float da = dh * (1.0f - zg) * (1.0f - hh * hh);
+      float dzg = dh * (prev - hh) * zg * (1.0f - zg);
+      float dr = da * rh * rg * (1.0f - rg);
+      di[j] = from_float<T>(dzg);
+      di[H + j] = from_float<T>(dr);
+      di[2 * H + j] = from_float<T>(da);
+      dq[j] = from_float<T>(dzg);
+      dq[H + j] = from_float<T>(dr);
+      dq[2 * H + j] = from_float<T>(da * rg);
+      cr[j] = dh * zg;
+    }
+  }
+  void finish(const State& state, int64_t b0, int64_t b1) const {
+    for (int64_t k = 0; k < (b1 - b0) * H; ++k)
+      dh0[b0 * H + k] = state.dh_rec[k] + state.carry[k];
+  }
 };
 
 REGISTER_OP("CharlmGruSequenceGrad")
@@ -798,27 +934,20 @@ REGISTER_OP("CharlmGruSequenceGrad")
     .Output("d_bias: float")  // (P, 2, 3H): d_in and d_rec summed, one row per block
     .Output("d_table: float")  // (vocab, 3H): d_in summed by id
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle saved = c->input(0);
-      DimensionHandle batch = c->Dim(saved, 0), steps = c->Dim(saved, 1),
-                      units = c->Dim(c->input(2), 1);
+      ShapeHandle saved = c->input(0);  // (B, T, 5H)
       DimensionHandle three;
-      TF_RETURN_IF_ERROR(c->Multiply(units, 3, &three));
-      c->set_output(0, c->MakeShape({batch, steps, three}));
-      c->set_output(1, c->MakeShape({batch, steps, three}));
-      c->set_output(2, c->Matrix(batch, units));
-      c->set_output(3, c->MakeShape({c->UnknownDim(), 2, three}));
-      int64_t vocab;
-      TF_RETURN_IF_ERROR(c->GetAttr("vocab", &vocab));
-      c->set_output(4, c->Matrix(c->MakeDim(vocab), three));
-      return Status();
+      TF_RETURN_IF_ERROR(c->Multiply(c->Dim(c->input(2), 1), 3, &three));
+      ShapeHandle gates = c->MakeShape({c->Dim(saved, 0), c->Dim(saved, 1), three});
+      c->set_output(0, gates);
+      c->set_output(1, gates);
+      c->set_output(2, c->input(2));  // dh0 as dh: (B, H)
+      return grad_sums_shapes(c, three, true);
     });
 
 template <typename T>
-class GruSequenceGrad : public OpKernel {
+class GruSequenceGrad : public VocabKernel {
  public:
-  explicit GruSequenceGrad(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("vocab", &vocab_));
-  }
+  using VocabKernel::VocabKernel;
   void Compute(OpKernelContext* ctx) override {
     const Tensor &saved_t = ctx->input(0), &d_out_t = ctx->input(1), &dh_t = ctx->input(2),
                  &u = ctx->input(3);
@@ -840,62 +969,15 @@ class GruSequenceGrad : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dh0_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({blocks.count, 2, 3 * H}), &db_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({vocab_, 3 * H}), &dt_t));
-    std::vector<float> tables(blocks.count * vocab_ * 3 * H, 0.0f);  // one per block
-    float* d_table = tables.data();
-    const Packed<T> UT = pack<T>(u.flat<T>().data(), 3 * H, H, true);  // (3H, H)
     const float* saved = saved_t.flat<float>().data();
     const T* d_out = d_out_t.flat<T>().data();
     const float* dhp = dh_t.flat<float>().data();
     T* d_in = din_t->flat<T>().data();
     T* d_rec = drec_t->flat<T>().data();
     float* dh0 = dh0_t->flat<float>().data();
-    float* d_bias = db_t->flat<float>().data();
-    std::fill(d_bias, d_bias + blocks.count * 6 * H, 0.0f);
-    for_blocks(ctx, blocks, [&](int64_t block, int64_t b0, int64_t b1) {
-      const int64_t rows = b1 - b0;
-      std::vector<float> dh_rec(rows * H, 0.0f);
-      std::vector<float> carry(dhp + b0 * H, dhp + b1 * H);  // dh(t+1) z(t+1), then dh_last
-      for (int64_t t = S - 1; t >= 0; --t) {
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t row = (b0 + r) * S + t;
-          const float* sv = saved + row * 5 * H;
-          const T* dout = d_out + row * H;
-          const float* dhr = dh_rec.data() + r * H;
-          float* cr = carry.data() + r * H;
-          T* di = d_in + row * 3 * H;
-          T* dq = d_rec + row * 3 * H;
-#pragma omp simd
-          for (int64_t j = 0; j < H; ++j) {
-            float zg = sv[j], rg = sv[H + j], hh = sv[2 * H + j], rh = sv[3 * H + j];
-            float prev = sv[4 * H + j];
-            float dh = to_float(dout[j]) + dhr[j] + cr[j];
-            float da = dh * (1.0f - zg) * (1.0f - hh * hh);
-            float dzg = dh * (prev - hh) * zg * (1.0f - zg);
-            float dr = da * rh * rg * (1.0f - rg);
-            di[j] = from_float<T>(dzg);
-            di[H + j] = from_float<T>(dr);
-            di[2 * H + j] = from_float<T>(da);
-            dq[j] = from_float<T>(dzg);
-            dq[H + j] = from_float<T>(dr);
-            dq[2 * H + j] = from_float<T>(da * rg);
-            cr[j] = dh * zg;
-          }
-        }
-        const int64_t first = (b0 * S + t) * 3 * H, stride = S * 3 * H;  // rows T apart
-        add_columns(d_in + first, stride, rows, 3 * H, d_bias + block * 6 * H);
-        add_columns(d_rec + first, stride, rows, 3 * H, d_bias + block * 6 * H + 3 * H);
-        if (ids != nullptr)
-          add_rows_by_id(d_in + first, stride, rows, 3 * H, ids + b0 * S + t, S,
-                         d_table + block * vocab_ * 3 * H);
-        matmul(d_rec + first, stride, UT, dh_rec.data(), rows);
-      }
-      for (int64_t k = 0; k < rows * H; ++k) dh0[b0 * H + k] = dh_rec[k] + carry[k];
-    });
-    sum_tables(tables, blocks.count, dt_t->flat<float>().data());
+    const GruBackward<T> cell{S, H, saved, d_out, dhp, d_in, d_rec, dh0};
+    backward_through_time(ctx, blocks, cell, d_in, d_rec, u, ids, vocab_, db_t, dt_t);
   }
-
- private:
-  int64_t vocab_ = 0;
 };
 
 // ------------------------------------------------------------------ softmax cross-entropy
