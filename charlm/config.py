@@ -84,7 +84,7 @@ class TrainConfig:
     # whichever ends first, and on a 2-core CPU the 30 minutes end first. A cap of 30 ended
     # the default run at 12.9 minutes on a Zen 5 VM (validation 1.7443 bits/char); with the
     # budget binding it ran 64 epochs, early-stopped at 26.7 minutes (1.7354;
-    # benchmarks/README.md, "Quality: recipe variants").
+    # benchmarks/HISTORY.md, "Quality: the epoch cap and GRU 512x2").
     epochs: int = 100
     max_minutes: float = 30.0  # hard wall-clock budget; training stops cleanly when reached
     learning_rate: float = 5e-3  # peak, after warm-up; cosine decay to min_learning_rate
@@ -96,8 +96,9 @@ class TrainConfig:
     min_learning_rate: float = 1e-4  # end of the cosine decay over the time budget
     clip_norm: float = 1.0  # global gradient-norm clipping
     # Decoupled (AdamW) decay of every weight but the biases. 30-minute runs on ABC 2003
-    # (benchmarks/README.md, quality variants): 0.3 beat 0.15 on validation; 10-epoch runs
-    # preferred 0.15 of 0 / 0.05 / 0.15 / 0.4, a longer run wants more regularisation.
+    # (benchmarks/HISTORY.md, "Quality: recipe variants"): 0.3 beat 0.15 on validation;
+    # 10-epoch runs preferred 0.15 of 0 / 0.05 / 0.15 / 0.4, a longer run wants more
+    # regularisation.
     weight_decay: float = 0.3
     # Epochs without validation improvement before early stopping, counted from half-way
     # through the learning-rate schedule (charlm.train.EARLY_STOP_FROM).

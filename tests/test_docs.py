@@ -1,4 +1,4 @@
-"""Every relative link in README.md, docs/*.md and benchmarks/README.md resolves.
+"""Every relative link in README.md, docs/*.md, benchmarks/README.md and HISTORY.md resolves.
 
 A link is `[text](target)` or `![alt](target)` outside fenced code blocks; a relative target
 must name a file that exists (relative to the page), and a `#anchor` must name a heading of
@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-         ROOT / "benchmarks" / "README.md"]
+         ROOT / "benchmarks" / "README.md", ROOT / "benchmarks" / "HISTORY.md"]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^\s*```")
 
