@@ -60,6 +60,9 @@ class ModelConfig:
     depth: int = 2
     embedding: int = 64  # 0 means one-hot input (identity embedding), as in the article
     dropout: float = 0.15  # between stacked layers and before the softmax; 0 disables
+    # DropConnect on each recurrent layer's recurrent kernel while training (AWD-LSTM's weight
+    # drop: one mask per training step for every time step); 0 disables. GRU and LSTM only.
+    weight_drop: float = 0.0
     # "keras" GRUs use reset_after=True (cuDNN-eligible); "article" applies the
     # relevance gate before the matmul, as the article does (used by import-article).
     gru_variant: Literal["keras", "article"] = "keras"
@@ -70,7 +73,10 @@ class ModelConfig:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         require(self, ">= 1", "hidden", "depth")
         require(self, ">= 0", "embedding")
-        require(self, "in [0, 1)", "dropout")
+        require(self, "in [0, 1)", "dropout", "weight_drop")
+        if self.weight_drop and self.cell == "rnn":
+            raise ValueError(f"weight_drop is for gru and lstm cells, got {self.weight_drop} "
+                             "with cell 'rnn'")
         if self.gru_variant not in ("keras", "article"):
             raise ValueError(f"gru_variant must be 'keras' or 'article', got {self.gru_variant!r}")
 

@@ -108,13 +108,14 @@ def _recurrent_layer(config: ModelConfig, index: int, dtype: str) -> keras.layer
         kernel_initializer=keras.initializers.GlorotUniform(seed=config.seed + 1 + index),
         recurrent_initializer=keras.initializers.Orthogonal(seed=config.seed + 101 + index),
     )
+    if config.cell == "rnn":
+        return keras.layers.SimpleRNN(**common)
+    common.update(weight_drop=config.weight_drop, weight_drop_seed=config.seed + 401 + index)
     if config.cell == "lstm":
         layer = recurrent.LSTM(**common)  # Keras' LSTM, fused gates on a CPU
-    elif config.cell == "gru":
+    else:
         # Keras' GRU with a faster loop where cuDNN is off (CPUs): charlm.recurrent.
         layer = recurrent.GRU(reset_after=config.gru_variant == "keras", **common)
-    else:
-        return keras.layers.SimpleRNN(**common)
     if gpu_available():
         problems = cudnn_problems(layer)
         if problems:

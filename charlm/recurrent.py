@@ -26,12 +26,19 @@ gates and every sum stay float32 in between. The weights are Keras' own (LSTM: k
 recurrent_kernel, bias (4H,), gates i f c o; GRU: bias (2, 3H), gates z r h,
 reset_after=True), so a model trains, saves and loads as with keras.layers.LSTM / GRU.
 
+Weight drop (`weight_drop`, AWD-LSTM's DropConnect on the recurrent kernel): while training,
+each step's forward pass uses recurrent_kernel with a fraction of its entries zeroed (one
+mask for every time step and row of the batch, the rest scaled by 1 / (1 - rate)), on
+every path alike: the fused ops, `gru`, Keras' loop and cuDNN.
+
 Shapes: x (B, T, I) in the compute dtype; h0, c0 (B, H); outputs (B, T, H) in the compute
 dtype and the final states.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -293,6 +300,48 @@ def fused_gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: 
                  for v in (source, h0, kernel, recurrent_kernel, bias)))
 
 
+class WeightDrop:
+    """The weight-drop part of charlm's GRU and LSTM: the rate, its seed, the dropped kernel."""
+
+    def _init_weight_drop(self, weight_drop: float, weight_drop_seed: int) -> None:
+        if not 0.0 <= weight_drop < 1.0:
+            raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop}")
+        self.weight_drop = float(weight_drop)
+        self.weight_drop_seed = int(weight_drop_seed)
+        # A seed generator only where it is used: its state is a variable, saved with the
+        # weights, and models without weight drop keep keras.layers.GRU/LSTM's files.
+        self._drop_seeds = (keras.random.SeedGenerator(self.weight_drop_seed, name="weight_drop")
+                            if self.weight_drop else None)
+
+    def recurrent_kernel(self, training: bool) -> Any:
+        """The cell's recurrent kernel, with this step's weight drop when training."""
+        kernel = self.cell.recurrent_kernel
+        if not (training and self.weight_drop):
+            return kernel
+        return keras.random.dropout(keras.ops.convert_to_tensor(kernel), self.weight_drop,
+                                    seed=self._drop_seeds)
+
+    @contextlib.contextmanager
+    def dropped(self, training: bool) -> Iterator[None]:
+        """Keras' own loops (and cuDNN) read cell.recurrent_kernel: while inside, it is the
+        dropped kernel in the cell's compute dtype."""
+        if not (training and self.weight_drop):
+            yield
+            return
+        cell = self.cell
+        variable = cell.recurrent_kernel
+        object.__setattr__(cell, "recurrent_kernel",
+                           tf.cast(self.recurrent_kernel(training), cell.compute_dtype))
+        try:
+            yield
+        finally:
+            object.__setattr__(cell, "recurrent_kernel", variable)
+
+    def _weight_drop_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {**config, "weight_drop": self.weight_drop,
+                "weight_drop_seed": self.weight_drop_seed}
+
+
 def _fast_path_ok(layer: keras.layers.RNN, mask: Any) -> bool:
     """Whether `layer` computes exactly what `gru` / `fused_lstm` compute (else Keras' own
     loop runs: on a GPU use_cudnn is True and cuDNN runs, as before)."""
@@ -307,9 +356,17 @@ def _fast_path_ok(layer: keras.layers.RNN, mask: Any) -> bool:
 # The class names stay "GRU" and "LSTM": Keras names a layer's entries in a .weights.h5 file
 # after its class, so models saved with keras.layers.GRU / LSTM load into these unchanged.
 @keras.saving.register_keras_serializable(package="charlm")
-class GRU(keras.layers.GRU):
+class GRU(WeightDrop, keras.layers.GRU):
     """keras.layers.GRU (reset_after=True) whose non-cuDNN loop is `fused_gru` (or `gru`
-    where the kernels cannot be built)."""
+    where the kernels cannot be built), with weight drop."""
+
+    def __init__(self, *args: Any, weight_drop: float = 0.0, weight_drop_seed: int = 0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_weight_drop(weight_drop, weight_drop_seed)
+
+    def get_config(self) -> dict[str, Any]:
+        return self._weight_drop_config(super().get_config())
 
     def step(self, x: tf.Tensor, states: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One time step (generation): x (B, I) -> h (B, H), [h]; the fused op with one
@@ -329,11 +386,12 @@ class GRU(keras.layers.GRU):
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not _fast_path_ok(self, mask):
-            return super().inner_loop(sequences, initial_state, mask, training=training)
+            with self.dropped(training):
+                return super().inner_loop(sequences, initial_state, mask, training=training)
         dtype = sequences.dtype
         cell = self.cell
         state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
-        weights = [tf.cast(w, dtype) for w in (cell.kernel, cell.recurrent_kernel)]
+        weights = [tf.cast(w, dtype) for w in (cell.kernel, self.recurrent_kernel(training))]
         if kernels.ops() is not None and dtype in FUSED_DTYPES:
             outputs, h = fused_gru(sequences, state, *weights, tf.cast(cell.bias, F32),
                                    lookup=embedding_lookup(sequences))
@@ -343,9 +401,18 @@ class GRU(keras.layers.GRU):
 
 
 @keras.saving.register_keras_serializable(package="charlm")
-class LSTM(keras.layers.LSTM):
+class LSTM(WeightDrop, keras.layers.LSTM):
     """keras.layers.LSTM whose non-cuDNN loop is `fused_lstm` where the kernels can be built
-    (else Keras' own loop: the same scheme in plain TensorFlow ops measured slower)."""
+    (else Keras' own loop: the same scheme in plain TensorFlow ops measured slower), with
+    weight drop."""
+
+    def __init__(self, *args: Any, weight_drop: float = 0.0, weight_drop_seed: int = 0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_weight_drop(weight_drop, weight_drop_seed)
+
+    def get_config(self) -> dict[str, Any]:
+        return self._weight_drop_config(super().get_config())
 
     def step(self, x: tf.Tensor, states: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One time step (generation): x (B, I) -> h (B, H), [h, c]; the fused op with one
@@ -365,11 +432,12 @@ class LSTM(keras.layers.LSTM):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if (not _fast_path_ok(self, mask) or kernels.ops() is None
                 or sequences.dtype not in FUSED_DTYPES):
-            return super().inner_loop(sequences, initial_state, mask, training=training)
+            with self.dropped(training):
+                return super().inner_loop(sequences, initial_state, mask, training=training)
         dtype = sequences.dtype
         cell = self.cell
         outputs, h, c = fused_lstm(sequences, initial_state[0], initial_state[1], *(
-            tf.cast(w, dtype) for w in (cell.kernel, cell.recurrent_kernel)),
+            tf.cast(w, dtype) for w in (cell.kernel, self.recurrent_kernel(training))),
             tf.cast(cell.bias, F32), lookup=embedding_lookup(sequences))
         return h, outputs, [h, c]
 

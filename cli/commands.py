@@ -67,7 +67,8 @@ def cmd_ingest_feed(args: argparse.Namespace) -> Callable[[], None]:
 
 def cmd_train(args: argparse.Namespace) -> Callable[[], None]:
     given = {name: getattr(args, name) for name in
-             ("cell", "hidden", "depth", "embedding", "dropout") if getattr(args, name) is not None}
+             ("cell", "hidden", "depth", "embedding", "dropout", "weight_drop")
+             if getattr(args, name) is not None}
     given["seed"] = args.seed
     network = ModelConfig(**given)  # validates the options, --from or not
     start = None

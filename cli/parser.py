@@ -170,6 +170,9 @@ def build_parser() -> Parser:
     p.add_argument("--dropout", type=float, default=None,
                    help="dropout between layers and before the softmax (default: "
                         f"{DEFAULT_MODEL.dropout}{FROM_MODEL})")
+    p.add_argument("--weight-drop", type=float, default=None, metavar="RATE",
+                   help="DropConnect on the recurrent kernels while training (AWD-LSTM's "
+                        f"weight drop; default: {DEFAULT_MODEL.weight_drop}{FROM_MODEL})")
     _budget(p, DEFAULT_TRAIN, "")
     p.add_argument("--peak-lr", "--learning-rate", dest="learning_rate", type=float,
                    default=None, metavar="LR",

@@ -23,7 +23,8 @@ from tasks.presets import CHAMPION
 
 WarmStartChoice = Literal["champion", "none"]
 # The ModelConfig fields that fix the weights' shapes: a run can start from a model only if
-# these agree (dropout and seed may differ: they change training, not the weights).
+# these agree (dropout, weight drop and seed may differ: they change training, not the
+# weights).
 SHAPE_FIELDS: tuple[str, ...] = ("cell", "hidden", "depth", "embedding", "gru_variant")
 
 
@@ -68,7 +69,7 @@ def shape_conflicts(network: ModelConfig, given: Mapping[str, Any], prefix: str 
 def start_network(storage: str | None, model: str, given: Mapping[str, Any] | None = None
                   ) -> tuple[str, ModelConfig]:
     """(id, network) of the model a run starts from: its own network, with the fields in
-    `given` that do not fix the weights (dropout, seed) replaced. ValueError naming the
+    `given` that do not fix the weights (dropout, weight drop, seed) replaced. ValueError naming the
     model when it is unusable or a given shape field conflicts with it."""
     given = dict(given or {})
     unknown = sorted(set(given) - {f.name for f in fields(ModelConfig)})

@@ -466,6 +466,18 @@ int64_t sequence_steps(OpKernelContext* ctx, const Tensor& xz, int64_t vocab, in
   return vocab > 0 ? ids.dim_size(1) : xz.dim_size(1);
 }
 
+// Output `index` allocated with `shape`: its data, or nullptr with the op's status set.
+template <typename V>
+V* output(OpKernelContext* ctx, int index, const TensorShape& shape) {
+  Tensor* t = nullptr;
+  const Status status = ctx->allocate_output(index, shape, &t);
+  if (!status.ok()) {
+    ctx->SetStatus(status);
+    return nullptr;
+  }
+  return t->flat<V>().data();
+}
+
 // A gradient op's last two outputs: the bias sums of each block of rows (blocks, G), or
 // (blocks, 2, G) with a recurrent bias of its own, and the embedding table (vocab, G).
 Status grad_sums_shapes(InferenceContext* c, DimensionHandle G, bool two_biases) {
@@ -540,13 +552,12 @@ void forward_through_time(OpKernelContext* ctx, const Blocks& blocks, const Cell
 template <typename T, typename Cell>
 void backward_through_time(OpKernelContext* ctx, const Blocks& blocks, const Cell& cell,
                            const T* d_in, const T* d_rec, const Tensor& u, const int64_t* ids,
-                           int64_t vocab, Tensor* d_bias_t, Tensor* d_table_t) {
+                           int64_t vocab, float* d_bias, float* d_table) {
   const int64_t S = cell.S, H = cell.H, G = u.dim_size(1);
   const Packed<T> UT = pack<T>(u.flat<T>().data(), G, H, true);  // (G, H)
-  float* d_bias = d_bias_t->flat<float>().data();
-  std::fill(d_bias, d_bias + d_bias_t->NumElements(), 0.0f);
-  std::vector<float> tables(blocks.count * vocab * G, 0.0f);  // one per block
   const bool split = d_in != d_rec;
+  std::fill(d_bias, d_bias + blocks.count * (split ? 2 : 1) * G, 0.0f);
+  std::vector<float> tables(blocks.count * vocab * G, 0.0f);  // one per block
   const int64_t stride = S * G;  // one row's steps: rows of one step are T apart
   for_blocks(ctx, blocks, [&](int64_t block, int64_t b0, int64_t b1) {
     const int64_t rows = b1 - b0;
@@ -564,7 +575,7 @@ void backward_through_time(OpKernelContext* ctx, const Blocks& blocks, const Cel
     }
     cell.finish(state, b0, b1);
   });
-  sum_tables(tables, blocks.count, d_table_t->flat<float>().data());
+  sum_tables(tables, blocks.count, d_table);
 }
 
 REGISTER_OP("CharlmLstmSequence")
@@ -643,13 +654,11 @@ class LstmSequence : public VocabKernel {
     if (!ctx->status().ok()) return;
     OP_REQUIRES_OK(ctx, check(bias.NumElements() == 4 * H, "bias must be (4H,)"));
     OP_REQUIRES_OK(ctx, check(h0.dim_size(0) == B && h0.dim_size(1) == H, "h0 must be (B, H)"));
-    Tensor *hs_t, *gates_t, *cs_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, H}), &hs_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, S, 4 * H}), &gates_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, S, H}), &cs_t));
     const LstmForward<T> cell{S, H, bias.flat<float>().data(), h0.flat<T>().data(),
-                              c0.flat<float>().data(), hs_t->flat<T>().data(),
-                              gates_t->flat<T>().data(), cs_t->flat<float>().data()};
+                              c0.flat<float>().data(), output<T>(ctx, 0, {B, S, H}),
+                              output<T>(ctx, 1, {B, S, 4 * H}),
+                              output<float>(ctx, 2, {B, S, H})};
+    if (!ctx->status().ok()) return;
     forward_through_time(ctx, plan_blocks(ctx, B, S * B * H * 8 * H), cell, u,
                          xz.flat<T>().data(), ids, cell.hs);
   }
@@ -754,23 +763,15 @@ class LstmSequenceGrad : public VocabKernel {
     const int64_t* ids = table_ids(ctx, vocab_, B, S);
     if (!ctx->status().ok()) return;
     const Blocks blocks = plan_blocks(ctx, B, S * B * H * 8 * H);
-    Tensor *dz_t, *dh0_t, *dc0_t, *db_t, *dt_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, 4 * H}), &dz_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, H}), &dh0_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dc0_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({blocks.count, 4 * H}), &db_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({vocab_, 4 * H}), &dt_t));
-    const T* gates = gates_t.flat<T>().data();
-    const float* cs = cs_t.flat<float>().data();
-    const float* c0p = c0.flat<float>().data();
-    const T* d_out = d_out_t.flat<T>().data();
-    const float* dhp = dh_t.flat<float>().data();
-    const float* dcp = dc_t.flat<float>().data();
-    T* dz = dz_t->flat<T>().data();
-    float* dh0 = dh0_t->flat<float>().data();
-    float* dc0 = dc0_t->flat<float>().data();
-    const LstmBackward<T> cell{S, H, gates, cs, c0p, d_out, dhp, dcp, dz, dh0, dc0};
-    backward_through_time(ctx, blocks, cell, dz, dz, u, ids, vocab_, db_t, dt_t);
+    const LstmBackward<T> cell{
+        S, H, gates_t.flat<T>().data(), cs_t.flat<float>().data(), c0.flat<float>().data(),
+        d_out_t.flat<T>().data(), dh_t.flat<float>().data(), dc_t.flat<float>().data(),
+        output<T>(ctx, 0, {B, S, 4 * H}), output<float>(ctx, 1, {B, H}),
+        output<float>(ctx, 2, {B, H})};
+    float* d_bias = output<float>(ctx, 3, {blocks.count, 4 * H});
+    float* d_table = output<float>(ctx, 4, {vocab_, 4 * H});
+    if (!ctx->status().ok()) return;
+    backward_through_time(ctx, blocks, cell, cell.dz, cell.dz, u, ids, vocab_, d_bias, d_table);
   }
 };
 
@@ -859,13 +860,10 @@ class GruSequence : public VocabKernel {
     const int64_t S = forward_steps(ctx, xz, u, B, H, 3, &ids);
     if (!ctx->status().ok()) return;
     OP_REQUIRES_OK(ctx, check(bias.NumElements() == 6 * H, "bias must be (2, 3H)"));
-    Tensor *hs_t, *saved_t, *h_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, H}), &hs_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, S, 5 * H}), &saved_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &h_t));
     const GruForward<T> cell{S, H, bias.flat<float>().data(), h0.flat<float>().data(),
-                             hs_t->flat<T>().data(), saved_t->flat<float>().data(),
-                             h_t->flat<float>().data()};
+                             output<T>(ctx, 0, {B, S, H}), output<float>(ctx, 1, {B, S, 5 * H}),
+                             output<float>(ctx, 2, {B, H})};
+    if (!ctx->status().ok()) return;
     forward_through_time(ctx, plan_blocks(ctx, B, S * B * H * 6 * H), cell, u,
                          xz.flat<T>().data(), ids, cell.hs);
   }
@@ -963,20 +961,14 @@ class GruSequenceGrad : public VocabKernel {
     const int64_t* ids = table_ids(ctx, vocab_, B, S);
     if (!ctx->status().ok()) return;
     const Blocks blocks = plan_blocks(ctx, B, S * B * H * 6 * H);
-    Tensor *din_t, *drec_t, *dh0_t, *db_t, *dt_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, S, 3 * H}), &din_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, S, 3 * H}), &drec_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dh0_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({blocks.count, 2, 3 * H}), &db_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({vocab_, 3 * H}), &dt_t));
-    const float* saved = saved_t.flat<float>().data();
-    const T* d_out = d_out_t.flat<T>().data();
-    const float* dhp = dh_t.flat<float>().data();
-    T* d_in = din_t->flat<T>().data();
-    T* d_rec = drec_t->flat<T>().data();
-    float* dh0 = dh0_t->flat<float>().data();
-    const GruBackward<T> cell{S, H, saved, d_out, dhp, d_in, d_rec, dh0};
-    backward_through_time(ctx, blocks, cell, d_in, d_rec, u, ids, vocab_, db_t, dt_t);
+    const GruBackward<T> cell{S, H, saved_t.flat<float>().data(), d_out_t.flat<T>().data(),
+                              dh_t.flat<float>().data(), output<T>(ctx, 0, {B, S, 3 * H}),
+                              output<T>(ctx, 1, {B, S, 3 * H}), output<float>(ctx, 2, {B, H})};
+    float* d_bias = output<float>(ctx, 3, {blocks.count, 2, 3 * H});
+    float* d_table = output<float>(ctx, 4, {vocab_, 3 * H});
+    if (!ctx->status().ok()) return;
+    backward_through_time(ctx, blocks, cell, cell.d_in, cell.d_rec, u, ids, vocab_, d_bias,
+                          d_table);
   }
 };
 
@@ -1036,11 +1028,9 @@ class SparseXent : public OpKernel {
       OP_REQUIRES(ctx, labels[n] >= 0 && labels[n] < V,
                   absl::InvalidArgumentError("label " + std::to_string(labels[n]) +
                                              " is outside [0, " + std::to_string(V) + ")"));
-    Tensor *nll_t, *lse_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({N}), &nll_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({N}), &lse_t));
-    float* nll = nll_t->flat<float>().data();
-    float* lse = lse_t->flat<float>().data();
+    float* nll = output<float>(ctx, 0, {N});
+    float* lse = output<float>(ctx, 1, {N});
+    if (!ctx->status().ok()) return;
     for_blocks(ctx, plan_blocks(ctx, N, N * V * 16), [&](int64_t, int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n) {
         const float* row = logits + n * V;

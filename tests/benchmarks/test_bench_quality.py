@@ -34,10 +34,10 @@ def test_a_training_run_is_charlm_train_with_the_options_given(tmp_path, csv_fil
     store = tmp_path / "store"
     main(["--storage", str(store), "--csv", str(csv), "--train-minutes", "0.2", "--seed", "3",
           "--hidden", "16", "--depth", "1", "--embedding", "8", "--dropout", "0.05",
-          "--epochs", "1", "--ema", "0.5", "--max-order", "3"])
+          "--weight-drop", "0.1", "--epochs", "1", "--ema", "0.5", "--max-order", "3"])
     out = capsys.readouterr().out
     assert "charlm gru 16x1" in out and "margin:" in out
     config = json.loads(next(store.glob("models/*/config.json")).read_text())
     flat = {k: v for part in config.values() if isinstance(part, dict) for k, v in part.items()}
-    assert (flat["hidden"], flat["depth"], flat["dropout"], flat["ema"], flat["seed"]) == (
-        16, 1, 0.05, 0.5, 3)
+    assert (flat["hidden"], flat["depth"], flat["dropout"], flat["weight_drop"], flat["ema"],
+            flat["seed"]) == (16, 1, 0.05, 0.1, 0.5, 3)
