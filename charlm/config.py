@@ -52,14 +52,14 @@ class ModelConfig:
     """Shape of the network: embedding -> `depth` recurrent layers -> softmax."""
 
     # The tuned default (see docs/quality.md): on 2 CPU cores a GRU learns far faster per
-    # minute than an LSTM of the same width. In 30 minutes 384x2 at batch 128 ended below
-    # 256x2 (more epochs, less capacity) when it fit 16 epochs, and level with 512x2 on a
-    # Zen 5 VM that fits 64 (512x2: 37; validation 1.7354 vs 1.7370 bits/char).
+    # minute than an LSTM of the same width. With the fused kernels 30 minutes hold ~33
+    # epochs of 512x2, which then beat 384x2's ~58 (validation 1.7089 vs 1.7354 bits/char
+    # with dropout 0.2 and EMA; benchmarks/HISTORY.md, "variants tried for the fast path").
     cell: Cell = "gru"
-    hidden: int = 384  # the article's inter_time_step_size (it used 512)
+    hidden: int = 512  # the article's inter_time_step_size
     depth: int = 2
     embedding: int = 64  # 0 means one-hot input (identity embedding), as in the article
-    dropout: float = 0.15  # between stacked layers and before the softmax; 0 disables
+    dropout: float = 0.2  # between stacked layers and before the softmax; 0 disables
     # DropConnect on each recurrent layer's recurrent kernel while training (AWD-LSTM's weight
     # drop: one mask per training step for every time step); 0 disables. GRU and LSTM only.
     weight_drop: float = 0.0
@@ -113,9 +113,9 @@ class TrainConfig:
     validation_limit: int = 5000  # validation headlines scored each epoch (all if 0)
     checkpoint_minutes: float = 2.0  # mid-epoch checkpoint interval when a directory is given
     # Validation and the saved model use an exponential moving average of the weights with
-    # this decay (0 = the raw weights); averaging the last ~1/(1-ema) steps smooths the noise
-    # of the final updates.
-    ema: float = 0.0
+    # this decay (0 = the raw weights); averaging the last ~1/(1-ema) steps (~3 epochs of
+    # 41k headlines) smooths the noise of the final updates. Part of the tuned default.
+    ema: float = 0.999
     # Steps run by one compiled call; 0 = as many as take about a quarter of a second,
     # measured on the previous call (charlm.train.CALL_SECONDS). A call costs ~1.4 ms to
     # launch on a CPU (4% of a 35 ms step at 128 units), more on a fast GPU.
