@@ -110,7 +110,8 @@ def _recurrent_layer(config: ModelConfig, index: int, dtype: str) -> keras.layer
     )
     if config.cell == "rnn":
         return keras.layers.SimpleRNN(**common)
-    common.update(weight_drop=config.weight_drop, weight_drop_seed=config.seed + 401 + index)
+    if config.weight_drop:  # only then: the layers stay plain keras.layers.GRU/LSTM's otherwise
+        common.update(weight_drop=config.weight_drop, weight_drop_seed=config.seed + 401 + index)
     if config.cell == "lstm":
         layer = recurrent.LSTM(**common)  # Keras' LSTM, fused gates on a CPU
     else:
