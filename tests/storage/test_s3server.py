@@ -31,6 +31,15 @@ def racy_app(objects: dict[str, bytes]):
     return app
 
 
+def run_together(work, count: int) -> None:
+    """work(0) .. work(count - 1), each in a thread of its own, all joined."""
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def put_together(app, writers: int) -> list[str]:
     """`writers` threads PUT one key create-only through `app` at once; their statuses."""
     import io
@@ -44,11 +53,7 @@ def put_together(app, writers: int) -> list[str]:
         barrier.wait()
         list(app(environ, lambda status, headers: statuses.append(status)))
 
-    threads = [threading.Thread(target=put, args=(n,)) for n in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(put, writers)
     return statuses
 
 
@@ -71,11 +76,7 @@ def put_to_server(port: int, key: str, writers: int) -> list[int]:
         statuses.append(connection.getresponse().status)
         connection.close()
 
-    threads = [threading.Thread(target=put, args=(n,)) for n in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(put, writers)
     return statuses
 
 
