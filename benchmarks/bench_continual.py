@@ -7,8 +7,8 @@ both stores with `charlm ingest`, which scores the champion on the new headlines
 retraining (the drift record), then retrains with the same budget: `charlm train --from
 champion` in the warm store, `charlm train` (random weights) in the cold one; the
 challenger is promoted only if it beats the champion on the test split, as every night.
-The final line compares the warm champion after the last night with one cold model trained
---final-minutes on the last night's dataset.
+The final lines compare the warm champion after the last night with one cold model trained
+--final-minutes on the last night's dataset, on its test split and on abcnews-2003-10.csv.
 
 Every step is the real command (cli.main.main in this process, so TensorFlow starts once);
 each command line is printed before it runs. Figures are read back from the stores: drift
@@ -112,6 +112,16 @@ def champion_test_bpc(store: Path) -> float | None:
              if m["params"].get("split") == "test"
              and m["parents"] == {"models": [champion], "datasets": [dataset]}]
     return found[-1] if found else None
+
+
+def october_bpc(store: Path, model: str, log: Path) -> float:
+    """`model`'s bits/char on abcnews-2003-10.csv (`charlm evaluate --csv`, no samples)."""
+    from storage import Store
+
+    command(store, "evaluate", model, "--csv", str(OCTOBER_CSV), "--samples", "0", log=log)
+    [newest] = [m for m in Store(store).versions("evaluations")
+                if m["parents"] == {"models": [model]}][-1:]
+    return newest["summary"]["bits_per_char"]
 
 
 def night(store: Path, csv: Path, train: list[str], log: Path) -> Night:
@@ -220,6 +230,11 @@ def main(argv: list[str] | None = None) -> list[tuple[str, Night, Night]]:
           f"model of {args.final_minutes:g} min {final_bpc:.4f}: "
           f"{'PASS' if warm_bpc is not None and warm_bpc < final_bpc else 'MISS'} "
           "(target: warm below)")
+    warm_october = october_bpc(warm, Store(warm).resolve("models", "champion"), log)
+    cold_october = october_bpc(cold, final, log)
+    print(f"final on {OCTOBER_CSV.name}: warm champion {warm_october:.4f} bits/char; cold "
+          f"model of {args.final_minutes:g} min {cold_october:.4f}: "
+          f"{'PASS' if warm_october < cold_october else 'MISS'} (target: warm below)")
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
     return rows

@@ -37,6 +37,9 @@ def test_quick_run_prints_one_row_per_night_and_the_final_line(tmp_path, capsys)
                      r"\(target >= 0.05\): (PASS|MISS)$", out, re.MULTILINE)
     assert re.search(r"^final: warm champion after night 2 test [0-9.]+ bits/char; cold model "
                      r"of 0.1 min [0-9.]+: (PASS|MISS)", out, re.MULTILINE)
+    october = re.search(r"^final on abcnews-2003-10.csv: warm champion ([0-9.]+) bits/char; "
+                        r"cold model of 0.1 min ([0-9.]+): (PASS|MISS)", out, re.MULTILINE)
+    assert october and float(october[1]) > 0 and float(october[2]) > 0
     # the warm store's models form a chain: each warm model names the one it started from
     warm = Store(tmp_path / "warm")
     chained = [m for m in warm.versions("models") if m["parents"].get("models")]
