@@ -243,11 +243,13 @@ def main(argv: list[str] | None = None) -> list[tuple[str, Night, Night]]:
 def report(rows: list[tuple[str, Night, Night]], args: argparse.Namespace) -> None:
     print(f"\nper night (budget {args.minutes:g} min; new = the champion on the night's new "
           "headlines before retraining, test = the champion after it):")
-    print("| night | days | new warm | new cold | test warm | test cold | s warm | s cold "
-          "| promoted warm | promoted cold |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| night | days | new warm | new cold | cold - warm | test warm | test cold | s warm "
+          "| s cold | promoted warm | promoted cold |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for i, (dates, w, c) in enumerate(rows, 1):
-        print(f"| {i} | {dates} | {_f(w.new_bpc)} | {_f(c.new_bpc)} | {_f(w.test_bpc)} | "
+        gap = None if w.new_bpc is None or c.new_bpc is None else c.new_bpc - w.new_bpc
+        print(f"| {i} | {dates} | {_f(w.new_bpc)} | {_f(c.new_bpc)} | {_f(gap)} | "
+              f"{_f(w.test_bpc)} | "
               f"{_f(c.test_bpc)} | {w.seconds:.0f} | {c.seconds:.0f} | "
               f"{'yes' if w.promoted else 'no'} | {'yes' if c.promoted else 'no'} |")
     last = rows[-LAST_NIGHTS:]

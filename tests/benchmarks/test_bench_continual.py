@@ -27,9 +27,11 @@ def test_quick_run_prints_one_row_per_night_and_the_final_line(tmp_path, capsys)
     assert len(table) == len(rows) == 2
     for line in table:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert len(cells) == 10
-        assert all(float(c) > 0 for c in cells[2:8])  # bits/char and seconds, all measured
-        assert cells[8] in ("yes", "no") and cells[9] in ("yes", "no")
+        assert len(cells) == 11
+        new_warm, new_cold, gap = (float(c) for c in cells[2:5])
+        assert abs(new_cold - new_warm - gap) < 1e-3
+        assert all(float(c) > 0 for c in cells[2:4] + cells[5:9])  # bits/char, seconds
+        assert cells[9] in ("yes", "no") and cells[10] in ("yes", "no")
     # night 1: both stores' champion is the same base model, scored on the same new rows
     (_, warm1, cold1), (_, warm2, _) = rows
     assert warm1.new_bpc == cold1.new_bpc
