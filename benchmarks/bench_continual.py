@@ -102,15 +102,16 @@ def newest_drift_bpc(store: Path) -> float | None:
     return drifts[-1]["summary"].get("bits_per_char") if drifts else None
 
 
-def champion_test_bpc(store: Path) -> float | None:
-    """The champion's bits/char on the latest dataset's test split (as train evaluated it)."""
+def test_bpc(store: Path, model: str = "champion") -> float | None:
+    """A model's (version id or alias) bits/char on the latest dataset's test split, as train
+    evaluated it."""
     from storage import Store
 
     s = Store(store)
-    champion, dataset = s.resolve("models", "champion"), s.resolve("datasets", "latest")
+    model, dataset = s.resolve("models", model), s.resolve("datasets", "latest")
     found = [m["summary"]["bits_per_char"] for m in s.versions("evaluations")
              if m["params"].get("split") == "test"
-             and m["parents"] == {"models": [champion], "datasets": [dataset]}]
+             and m["parents"] == {"models": [model], "datasets": [dataset]}]
     return found[-1] if found else None
 
 
@@ -119,8 +120,8 @@ def october_bpc(store: Path, model: str, log: Path) -> float:
     from storage import Store
 
     command(store, "evaluate", model, "--csv", str(OCTOBER_CSV), "--samples", "0", log=log)
-    [newest] = [m for m in Store(store).versions("evaluations")
-                if m["parents"] == {"models": [model]}][-1:]
+    newest = [m for m in Store(store).versions("evaluations")
+              if m["parents"] == {"models": [model]}][-1]
     return newest["summary"]["bits_per_char"]
 
 
@@ -135,7 +136,7 @@ def night(store: Path, csv: Path, train: list[str], log: Path) -> Night:
     command(store, "train", *train, log=log)
     seconds = time.monotonic() - t0
     after = Store(store).resolve("models", "champion")
-    return Night(new_bpc, champion_test_bpc(store), seconds, after != before)
+    return Night(new_bpc, test_bpc(store), seconds, after != before)
 
 
 def _f(value: float | None) -> str:
@@ -220,24 +221,24 @@ def main(argv: list[str] | None = None) -> list[tuple[str, Night, Night]]:
     from storage import Store
 
     final = Store(cold).resolve("models", "latest")
-    s = Store(cold)
-    dataset = s.resolve("datasets", "latest")
-    [final_bpc] = [m["summary"]["bits_per_char"] for m in s.versions("evaluations")
-                   if m["params"].get("split") == "test"
-                   and m["parents"] == {"models": [final], "datasets": [dataset]}]
-    warm_bpc = rows[-1][1].test_bpc
-    print(f"final: warm champion after night {len(rows)} test {_f(warm_bpc)} bits/char; cold "
-          f"model of {args.final_minutes:g} min {final_bpc:.4f}: "
-          f"{'PASS' if warm_bpc is not None and warm_bpc < final_bpc else 'MISS'} "
-          "(target: warm below)")
-    warm_october = october_bpc(warm, Store(warm).resolve("models", "champion"), log)
-    cold_october = october_bpc(cold, final, log)
-    print(f"final on {OCTOBER_CSV.name}: warm champion {warm_october:.4f} bits/char; cold "
-          f"model of {args.final_minutes:g} min {cold_october:.4f}: "
-          f"{'PASS' if warm_october < cold_october else 'MISS'} (target: warm below)")
+    final_bpc = test_bpc(cold, final)
+    assert final_bpc is not None, "charlm train evaluates the test split"
+    compare_final(f"after night {len(rows)} test", rows[-1][1].test_bpc, final_bpc, args)
+    compare_final(f"on {OCTOBER_CSV.name}",
+                  october_bpc(warm, Store(warm).resolve("models", "champion"), log),
+                  october_bpc(cold, final, log), args)
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
     return rows
+
+
+def compare_final(what: str, warm_bpc: float | None, cold_bpc: float,
+                  args: argparse.Namespace) -> None:
+    """The final target's line: the warm champion below the longer-trained cold model."""
+    met = warm_bpc is not None and warm_bpc < cold_bpc
+    print(f"final: warm champion {what} {_f(warm_bpc)} bits/char; cold model of "
+          f"{args.final_minutes:g} min {cold_bpc:.4f}: {'PASS' if met else 'MISS'} "
+          "(target: warm below)")
 
 
 def report(rows: list[tuple[str, Night, Night]], args: argparse.Namespace) -> None:
@@ -246,20 +247,20 @@ def report(rows: list[tuple[str, Night, Night]], args: argparse.Namespace) -> No
     print("| night | days | new warm | new cold | cold - warm | test warm | test cold | s warm "
           "| s cold | promoted warm | promoted cold |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for i, (dates, w, c) in enumerate(rows, 1):
-        gap = None if w.new_bpc is None or c.new_bpc is None else c.new_bpc - w.new_bpc
+    gaps = [None if w.new_bpc is None or c.new_bpc is None else c.new_bpc - w.new_bpc
+            for _, w, c in rows]
+    for i, ((dates, w, c), gap) in enumerate(zip(rows, gaps), 1):
         print(f"| {i} | {dates} | {_f(w.new_bpc)} | {_f(c.new_bpc)} | {_f(gap)} | "
               f"{_f(w.test_bpc)} | "
               f"{_f(c.test_bpc)} | {w.seconds:.0f} | {c.seconds:.0f} | "
               f"{'yes' if w.promoted else 'no'} | {'yes' if c.promoted else 'no'} |")
-    last = rows[-LAST_NIGHTS:]
-    gaps = [c.new_bpc - w.new_bpc for _, w, c in last
-            if w.new_bpc is not None and c.new_bpc is not None]
-    if gaps:
-        gap = sum(gaps) / len(gaps)
-        print(f"last {len(last)} nights: cold - warm new-slice bits/char = {gap:.4f} "
-              f"(target >= {NEW_SLICE_MARGIN}): "
-              f"{'PASS' if gap >= NEW_SLICE_MARGIN else 'MISS'}")
+    last = gaps[-LAST_NIGHTS:]
+    if last and None not in last:
+        # The target holds on each night, so the verdict goes by the worst one.
+        print(f"last {len(last)} nights: cold - warm new-slice bits/char = {min(last):.4f} "
+              f"at the least, {sum(last) / len(last):.4f} on average "
+              f"(target >= {NEW_SLICE_MARGIN} each night): "
+              f"{'PASS' if min(last) >= NEW_SLICE_MARGIN else 'MISS'}")
     print(f"promotions: warm {sum(w.promoted for _, w, _ in rows)}, "
           f"cold {sum(c.promoted for _, _, c in rows)} of {len(rows)} nights")
 

@@ -303,7 +303,9 @@ def fused_gru(x: tf.Tensor, h0: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: 
 class WeightDrop:
     """The weight-drop part of charlm's GRU and LSTM: the rate, its seed, the dropped kernel."""
 
-    def _init_weight_drop(self, weight_drop: float, weight_drop_seed: int) -> None:
+    def __init__(self, *args: Any, weight_drop: float = 0.0, weight_drop_seed: int = 0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         if not 0.0 <= weight_drop < 1.0:
             raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop}")
         self.weight_drop = float(weight_drop)
@@ -337,8 +339,8 @@ class WeightDrop:
         finally:
             object.__setattr__(cell, "recurrent_kernel", variable)
 
-    def _weight_drop_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        return {**config, "weight_drop": self.weight_drop,
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "weight_drop": self.weight_drop,
                 "weight_drop_seed": self.weight_drop_seed}
 
 
@@ -353,6 +355,12 @@ def _fast_path_ok(layer: keras.layers.RNN, mask: Any) -> bool:
             and getattr(cell, "reset_after", True))
 
 
+def _fused_ok(layer: keras.layers.RNN, mask: Any, dtype: tf.DType) -> bool:
+    """Whether the fused op runs `layer` for inputs of `dtype`: the fast path applies, the
+    kernels are loaded and they take the dtype."""
+    return _fast_path_ok(layer, mask) and kernels.ops() is not None and dtype in FUSED_DTYPES
+
+
 # The class names stay "GRU" and "LSTM": Keras names a layer's entries in a .weights.h5 file
 # after its class, so models saved with keras.layers.GRU / LSTM load into these unchanged.
 @keras.saving.register_keras_serializable(package="charlm")
@@ -360,19 +368,10 @@ class GRU(WeightDrop, keras.layers.GRU):
     """keras.layers.GRU (reset_after=True) whose non-cuDNN loop is `fused_gru` (or `gru`
     where the kernels cannot be built), with weight drop."""
 
-    def __init__(self, *args: Any, weight_drop: float = 0.0, weight_drop_seed: int = 0,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_weight_drop(weight_drop, weight_drop_seed)
-
-    def get_config(self) -> dict[str, Any]:
-        return self._weight_drop_config(super().get_config())
-
     def step(self, x: tf.Tensor, states: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One time step (generation): x (B, I) -> h (B, H), [h]; the fused op with one
         step where it applies, else Keras' cell."""
-        if (not _fast_path_ok(self, None) or kernels.ops() is None
-                or x.dtype not in FUSED_DTYPES):
+        if not _fused_ok(self, None, x.dtype):
             h, new = self.cell(x, states, training=False)
             return h, list(new) if isinstance(new, (list, tuple)) else [new]
         dtype = x.dtype
@@ -406,19 +405,10 @@ class LSTM(WeightDrop, keras.layers.LSTM):
     (else Keras' own loop: the same scheme in plain TensorFlow ops measured slower), with
     weight drop."""
 
-    def __init__(self, *args: Any, weight_drop: float = 0.0, weight_drop_seed: int = 0,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_weight_drop(weight_drop, weight_drop_seed)
-
-    def get_config(self) -> dict[str, Any]:
-        return self._weight_drop_config(super().get_config())
-
     def step(self, x: tf.Tensor, states: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One time step (generation): x (B, I) -> h (B, H), [h, c]; the fused op with one
         step where it applies, else Keras' cell."""
-        if (not _fast_path_ok(self, None) or kernels.ops() is None
-                or x.dtype not in FUSED_DTYPES):
+        if not _fused_ok(self, None, x.dtype):
             h, new = self.cell(x, states, training=False)
             return h, list(new)
         dtype = x.dtype
@@ -430,8 +420,7 @@ class LSTM(WeightDrop, keras.layers.LSTM):
         return hs[:, 0], [hs[:, 0], tf.cast(cs[:, 0], states[1].dtype)]
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
-        if (not _fast_path_ok(self, mask) or kernels.ops() is None
-                or sequences.dtype not in FUSED_DTYPES):
+        if not _fused_ok(self, mask, sequences.dtype):
             with self.dropped(training):
                 return super().inner_loop(sequences, initial_state, mask, training=training)
         dtype = sequences.dtype

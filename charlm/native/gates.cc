@@ -192,16 +192,30 @@ Packed<T> pack(const T* w, int64_t K, int64_t N, bool transpose) {
 // through C between blocks. (A whole (K, 64) slab is 64-128 KB at 512 units: L2 only.)
 constexpr int64_t KBLOCK = 64;
 
-// C (R rows x 16V columns from column j, row stride N) (+)= A[:, k0:k1] @ B[k0:k1, j:j+16V].
+// C (R rows x 16V columns from column j, row stride N) (+)= A[:, k0:k1] @ B[k0:k1, j:j+16V]:
+// `tile`, for float and (where the CPU has its dot product) bfloat16.
 #if defined(__AVX512F__)
+// A tile's accumulators: zero on the first block of k, else the partial sums C holds.
 template <int R, int V>
-inline void tile_f32(const float* A, int64_t lda, const Packed<float>& B, float* C,
-                     int64_t j, int64_t k0, int64_t k1) {
-  __m512 acc[R][V];
-  const int64_t N = B.N;
+__attribute__((always_inline)) inline void load_tile(__m512 (&acc)[R][V], const float* C,
+                                                     int64_t N, int64_t j, bool first) {
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < V; ++v)
-      acc[r][v] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(C + r * N + j + 16 * v);
+      acc[r][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(C + r * N + j + 16 * v);
+}
+
+template <int R, int V>
+__attribute__((always_inline)) inline void store_tile(__m512 (&acc)[R][V], float* C,
+                                                      int64_t N, int64_t j) {
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(C + r * N + j + 16 * v, acc[r][v]);
+}
+
+template <int R, int V>
+inline void tile(const float* A, int64_t lda, const Packed<float>& B, float* C, int64_t j,
+                 int64_t k0, int64_t k1) {
+  __m512 acc[R][V];
+  load_tile(acc, C, B.N, j, k0 == 0);
   const float* bp = B.panel(j);
   for (int64_t k = k0; k < k1; ++k) {
     __m512 b[V];
@@ -216,13 +230,12 @@ inline void tile_f32(const float* A, int64_t lda, const Packed<float>& B, float*
       for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) _mm512_storeu_ps(C + r * N + j + 16 * v, acc[r][v]);
+  store_tile(acc, C, B.N, j);
 }
 #else
 template <int R, int V>
-inline void tile_f32(const float* A, int64_t lda, const Packed<float>& B, float* C,
-                     int64_t j, int64_t k0, int64_t k1) {
+inline void tile(const float* A, int64_t lda, const Packed<float>& B, float* C, int64_t j,
+                 int64_t k0, int64_t k1) {
   v16 acc[R][V];
   const int64_t N = B.N;
   for (int r = 0; r < R; ++r)
@@ -246,14 +259,6 @@ inline void tile_f32(const float* A, int64_t lda, const Packed<float>& B, float*
 }
 #endif
 
-template <int V>
-void columns_f32(const float* A, int64_t lda, const Packed<float>& B, float* C, int64_t rows,
-                 int64_t j, int64_t k0, int64_t k1) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) tile_f32<4, V>(A + r * lda, lda, B, C + r * B.N, j, k0, k1);
-  for (; r < rows; ++r) tile_f32<1, V>(A + r * lda, lda, B, C + r * B.N, j, k0, k1);
-}
-
 // C[:, j0:N] = A @ B[:, j0:N] a column at a time: the columns right of the last 16-wide
 // panel, and every column where no tile kernel applies.
 template <typename T>
@@ -269,32 +274,20 @@ void plain_columns(const T* A, int64_t lda, const Packed<T>& B, float* C, int64_
     }
 }
 
-void matmul(const float* A, int64_t lda, const Packed<float>& B, float* C, int64_t rows) {
-  const int64_t N = B.N, wide = N / 16 * 16;
-  for (int64_t k0 = 0; k0 < B.K; k0 += KBLOCK) {
-    const int64_t k1 = std::min(B.K, k0 + KBLOCK);
-    int64_t j = 0;
-    for (; j + 64 <= N; j += 64) columns_f32<4>(A, lda, B, C, rows, j, k0, k1);
-    for (; j + 16 <= N; j += 16) columns_f32<1>(A, lda, B, C, rows, j, k0, k1);
-  }
-  plain_columns(A, lda, B, C, rows, wide);
-}
-
 #if defined(__AVX512BF16__)
+// In bfloat16, k counts pairs of rows: the unit of the dot product.
 template <int R, int V>
-inline void tile_bf16(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
-                      int64_t j, int64_t p0, int64_t p1) {
+inline void tile(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
+                 int64_t j, int64_t p0, int64_t p1) {
   __m512 acc[R][V];
-  const int64_t N = B.N, pairs = (B.K + 1) / 2, odd = B.K % 2;
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v)
-      acc[r][v] = p0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(C + r * N + j + 16 * v);
+  const int64_t pairs = (B.K + 1) / 2, odd = B.K % 2;
+  load_tile(acc, C, B.N, j, p0 == 0);
   const bfloat16* bp = B.panel(j);
   for (int64_t p = p0; p < p1; ++p) {
     __m512bh b[V];
     for (int v = 0; v < V; ++v) {
       b[v] = (__m512bh)_mm512_loadu_si512(bp + ((p * V + v) * 16) * 2);
-      asm("" : "+v"(b[v]));  // in a register, as in tile_f32
+      asm("" : "+v"(b[v]));  // in a register, as in the float tile
     }
     for (int r = 0; r < R; ++r) {
       uint32_t pair;
@@ -309,36 +302,45 @@ inline void tile_bf16(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B,
       for (int v = 0; v < V; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) _mm512_storeu_ps(C + r * N + j + 16 * v, acc[r][v]);
-}
-
-template <int V>
-void columns_bf16(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
-                  int64_t rows, int64_t j, int64_t p0, int64_t p1) {
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) tile_bf16<4, V>(A + r * lda, lda, B, C + r * B.N, j, p0, p1);
-  for (; r < rows; ++r) tile_bf16<1, V>(A + r * lda, lda, B, C + r * B.N, j, p0, p1);
-}
-
-void matmul(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
-            int64_t rows) {
-  const int64_t N = B.N, wide = N / 16 * 16, pairs = (B.K + 1) / 2;
-  for (int64_t p0 = 0; p0 < pairs; p0 += KBLOCK) {
-    const int64_t p1 = std::min(pairs, p0 + KBLOCK);
-    int64_t j = 0;
-    for (; j + 64 <= N; j += 64) columns_bf16<4>(A, lda, B, C, rows, j, p0, p1);
-    for (; j + 16 <= N; j += 16) columns_bf16<1>(A, lda, B, C, rows, j, p0, p1);
-  }
-  plain_columns(A, lda, B, C, rows, wide);
-}
-#else
-// No bfloat16 dot-product instructions: exact products in float, slower.
-void matmul(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
-            int64_t rows) {
-  plain_columns(A, lda, B, C, rows, 0);
+  store_tile(acc, C, B.N, j);
 }
 #endif
+
+// C[:, j:j+16V] (+)= A[:, k0:k1] @ B[k0:k1, j:j+16V], four rows at a time.
+template <int V, typename T>
+void columns(const T* A, int64_t lda, const Packed<T>& B, float* C, int64_t rows, int64_t j,
+             int64_t k0, int64_t k1) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) tile<4, V>(A + r * lda, lda, B, C + r * B.N, j, k0, k1);
+  for (; r < rows; ++r) tile<1, V>(A + r * lda, lda, B, C + r * B.N, j, k0, k1);
+}
+
+// C = A @ B by tiles: 64 and 16 columns wide, KBLOCK rows of B (pairs in bfloat16) at a
+// time; the columns right of the last 16-wide panel one by one.
+template <typename T>
+void tiled_matmul(const T* A, int64_t lda, const Packed<T>& B, float* C, int64_t rows) {
+  const int64_t N = B.N, K = std::is_same<T, float>::value ? B.K : (B.K + 1) / 2;
+  for (int64_t k0 = 0; k0 < K; k0 += KBLOCK) {
+    const int64_t k1 = std::min(K, k0 + KBLOCK);
+    int64_t j = 0;
+    for (; j + 64 <= N; j += 64) columns<4>(A, lda, B, C, rows, j, k0, k1);
+    for (; j + 16 <= N; j += 16) columns<1>(A, lda, B, C, rows, j, k0, k1);
+  }
+  plain_columns(A, lda, B, C, rows, N / 16 * 16);
+}
+
+void matmul(const float* A, int64_t lda, const Packed<float>& B, float* C, int64_t rows) {
+  tiled_matmul(A, lda, B, C, rows);
+}
+
+void matmul(const bfloat16* A, int64_t lda, const Packed<bfloat16>& B, float* C,
+            int64_t rows) {
+#if defined(__AVX512BF16__)
+  tiled_matmul(A, lda, B, C, rows);
+#else
+  plain_columns(A, lda, B, C, rows, 0);  // no bfloat16 dot product: exact, in float, slower
+#endif
+}
 
 // ------------------------------------------------------------------ threads
 
@@ -501,11 +503,14 @@ class VocabKernel : public OpKernel {
                         int64_t H, int gates, const int64_t** ids) const {
     const int64_t S = sequence_steps(ctx, xz, vocab_, B, gates * H);
     if (ctx->status().ok()) *ids = table_ids(ctx, vocab_, B, S);
-    if (ctx->status().ok() &&
-        !(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == gates * H))
+    if (ctx->status().ok()) check_u(ctx, u, H, gates);
+    return S;
+  }
+  // u (H, gates x H), or the op's status set.
+  static void check_u(OpKernelContext* ctx, const Tensor& u, int64_t H, int gates) {
+    if (!(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == gates * H))
       ctx->SetStatus(absl::InvalidArgumentError("u must be (H, " + std::to_string(gates) +
                                                 "H)"));
-    return S;
   }
 
  protected:
@@ -578,6 +583,61 @@ void backward_through_time(OpKernelContext* ctx, const Blocks& blocks, const Cel
   sum_tables(tables, blocks.count, d_table);
 }
 
+// A forward op (CharlmLstmSequence, CharlmGruSequence). Both take xz, bias, u and h0 (B, H)
+// first and ids last; Cell::open(ctx, S, B, H) checks the cell's other inputs, allocates
+// its outputs (the op's status set on failure) and returns the cell: its kGates x H gate
+// columns, kFlops x H x H flops per row and step (for plan_blocks) and outputs hs first.
+template <typename T, typename Cell>
+class SequenceOp : public VocabKernel {
+ public:
+  using VocabKernel::VocabKernel;
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &xz = ctx->input(0), &u = ctx->input(2), &h0 = ctx->input(3);
+    OP_REQUIRES_OK(ctx, check(h0.dims() == 2, "h0 must be (B, H)"));
+    const int64_t B = h0.dim_size(0), H = h0.dim_size(1);
+    const int64_t* ids = nullptr;
+    const int64_t S = forward_steps(ctx, xz, u, B, H, Cell::kGates, &ids);
+    if (!ctx->status().ok()) return;
+    const Cell cell = Cell::open(ctx, S, B, H);
+    if (!ctx->status().ok()) return;
+    forward_through_time(ctx, plan_blocks(ctx, B, S * B * H * Cell::kFlops * H), cell, u,
+                         xz.flat<T>().data(), ids, cell.hs);
+  }
+};
+
+// A gradient op (CharlmLstmSequenceGrad, CharlmGruSequenceGrad). Both take what the forward
+// op saved (B, T, kSaved x H) first, a (B, H) state third, u and ids last; Cell::open checks
+// the others and allocates outputs 0-2 (the gate gradients d_in and d_rec, one array for
+// the LSTM, and the initial states'); outputs 3 and 4 are the sums of biases and table.
+template <typename T, typename Cell>
+class SequenceGradOp : public VocabKernel {
+ public:
+  using VocabKernel::VocabKernel;
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor &saved = ctx->input(0), &state = ctx->input(2),
+                 &u = ctx->input(ctx->num_inputs() - 2);
+    OP_REQUIRES(ctx, state.dims() == 2, absl::InvalidArgumentError(
+                                            std::string(Cell::kStateName) + " must be (B, H)"));
+    const int64_t B = state.dim_size(0), H = state.dim_size(1), G = Cell::kGates * H;
+    OP_REQUIRES(ctx,
+                saved.dims() == 3 && saved.dim_size(0) == B &&
+                    saved.dim_size(2) == Cell::kSaved * H,
+                absl::InvalidArgumentError(std::string(Cell::kSavedName) + " must be (B, T, " +
+                                           std::to_string(Cell::kSaved) + "H)"));
+    const int64_t S = saved.dim_size(1);
+    check_u(ctx, u, H, Cell::kGates);
+    const int64_t* ids = ctx->status().ok() ? table_ids(ctx, vocab_, B, S) : nullptr;
+    if (!ctx->status().ok()) return;
+    const Blocks blocks = plan_blocks(ctx, B, S * B * H * Cell::kFlops * H);
+    const Cell cell = Cell::open(ctx, S, B, H);
+    float* d_bias = output<float>(ctx, 3, Cell::bias_shape(blocks.count, H));
+    float* d_table = output<float>(ctx, 4, {vocab_, G});
+    if (!ctx->status().ok()) return;
+    backward_through_time(ctx, blocks, cell, cell.d_in, cell.d_rec, u, ids, vocab_, d_bias,
+                          d_table);
+  }
+};
+
 REGISTER_OP("CharlmLstmSequence")
     .Attr("T: {float, bfloat16}")
     .Input("xz: T")       // (B, T, 4H): x @ kernel, every step; or (vocab, 4H), see ids
@@ -603,6 +663,7 @@ REGISTER_OP("CharlmLstmSequence")
 // and c are saved for the gradient op.
 template <typename T>
 struct LstmForward {
+  static constexpr int kGates = 4, kFlops = 8;
   int64_t S, H;
   const float* bias;  // (4H,)
   const T* h0;        // (B, H)
@@ -639,28 +700,13 @@ struct LstmForward {
     }
   }
   void finish(const State&, int64_t, int64_t) const {}
-};
-
-template <typename T>
-class LstmSequence : public VocabKernel {
- public:
-  using VocabKernel::VocabKernel;
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &xz = ctx->input(0), &bias = ctx->input(1), &u = ctx->input(2),
-                 &h0 = ctx->input(3), &c0 = ctx->input(4);
-    const int64_t B = c0.dim_size(0), H = c0.dim_size(1);
-    const int64_t* ids = nullptr;
-    const int64_t S = forward_steps(ctx, xz, u, B, H, 4, &ids);
-    if (!ctx->status().ok()) return;
-    OP_REQUIRES_OK(ctx, check(bias.NumElements() == 4 * H, "bias must be (4H,)"));
-    OP_REQUIRES_OK(ctx, check(h0.dim_size(0) == B && h0.dim_size(1) == H, "h0 must be (B, H)"));
-    const LstmForward<T> cell{S, H, bias.flat<float>().data(), h0.flat<T>().data(),
-                              c0.flat<float>().data(), output<T>(ctx, 0, {B, S, H}),
-                              output<T>(ctx, 1, {B, S, 4 * H}),
-                              output<float>(ctx, 2, {B, S, H})};
-    if (!ctx->status().ok()) return;
-    forward_through_time(ctx, plan_blocks(ctx, B, S * B * H * 8 * H), cell, u,
-                         xz.flat<T>().data(), ids, cell.hs);
+  static LstmForward open(OpKernelContext* ctx, int64_t S, int64_t B, int64_t H) {
+    const Tensor &bias = ctx->input(1), &h0 = ctx->input(3), &c0 = ctx->input(4);
+    ctx->SetStatus(check(bias.NumElements() == 4 * H, "bias must be (4H,)"));
+    ctx->SetStatus(check(c0.NumElements() == B * H, "c0 must be (B, H)"));
+    return {S, H, bias.flat<float>().data(), h0.flat<T>().data(), c0.flat<float>().data(),
+            output<T>(ctx, 0, {B, S, H}), output<T>(ctx, 1, {B, S, 4 * H}),
+            output<float>(ctx, 2, {B, S, H})};
   }
 };
 
@@ -668,16 +714,14 @@ class LstmSequence : public VocabKernel {
 // forward op saved; a block's state: the gradients reaching h and c through the recurrence.
 template <typename T>
 struct LstmBackward {
+  static constexpr int kGates = 4, kSaved = 4, kFlops = 8;
+  static constexpr const char *kSavedName = "gates", *kStateName = "c0";
   int64_t S, H;
-  const T* gates;        // (B, T, 4H)
-  const float* cs;       // (B, T, H)
-  const float* c0;       // (B, H)
-  const T* d_out;        // (B, T, H)
-  const float* dh_last;  // (B, H)
-  const float* dc_last;  // (B, H)
-  T* dz;                 // (B, T, 4H)
-  float* dh0;            // (B, H)
-  float* dc0;            // (B, H)
+  const T *gates, *d_out;                    // (B, T, 4H), (B, T, H)
+  const float *cs, *c0, *dh_last, *dc_last;  // (B, T, H), then (B, H) each
+  // (B, T, 4H): the gates' gradients, one array: the LSTM's one bias takes both sides' sums.
+  T *d_in, *d_rec;
+  float *dh0, *dc0;  // (B, H)
   struct State {
     std::vector<float> dh_rec, dc;  // (rows, H)
   };
@@ -693,7 +737,7 @@ struct LstmBackward {
     const T* dout = d_out + row * H;
     const float* dhr = state.dh_rec.data() + r * H;
     float* dcr = state.dc.data() + r * H;
-    T* d = dz + row * 4 * H;
+    T* d = d_in + row * 4 * H;
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
       float i = to_float(gv[j]), f = to_float(gv[H + j]), g = to_float(gv[2 * H + j]),
@@ -711,6 +755,20 @@ struct LstmBackward {
   void finish(const State& state, int64_t b0, int64_t) const {
     std::copy(state.dh_rec.begin(), state.dh_rec.end(), dh0 + b0 * H);
     std::copy(state.dc.begin(), state.dc.end(), dc0 + b0 * H);
+  }
+  static TensorShape bias_shape(int64_t blocks, int64_t H) { return {blocks, 4 * H}; }
+  static LstmBackward open(OpKernelContext* ctx, int64_t S, int64_t B, int64_t H) {
+    const Tensor &cs = ctx->input(1), &c0 = ctx->input(2), &d_out = ctx->input(3),
+                 &dh = ctx->input(4), &dc = ctx->input(5);
+    ctx->SetStatus(check(cs.NumElements() == B * S * H, "cs must be (B, T, H)"));
+    ctx->SetStatus(check(d_out.NumElements() == B * S * H, "d_out must be (B, T, H)"));
+    ctx->SetStatus(check(dh.NumElements() == B * H && dc.NumElements() == B * H,
+                         "dh and dc must be (B, H)"));
+    T* dz = output<T>(ctx, 0, {B, S, 4 * H});
+    return {S, H, ctx->input(0).flat<T>().data(), d_out.flat<T>().data(),
+            cs.flat<float>().data(), c0.flat<float>().data(), dh.flat<float>().data(),
+            dc.flat<float>().data(), dz, dz, output<float>(ctx, 1, {B, H}),
+            output<float>(ctx, 2, {B, H})};
   }
 };
 
@@ -737,43 +795,6 @@ REGISTER_OP("CharlmLstmSequenceGrad")
       c->set_output(2, c->input(2));
       return grad_sums_shapes(c, c->Dim(gates, 2), false);
     });
-
-template <typename T>
-class LstmSequenceGrad : public VocabKernel {
- public:
-  using VocabKernel::VocabKernel;
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &gates_t = ctx->input(0), &cs_t = ctx->input(1), &c0 = ctx->input(2),
-                 &d_out_t = ctx->input(3), &dh_t = ctx->input(4), &dc_t = ctx->input(5),
-                 &u = ctx->input(6);
-    const int64_t B = c0.dim_size(0), H = c0.dim_size(1);
-    OP_REQUIRES_OK(ctx, check(gates_t.dims() == 3 && gates_t.dim_size(0) == B &&
-                                  gates_t.dim_size(2) == 4 * H, "gates must be (B, T, 4H)"));
-    const int64_t S = gates_t.dim_size(1);
-    OP_REQUIRES_OK(ctx, check(cs_t.dims() == 3 && cs_t.dim_size(0) == B &&
-                                  cs_t.dim_size(1) == S && cs_t.dim_size(2) == H,
-                              "cs must be (B, T, H)"));
-    OP_REQUIRES_OK(ctx, check(d_out_t.dims() == 3 && d_out_t.dim_size(0) == B &&
-                                  d_out_t.dim_size(1) == S && d_out_t.dim_size(2) == H,
-                              "d_out must be (B, T, H)"));
-    OP_REQUIRES_OK(ctx, check(dh_t.NumElements() == B * H && dc_t.NumElements() == B * H,
-                              "dh and dc must be (B, H)"));
-    OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 4 * H,
-                              "u must be (H, 4H)"));
-    const int64_t* ids = table_ids(ctx, vocab_, B, S);
-    if (!ctx->status().ok()) return;
-    const Blocks blocks = plan_blocks(ctx, B, S * B * H * 8 * H);
-    const LstmBackward<T> cell{
-        S, H, gates_t.flat<T>().data(), cs_t.flat<float>().data(), c0.flat<float>().data(),
-        d_out_t.flat<T>().data(), dh_t.flat<float>().data(), dc_t.flat<float>().data(),
-        output<T>(ctx, 0, {B, S, 4 * H}), output<float>(ctx, 1, {B, H}),
-        output<float>(ctx, 2, {B, H})};
-    float* d_bias = output<float>(ctx, 3, {blocks.count, 4 * H});
-    float* d_table = output<float>(ctx, 4, {vocab_, 4 * H});
-    if (!ctx->status().ok()) return;
-    backward_through_time(ctx, blocks, cell, cell.dz, cell.dz, u, ids, vocab_, d_bias, d_table);
-  }
-};
 
 // ------------------------------------------------------------------ GRU
 
@@ -804,6 +825,7 @@ REGISTER_OP("CharlmGruSequence")
 // float (hs holds it in T).
 template <typename T>
 struct GruForward {
+  static constexpr int kGates = 3, kFlops = 6;
   int64_t S, H;
   const float* bias;  // (2, 3H): input, recurrent
   const float* h0;    // (B, H)
@@ -846,26 +868,12 @@ struct GruForward {
   void finish(const State& state, int64_t b0, int64_t) const {
     std::copy(state.h.begin(), state.h.end(), h_last + b0 * H);
   }
-};
-
-template <typename T>
-class GruSequence : public VocabKernel {
- public:
-  using VocabKernel::VocabKernel;
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &xz = ctx->input(0), &bias = ctx->input(1), &u = ctx->input(2),
-                 &h0 = ctx->input(3);
-    const int64_t B = h0.dim_size(0), H = h0.dim_size(1);
-    const int64_t* ids = nullptr;
-    const int64_t S = forward_steps(ctx, xz, u, B, H, 3, &ids);
-    if (!ctx->status().ok()) return;
-    OP_REQUIRES_OK(ctx, check(bias.NumElements() == 6 * H, "bias must be (2, 3H)"));
-    const GruForward<T> cell{S, H, bias.flat<float>().data(), h0.flat<float>().data(),
-                             output<T>(ctx, 0, {B, S, H}), output<float>(ctx, 1, {B, S, 5 * H}),
-                             output<float>(ctx, 2, {B, H})};
-    if (!ctx->status().ok()) return;
-    forward_through_time(ctx, plan_blocks(ctx, B, S * B * H * 6 * H), cell, u,
-                         xz.flat<T>().data(), ids, cell.hs);
+  static GruForward open(OpKernelContext* ctx, int64_t S, int64_t B, int64_t H) {
+    const Tensor &bias = ctx->input(1), &h0 = ctx->input(3);
+    ctx->SetStatus(check(bias.NumElements() == 6 * H, "bias must be (2, 3H)"));
+    return {S, H, bias.flat<float>().data(), h0.flat<float>().data(),
+            output<T>(ctx, 0, {B, S, H}), output<float>(ctx, 1, {B, S, 5 * H}),
+            output<float>(ctx, 2, {B, H})};
   }
 };
 
@@ -873,13 +881,13 @@ class GruSequence : public VocabKernel {
 // block's state: the gradient reaching h(t) through u (dh_rec) and through h(t+1)'s z.
 template <typename T>
 struct GruBackward {
+  static constexpr int kGates = 3, kSaved = 5, kFlops = 6;
+  static constexpr const char *kSavedName = "saved", *kStateName = "dh";
   int64_t S, H;
-  const float* saved;    // (B, T, 5H)
-  const T* d_out;        // (B, T, H)
-  const float* dh_last;  // (B, H)
-  T* d_in;               // (B, T, 3H): the input-side gate gradients
-  T* d_rec;              // (B, T, 3H): the recurrent side's
-  float* dh0;            // (B, H)
+  const float *saved, *dh_last;  // (B, T, 5H), (B, H)
+  const T* d_out;                // (B, T, H)
+  T *d_in, *d_rec;  // (B, T, 3H) each: the input side's gate gradients, the recurrent side's
+  float* dh0;       // (B, H)
   struct State {
     std::vector<float> dh_rec, carry;  // (rows, H): dh(t+1) z(t+1), then the final h's
   };
@@ -916,6 +924,14 @@ struct GruBackward {
     for (int64_t k = 0; k < (b1 - b0) * H; ++k)
       dh0[b0 * H + k] = state.dh_rec[k] + state.carry[k];
   }
+  static TensorShape bias_shape(int64_t blocks, int64_t H) { return {blocks, 2, 3 * H}; }
+  static GruBackward open(OpKernelContext* ctx, int64_t S, int64_t B, int64_t H) {
+    const Tensor& d_out = ctx->input(1);
+    ctx->SetStatus(check(d_out.NumElements() == B * S * H, "d_out must be (B, T, H)"));
+    return {S, H, ctx->input(0).flat<float>().data(), ctx->input(2).flat<float>().data(),
+            d_out.flat<T>().data(), output<T>(ctx, 0, {B, S, 3 * H}),
+            output<T>(ctx, 1, {B, S, 3 * H}), output<float>(ctx, 2, {B, H})};
+  }
 };
 
 REGISTER_OP("CharlmGruSequenceGrad")
@@ -941,36 +957,6 @@ REGISTER_OP("CharlmGruSequenceGrad")
       c->set_output(2, c->input(2));  // dh0 as dh: (B, H)
       return grad_sums_shapes(c, three, true);
     });
-
-template <typename T>
-class GruSequenceGrad : public VocabKernel {
- public:
-  using VocabKernel::VocabKernel;
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor &saved_t = ctx->input(0), &d_out_t = ctx->input(1), &dh_t = ctx->input(2),
-                 &u = ctx->input(3);
-    const int64_t B = dh_t.dim_size(0), H = dh_t.dim_size(1);
-    OP_REQUIRES_OK(ctx, check(saved_t.dims() == 3 && saved_t.dim_size(0) == B &&
-                                  saved_t.dim_size(2) == 5 * H, "saved must be (B, T, 5H)"));
-    const int64_t S = saved_t.dim_size(1);
-    OP_REQUIRES_OK(ctx, check(d_out_t.dims() == 3 && d_out_t.dim_size(0) == B &&
-                                  d_out_t.dim_size(1) == S && d_out_t.dim_size(2) == H,
-                              "d_out must be (B, T, H)"));
-    OP_REQUIRES_OK(ctx, check(u.dims() == 2 && u.dim_size(0) == H && u.dim_size(1) == 3 * H,
-                              "u must be (H, 3H)"));
-    const int64_t* ids = table_ids(ctx, vocab_, B, S);
-    if (!ctx->status().ok()) return;
-    const Blocks blocks = plan_blocks(ctx, B, S * B * H * 6 * H);
-    const GruBackward<T> cell{S, H, saved_t.flat<float>().data(), d_out_t.flat<T>().data(),
-                              dh_t.flat<float>().data(), output<T>(ctx, 0, {B, S, 3 * H}),
-                              output<T>(ctx, 1, {B, S, 3 * H}), output<float>(ctx, 2, {B, H})};
-    float* d_bias = output<float>(ctx, 3, {blocks.count, 2, 3 * H});
-    float* d_table = output<float>(ctx, 4, {vocab_, 3 * H});
-    if (!ctx->status().ok()) return;
-    backward_through_time(ctx, blocks, cell, cell.d_in, cell.d_rec, u, ids, vocab_, d_bias,
-                          d_table);
-  }
-};
 
 // ------------------------------------------------------------------ softmax cross-entropy
 
@@ -1110,6 +1096,16 @@ extern "C" const char* charlm_kernel_features() {
 #endif
       ;
 }
+
+// The recurrent ops' kernels: one op class each way, for either cell.
+template <typename T>
+using LstmSequence = SequenceOp<T, LstmForward<T>>;
+template <typename T>
+using LstmSequenceGrad = SequenceGradOp<T, LstmBackward<T>>;
+template <typename T>
+using GruSequence = SequenceOp<T, GruForward<T>>;
+template <typename T>
+using GruSequenceGrad = SequenceGradOp<T, GruBackward<T>>;
 
 #define REGISTER(NAME, KERNEL)                                                              \
   REGISTER_KERNEL_BUILDER(                                                                 \

@@ -35,11 +35,14 @@ def test_quick_run_prints_one_row_per_night_and_the_final_line(tmp_path, capsys)
     # night 1: both stores' champion is the same base model, scored on the same new rows
     (_, warm1, cold1), (_, warm2, _) = rows
     assert warm1.new_bpc == cold1.new_bpc
-    assert re.search(r"^last 2 nights: cold - warm new-slice bits/char = -?[0-9.]+ "
-                     r"\(target >= 0.05\): (PASS|MISS)$", out, re.MULTILINE)
+    margin = re.search(r"^last 2 nights: cold - warm new-slice bits/char = (-?[0-9.]+) at the "
+                       r"least, (-?[0-9.]+) on average \(target >= 0.05 each night\): "
+                       r"(PASS|MISS)$", out, re.MULTILINE)
+    assert margin and float(margin[1]) <= float(margin[2])
+    assert margin[3] == ("PASS" if float(margin[1]) >= 0.05 else "MISS")  # the worst night
     assert re.search(r"^final: warm champion after night 2 test [0-9.]+ bits/char; cold model "
                      r"of 0.1 min [0-9.]+: (PASS|MISS)", out, re.MULTILINE)
-    october = re.search(r"^final on abcnews-2003-10.csv: warm champion ([0-9.]+) bits/char; "
+    october = re.search(r"^final: warm champion on abcnews-2003-10.csv ([0-9.]+) bits/char; "
                         r"cold model of 0.1 min ([0-9.]+): (PASS|MISS)", out, re.MULTILINE)
     assert october and float(october[1]) > 0 and float(october[2]) > 0
     # the warm store's models form a chain: each warm model names the one it started from
