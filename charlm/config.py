@@ -116,6 +116,12 @@ class TrainConfig:
     # this decay (0 = the raw weights); averaging the last ~1/(1-ema) steps (~3 epochs of
     # 41k headlines) smooths the noise of the final updates. Part of the tuned default.
     ema: float = 0.999
+    # Recency weighting: each training headline published in the dataset's newest
+    # `recent_days` days (by publish date, as `charlm evaluate --split recent:DAYS`) is seen
+    # `recent_repeats` times an epoch; 1 = every headline once. For nightly retrains, whose
+    # newest headlines are the least known and the likeliest to resemble tomorrow's.
+    recent_repeats: int = 1
+    recent_days: int = 30  # about a month of news
     # Steps run by one compiled call; 0 = as many as take about a quarter of a second,
     # measured on the previous call (charlm.train.CALL_SECONDS). A call costs ~1.4 ms to
     # launch on a CPU (4% of a 35 ms step at 128 units), more on a fast GPU.
@@ -127,7 +133,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         require(self, ">= 1", "batch_size", "epochs", "truncate_length", "patience",
-                "report_every")
+                "report_every", "recent_repeats", "recent_days")
         require(self, "> 0", "max_minutes", "learning_rate", "warm_learning_rate",
                 "min_learning_rate",
                 "checkpoint_minutes", "clip_norm")

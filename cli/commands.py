@@ -82,7 +82,8 @@ def cmd_train(args: argparse.Namespace) -> Callable[[], None]:
     rates = {} if peak is None else {"learning_rate": peak, "warm_learning_rate": peak}
     training = TrainConfig(batch_size=args.batch_size, epochs=args.epochs,
                            max_minutes=args.max_minutes, weight_decay=args.weight_decay,
-                           ema=args.ema, seed=args.seed, **rates)
+                           ema=args.ema, recent_repeats=args.recent_repeats,
+                           recent_days=args.recent_days, seed=args.seed, **rates)
     if peak is not None and peak > 0:
         training = replace(training, min_learning_rate=min(training.min_learning_rate, peak))
 

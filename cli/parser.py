@@ -92,6 +92,9 @@ _RECIPE_HELP = {
     "weight_decay": "decoupled (AdamW) decay of every weight but the biases; 0 disables",
     "ema": "validate and save an exponential moving average of the weights with this decay; "
            "0 = the raw weights",
+    "recent_repeats": "recency weighting: see each training headline of the newest "
+                      "--recent-days days this many times an epoch; 1 = off",
+    "recent_days": "the window of --recent-repeats, in days of publish dates",
 }
 
 

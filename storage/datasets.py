@@ -115,15 +115,20 @@ def check_split(split: str | None) -> str | None:
                      f"or '{RECENT}[:DAYS]'")
 
 
-def _view(directory: Path, split: str | None) -> pl.LazyFrame:
+def _newest(days: int) -> pl.Expr:
+    """The rows of the newest `days` days of publish dates (whole days back from the newest
+    date; a window longer than the calendar allows, recent:10000000, takes every row)."""
+    span = min(days - 1, (date.max - date.min).days)
+    return pl.col("publish_date") >= pl.col("publish_date").max() - pl.duration(days=span)
+
+
+def _view(directory: Path, split: str | None, days: int | None = None) -> pl.LazyFrame:
     lf = read_headlines(directory)
-    days = recent_days(check_split(split))
-    if days is not None:
-        newest = pl.col("publish_date").max()
-        # Whole days back from the newest date; a window longer than the calendar allows
-        # (recent:10000000) simply takes every row.
-        span = min(days - 1, (date.max - date.min).days)
-        return lf.filter(pl.col("publish_date") >= newest - pl.duration(days=span))
+    if days is not None:  # first: the window ends at the dataset's newest date
+        lf = lf.filter(_newest(days))
+    window = recent_days(check_split(split))
+    if window is not None:
+        return lf.filter(_newest(window))
     if split not in (None, "all"):
         return lf.filter(pl.col("split") == split)
     return lf
@@ -135,7 +140,9 @@ def read_view(directory: Path, split: str | None = None) -> pl.DataFrame:
     return _view(directory, split).select("publish_date", "headline", "split").collect()
 
 
-def read_texts(directory: Path, split: str | None = None) -> list[str]:
+def read_texts(directory: Path, split: str | None = None,
+               days: int | None = None) -> list[str]:
     """Headline texts of one view: a split ("train", "validation", "test"), "recent[:DAYS]"
-    or every row ("all"/None)."""
-    return _view(directory, split).select("headline").collect()["headline"].to_list()
+    or every row ("all"/None); with `days`, only the view's rows of the newest `days` days of
+    publish dates (the recent view's window)."""
+    return _view(directory, split, days).select("headline").collect()["headline"].to_list()

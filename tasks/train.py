@@ -93,7 +93,13 @@ def _train(store: Store, dataset_id: str, network: ModelConfig, training: TrainC
            start: str | None) -> TrainOutcome:
     log = run_logger()
     dataset_dir = store.path("datasets", dataset_id)  # verifies checksums first
-    train = Corpus.from_texts(read_texts(dataset_dir, "train"))
+    texts = read_texts(dataset_dir, "train")
+    if training.recent_repeats > 1:  # recency weighting (TrainConfig): the recent rows again
+        recent = read_texts(dataset_dir, "train", days=training.recent_days)
+        texts += recent * (training.recent_repeats - 1)
+        log.info("recency weighting: the %d training headlines of the newest %d days seen %d "
+                 "times an epoch", len(recent), training.recent_days, training.recent_repeats)
+    train = Corpus.from_texts(texts)
     validation = Corpus.from_texts(read_texts(dataset_dir, "validation"))
     strategy = make_strategy(devices)
     dtype = resolve_precision(precision)

@@ -119,6 +119,9 @@ def test_versions_lists_every_kind(trained, capsys):
     assert_usage_error(code, err, "widgets")
 
 
+RECIPE = ("weight_decay", "ema", "recent_repeats", "recent_days")
+
+
 def test_train_reaches_the_champion_through_the_test_split_decision(capsys, tmp_path):
     store_dir = tmp_path / "s"
     csv = write_csv(tmp_path / "a.csv", 400, seed=6)
@@ -127,7 +130,8 @@ def test_train_reaches_the_champion_through_the_test_split_decision(capsys, tmp_
     assert code == 0 and "promoted to champion" in err
     first = last_line(out)
     code, out, err = run(capsys, store_dir, "train", *TINY, "--seed", "1",
-                         "--weight-decay", "0.05", "--ema", "0.5")
+                         "--weight-decay", "0.05", "--ema", "0.5", "--recent-repeats", "2",
+                         "--recent-days", "3")
     assert code == 0
     second = last_line(out)
     assert f"vs champion {first}" in err
@@ -136,9 +140,9 @@ def test_train_reaches_the_champion_through_the_test_split_decision(capsys, tmp_
     recipes = {}
     for model_id in (first, second):
         _, saved = read_config(ModelFiles.at(store.path("models", model_id)))
-        recipes[model_id] = (saved["train"]["weight_decay"], saved["train"]["ema"])
-    assert recipes == {first: (TrainConfig().weight_decay, TrainConfig().ema),
-                       second: (0.05, 0.5)}
+        recipes[model_id] = tuple(saved["train"][k] for k in RECIPE)
+    assert recipes == {first: tuple(getattr(TrainConfig(), k) for k in RECIPE),
+                       second: (0.05, 0.5, 2, 3)}
     # Both were just scored on the same test split; the better one holds the title.
     scores = {m["summary"]["model"]: m["summary"]["bits_per_char"]
               for m in store.versions("evaluations")[-2:]}

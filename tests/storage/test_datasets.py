@@ -131,6 +131,21 @@ def test_recent_view_counts_back_from_the_newest_publish_date(tmp_path: Path,
     assert read_texts(version, "recent:7") == view["headline"].to_list()
 
 
+def test_read_texts_keeps_a_views_rows_of_the_newest_days(tmp_path: Path, csv_file) -> None:
+    version = _dated_version(tmp_path, csv_file, {"20030301": 150, "20030330": 100,
+                                                  "20030331": 120})
+    whole = read_headlines(version).collect()
+    for split in ("train", "validation", "test", None):
+        rows = whole if split is None else whole.filter(pl.col("split") == split)
+        # The window ends at the dataset's newest date, not the split's.
+        newest = rows.filter(pl.col("publish_date") >= dt.date(2003, 3, 30))
+        assert read_texts(version, split, days=2) == newest["headline"].to_list()
+        assert read_texts(version, split, days=31) == rows["headline"].to_list()
+    assert 0 < len(read_texts(version, "train", days=1)) < 120
+    # with a recent view, the tighter window wins
+    assert read_texts(version, "recent:2", days=1) == read_texts(version, "recent:1")
+
+
 def test_recent_view_cuts_across_the_hash_splits(tmp_path: Path, csv_file) -> None:
     version = _dated_version(tmp_path, csv_file, {"20030219": 100, "20030220": 200})
     recent = read_view(version, "recent:1")

@@ -89,6 +89,28 @@ def test_a_warm_run_starts_from_the_models_weights(store):
                        start_from="champion")
 
 
+def test_recency_weighting_repeats_the_newest_days_training_headlines(store):
+    """TrainConfig.recent_repeats: an epoch holds every training headline once and those of
+    the newest recent_days days recent_repeats times in all (for nightly retrains)."""
+    from charlm.data import Corpus
+    from storage.datasets import read_texts
+    from tasks.train import train_model
+
+    s = Store(store)
+    version = s.path("datasets", s.resolve("datasets", "latest"))
+    everything = Corpus.from_texts(read_texts(version, "train")).characters
+    recent = Corpus.from_texts(read_texts(version, "train", days=2)).characters
+    assert 0 < recent < everything / 2
+    one_epoch = dataclasses.replace(TRAINING, max_minutes=5.0, validation_limit=50)
+    plain = train_model.fn(store, "latest", NETWORK, one_epoch).model_id
+    weighted = train_model.fn(store, "latest", NETWORK, dataclasses.replace(
+        one_epoch, recent_repeats=3, recent_days=2)).model_id
+    trained = {m: s.manifest("models", m)["summary"]["characters"] for m in (plain, weighted)}
+    assert trained == {plain: everything, weighted: everything + 2 * recent}
+    with pytest.raises(ValueError, match="recent_repeats"):
+        TrainConfig(recent_repeats=0)
+
+
 WARM_TRAINER = """
 import sys
 from charlm.config import ModelConfig, TrainConfig
