@@ -65,3 +65,10 @@ def test_from_dict_rejects_unknown_keys_by_name():
 def test_from_dict_still_validates():
     with pytest.raises(ValueError, match="depth"):
         from_dict(ModelConfig, {"depth": 0})
+
+
+def test_recency_weightings_default_window_is_the_recent_views() -> None:
+    """charlm does not import storage: its "about a month of news" default is kept equal here."""
+    from storage.datasets import RECENT_DAYS
+
+    assert TrainConfig().recent_days == RECENT_DAYS
